@@ -1,0 +1,808 @@
+//! A fake host for native tests: a fake clock, a seeded generator, an
+//! in-memory queue with the real semantics (one live job per scene,
+//! coalescing, not-before, leases), scripted Stash scenes, and a small
+//! in-memory Plex Media Server that answers the endpoints the policy uses
+//! with PMS's JSON shapes and records every request.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use serde_json::{Value, json};
+
+use crate::host_api::{
+    DeadLetterInfo, EnqueueOutcome, Host, Job, LogLevel, Method, PlexRequest, PlexResponse, QueueCounts, QueueError,
+    Scene, ScenePage, SceneQuery, StashError, StateWrite, Studio, TransportError, VideoFile,
+};
+
+// ---------------------------------------------------------------- fake Plex
+
+#[derive(Debug, Clone)]
+pub struct FakeSection {
+    pub key: String,
+    /// `movie`, `show`, `artist`, …
+    pub kind: String,
+    pub title: String,
+    pub locations: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FakeItem {
+    pub rating_key: String,
+    pub section: String,
+    /// 1 movie, 4 episode.
+    pub item_type: u8,
+    pub title: String,
+    pub summary: String,
+    pub studio: String,
+    pub date: String,
+    pub files: Vec<String>,
+    pub locked: BTreeSet<String>,
+}
+
+/// An in-memory PMS.
+#[derive(Debug, Default)]
+pub struct FakePlex {
+    pub sections: Vec<FakeSection>,
+    /// In listing order.
+    pub items: Vec<FakeItem>,
+}
+
+fn section_type(kind: &str) -> Option<u8> {
+    match kind {
+        "movie" => Some(1),
+        "show" => Some(4),
+        _ => None,
+    }
+}
+
+fn type_name(t: u8) -> &'static str {
+    match t {
+        1 => "movie",
+        4 => "episode",
+        _ => "unknown",
+    }
+}
+
+fn json_response(status: u16, value: &Value) -> PlexResponse {
+    PlexResponse {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: value.to_string().into_bytes(),
+        elapsed_ms: 3,
+    }
+}
+
+pub fn status_response(status: u16, body: &str) -> PlexResponse {
+    PlexResponse { status, headers: Vec::new(), body: body.as_bytes().to_vec(), elapsed_ms: 3 }
+}
+
+fn not_found() -> PlexResponse {
+    status_response(404, "<html><head><title>Not Found</title></head><body><h1>404 Not Found</h1></body></html>")
+}
+
+impl FakePlex {
+    pub fn add_section(&mut self, key: &str, kind: &str, title: &str, locations: &[&str]) {
+        self.sections.push(FakeSection {
+            key: key.into(),
+            kind: kind.into(),
+            title: title.into(),
+            locations: locations.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+
+    /// Add an item with one file; its type follows the section's.
+    pub fn add_item(&mut self, section: &str, rating_key: &str, title: &str, file: &str) {
+        let item_type =
+            self.sections.iter().find(|s| s.key == section).and_then(|s| section_type(&s.kind)).unwrap_or(1);
+        self.items.push(FakeItem {
+            rating_key: rating_key.into(),
+            section: section.into(),
+            item_type,
+            title: title.into(),
+            files: vec![file.into()],
+            ..FakeItem::default()
+        });
+    }
+
+    pub fn item(&self, rating_key: &str) -> Option<&FakeItem> {
+        self.items.iter().find(|i| i.rating_key == rating_key)
+    }
+
+    pub fn remove_item(&mut self, rating_key: &str) {
+        self.items.retain(|i| i.rating_key != rating_key);
+    }
+
+    pub fn handle(&mut self, req: &PlexRequest) -> PlexResponse {
+        let path = req.path.as_str();
+        match (req.method, path) {
+            (Method::Get, "/library/sections") => self.sections_json(),
+            (Method::Get, _) if path.starts_with("/library/metadata/") => {
+                self.metadata_json(&path["/library/metadata/".len()..])
+            }
+            (method, _) if path.starts_with("/library/sections/") && path.ends_with("/all") => {
+                let sid = &path["/library/sections/".len()..path.len() - "/all".len()];
+                match method {
+                    Method::Get => self.listing_json(sid, req),
+                    Method::Put => self.edit(sid, req),
+                    _ => status_response(405, ""),
+                }
+            }
+            _ => not_found(),
+        }
+    }
+
+    fn sections_json(&self) -> PlexResponse {
+        let dirs: Vec<Value> = self
+            .sections
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                json!({
+                    "allowSync": true, "key": s.key, "type": s.kind, "title": s.title,
+                    "agent": "tv.plex.agents.movie", "refreshing": false, "hidden": 0,
+                    "uuid": format!("uuid-{}", s.key), "updatedAt": 1735865761,
+                    "Location": s.locations.iter().enumerate()
+                        .map(|(j, p)| json!({"id": i * 10 + j, "path": p}))
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json_response(
+            200,
+            &json!({"MediaContainer": {"size": dirs.len(), "allowSync": false,
+                "title1": "Plex Library", "Directory": dirs}}),
+        )
+    }
+
+    fn media_json(item: &FakeItem) -> Value {
+        Value::Array(
+            item.files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    json!({"id": i + 1, "duration": 5062, "container": "mkv",
+                        "Part": [{"id": i + 1, "key": format!("/library/parts/{}/file.mkv", i + 1),
+                                  "file": f, "size": 13400382, "container": "mkv"}]})
+                })
+                .collect(),
+        )
+    }
+
+    fn listing_json(&self, sid: &str, req: &PlexRequest) -> PlexResponse {
+        let Some(section) = self.sections.iter().find(|s| s.key == sid) else {
+            return not_found();
+        };
+        let Some(wanted) = req.query_value("type").and_then(|t| t.parse::<u8>().ok()) else {
+            return status_response(400, "type required by this fake");
+        };
+        let items: Vec<&FakeItem> =
+            self.items.iter().filter(|i| i.section == section.key && i.item_type == wanted).collect();
+        let total = items.len();
+        let start: usize = req.header_value("X-Plex-Container-Start").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let size: usize = req.header_value("X-Plex-Container-Size").and_then(|v| v.parse().ok()).unwrap_or(total);
+        let page: Vec<Value> = items
+            .iter()
+            .skip(start)
+            .take(size)
+            .map(|i| {
+                json!({"ratingKey": i.rating_key, "key": format!("/library/metadata/{}", i.rating_key),
+                    "type": type_name(i.item_type), "title": i.title,
+                    "summary": i.summary, "addedAt": 1579514268,
+                    "Media": Self::media_json(i), "Genre": [{"tag": "Truncated"}]})
+            })
+            .collect();
+        let mut container = json!({"size": page.len(), "totalSize": total, "offset": start,
+            "allowSync": true, "librarySectionID": section.key.parse::<u64>().unwrap_or(0),
+            "librarySectionTitle": section.title});
+        if !page.is_empty() {
+            container["Metadata"] = Value::Array(page);
+        }
+        json_response(200, &json!({ "MediaContainer": container }))
+    }
+
+    fn metadata_json(&self, rk: &str) -> PlexResponse {
+        let Some(item) = self.item(rk) else {
+            return not_found();
+        };
+        let sid = item.section.parse::<u64>().unwrap_or(0);
+        let mut m = json!({"ratingKey": item.rating_key, "key": format!("/library/metadata/{rk}"),
+            "guid": format!("plex://movie/{rk}"), "type": type_name(item.item_type),
+            "title": item.title, "librarySectionID": sid,
+            "librarySectionKey": format!("/library/sections/{}", item.section),
+            "addedAt": 1579514268, "updatedAt": 1700000000,
+            "Media": Self::media_json(item),
+            "Genre": [{"id": 177, "filter": "genre=177", "tag": "Adventure"}]});
+        // PMS leaves empty fields out.
+        for (key, value) in
+            [("summary", &item.summary), ("studio", &item.studio), ("originallyAvailableAt", &item.date)]
+        {
+            if !value.is_empty() {
+                m[key] = json!(value);
+            }
+        }
+        if !item.locked.is_empty() {
+            m["Field"] = Value::Array(item.locked.iter().map(|n| json!({"locked": true, "name": n})).collect());
+        }
+        json_response(200, &json!({"MediaContainer": {"size": 1, "librarySectionID": sid, "Metadata": [m]}}))
+    }
+
+    fn edit(&mut self, sid: &str, req: &PlexRequest) -> PlexResponse {
+        let (Some(t), Some(id)) = (req.query_value("type"), req.query_value("id")) else {
+            return status_response(400, "type and id required");
+        };
+        let Some(item) = self.items.iter_mut().find(|i| i.rating_key == id && i.section == sid) else {
+            return not_found();
+        };
+        if t != item.item_type.to_string() {
+            return status_response(400, "type mismatch");
+        }
+        for (key, value) in &req.query {
+            if key == "type" || key == "id" {
+                continue;
+            }
+            let Some((field, op)) = key.split_once('.') else {
+                return status_response(400, "bad parameter");
+            };
+            match op {
+                "value" => {
+                    let slot = match field {
+                        "title" => &mut item.title,
+                        "summary" => &mut item.summary,
+                        "studio" => &mut item.studio,
+                        "originallyAvailableAt" => &mut item.date,
+                        _ => return status_response(400, "unknown field"),
+                    };
+                    *slot = value.clone();
+                }
+                "locked" => {
+                    if value == "1" {
+                        item.locked.insert(field.to_string());
+                    } else {
+                        item.locked.remove(field);
+                    }
+                }
+                _ => return status_response(400, "bad parameter"),
+            }
+        }
+        status_response(200, "")
+    }
+}
+
+// ---------------------------------------------------------------- fake queue
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeJob {
+    pub id: u64,
+    pub scene_id: String,
+    pub payload: String,
+    pub attempt: u32,
+    pub first_enqueued_ms: i64,
+    pub last_enqueued_ms: i64,
+    pub not_before_ms: i64,
+    /// (token, lease expiry)
+    pub lease: Option<(u64, i64)>,
+    pub last_error: Option<String>,
+    /// A change that arrived while the job was running.
+    pub pending_payload: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadJob {
+    pub job: FakeJob,
+    pub info: DeadLetterInfo,
+}
+
+#[derive(Debug, Default)]
+struct FakeQueue {
+    next_id: u64,
+    next_lease: u64,
+    jobs: Vec<FakeJob>,
+    dead: Vec<DeadJob>,
+    completed: Vec<u64>,
+}
+
+impl FakeQueue {
+    fn leased(&mut self, job_id: u64, lease: u64) -> Result<usize, QueueError> {
+        self.jobs
+            .iter()
+            .position(|j| j.id == job_id && j.lease.is_some_and(|(t, _)| t == lease))
+            .ok_or(QueueError::LeaseLost)
+    }
+
+    /// After an attempt ended: a change that came in meanwhile makes the job
+    /// due again with the new payload.
+    fn settle(job: &mut FakeJob, now: i64) -> bool {
+        job.lease = None;
+        match job.pending_payload.take() {
+            Some(p) => {
+                job.payload = p;
+                job.not_before_ms = now;
+                job.attempt = 0;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the host
+
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Response(PlexResponse),
+    Transport(TransportError),
+}
+
+#[derive(Debug, Clone)]
+struct Script {
+    method: Option<Method>,
+    path_prefix: String,
+    reply: Reply,
+    times: u32,
+}
+
+pub struct FakeHost {
+    now: Cell<i64>,
+    rng: Cell<u64>,
+    logs: RefCell<Vec<(LogLevel, String)>>,
+    obfuscate: Cell<bool>,
+    pub plex: RefCell<FakePlex>,
+    requests: RefCell<Vec<PlexRequest>>,
+    scripts: RefCell<VecDeque<Script>>,
+    scenes: RefCell<HashMap<String, Result<Option<Scene>, StashError>>>,
+    queue: RefCell<FakeQueue>,
+    queue_failure: RefCell<Option<QueueError>>,
+    state: RefCell<BTreeMap<String, String>>,
+    renewals: Cell<u32>,
+    advance_per_request: Cell<i64>,
+    steal_leases_at_request: Cell<Option<usize>>,
+}
+
+impl Default for FakeHost {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeHost {
+    pub fn new() -> Self {
+        FakeHost {
+            now: Cell::new(1_700_000_000_000),
+            rng: Cell::new(0x5eed_1234_abcd_0042),
+            logs: RefCell::default(),
+            obfuscate: Cell::new(false),
+            plex: RefCell::default(),
+            requests: RefCell::default(),
+            scripts: RefCell::default(),
+            scenes: RefCell::default(),
+            queue: RefCell::default(),
+            queue_failure: RefCell::default(),
+            state: RefCell::default(),
+            renewals: Cell::new(0),
+            advance_per_request: Cell::new(0),
+            steal_leases_at_request: Cell::new(None),
+        }
+    }
+
+    // clock
+    pub fn set_now(&self, ms: i64) {
+        self.now.set(ms);
+    }
+    pub fn now(&self) -> i64 {
+        self.now.get()
+    }
+    pub fn advance(&self, ms: i64) {
+        self.now.set(self.now.get() + ms);
+    }
+
+    // log
+    pub fn logs(&self) -> Vec<(LogLevel, String)> {
+        self.logs.borrow().clone()
+    }
+    pub fn logged(&self, needle: &str) -> bool {
+        self.logs.borrow().iter().any(|(_, m)| m.contains(needle))
+    }
+    /// Make `obfuscate_path` hide paths (as `obfuscate_paths` would).
+    pub fn obfuscate_paths(&self, on: bool) {
+        self.obfuscate.set(on);
+    }
+    /// Let every Plex request take this long on the fake clock.
+    pub fn set_request_duration(&self, ms: i64) {
+        self.advance_per_request.set(ms);
+    }
+    /// When the `n`th Plex request is sent, every running job's lease passes
+    /// to another (imaginary) drainer.
+    pub fn steal_leases_at_request(&self, n: usize) {
+        self.steal_leases_at_request.set(Some(n));
+    }
+    pub fn renewals(&self) -> u32 {
+        self.renewals.get()
+    }
+
+    // plex
+    pub fn requests(&self) -> Vec<PlexRequest> {
+        self.requests.borrow().clone()
+    }
+    /// `METHOD path` of every request so far.
+    pub fn request_lines(&self) -> Vec<String> {
+        self.requests.borrow().iter().map(|r| format!("{} {}", r.method.as_str(), r.path)).collect()
+    }
+    pub fn clear_requests(&self) {
+        self.requests.borrow_mut().clear();
+    }
+    /// Answer the next `times` requests whose path starts with `path_prefix`
+    /// (and method matches, if given) with `reply` instead of the fake PMS.
+    pub fn script(&self, method: Option<Method>, path_prefix: &str, reply: Reply, times: u32) {
+        self.scripts.borrow_mut().push_back(Script { method, path_prefix: path_prefix.into(), reply, times });
+    }
+
+    // stash
+    pub fn add_scene(&self, scene: Scene) {
+        self.scenes.borrow_mut().insert(scene.id.clone(), Ok(Some(scene)));
+    }
+    pub fn stash_error(&self, id: &str, error: StashError) {
+        self.scenes.borrow_mut().insert(id.into(), Err(error));
+    }
+
+    // queue
+    pub fn jobs(&self) -> Vec<FakeJob> {
+        self.queue.borrow().jobs.clone()
+    }
+    pub fn dead(&self) -> Vec<DeadJob> {
+        self.queue.borrow().dead.clone()
+    }
+    pub fn completed(&self) -> Vec<u64> {
+        self.queue.borrow().completed.clone()
+    }
+    pub fn fail_queue(&self, error: QueueError) {
+        *self.queue_failure.borrow_mut() = Some(error);
+    }
+    /// Claim the next job as another drainer would.
+    pub fn claim_for_test(&self) -> Option<Job> {
+        self.claim(60_000).ok().flatten()
+    }
+    /// Record a change for a scene, due now.
+    pub fn enqueue_now(&self, scene_id: &str) {
+        let _ = self.enqueue(scene_id, r#"{"v":1,"trigger":"test","fields":[]}"#, self.now());
+    }
+
+    fn queue_check(&self) -> Result<(), QueueError> {
+        match &*self.queue_failure.borrow() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A scene with a title and one file.
+pub fn scene(id: &str, title: &str, path: &str) -> Scene {
+    Scene {
+        id: id.into(),
+        title: Some(title.into()),
+        details: Some(format!("Details of {title}.\n\nSecond paragraph.")),
+        date: Some("2024-01-15".into()),
+        studio: Some(Studio { id: "1".into(), name: "Studio X".into(), parent_name: None }),
+        files: vec![VideoFile { path: path.into(), size: 1000, duration_secs: 60.0 }],
+        created_at: "2024-01-15T00:00:00Z".into(),
+        updated_at: "2024-01-15T00:00:00Z".into(),
+        ..Scene::default()
+    }
+}
+
+impl Host for FakeHost {
+    fn now_ms(&self) -> i64 {
+        self.now.get()
+    }
+
+    fn random_u64(&self) -> u64 {
+        // splitmix64
+        let s = self.rng.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.rng.set(s);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        self.logs.borrow_mut().push((level, message.to_string()));
+    }
+
+    fn obfuscate_path(&self, path: &str) -> String {
+        if self.obfuscate.get() {
+            path.split('/').map(|seg| if seg.is_empty() { "" } else { "xxx" }).collect::<Vec<_>>().join("/")
+        } else {
+            path.to_string()
+        }
+    }
+
+    fn progress(&self, _fraction: f64) {}
+
+    fn plex_server_label(&self) -> String {
+        "http://plex.test:32400".into()
+    }
+
+    fn plex_send(&self, request: &PlexRequest) -> Result<PlexResponse, TransportError> {
+        self.requests.borrow_mut().push(request.clone());
+        self.advance(self.advance_per_request.get());
+        if self.steal_leases_at_request.get() == Some(self.requests.borrow().len()) {
+            for job in &mut self.queue.borrow_mut().jobs {
+                if let Some((token, until)) = job.lease {
+                    job.lease = Some((token + 1_000_000, until));
+                }
+            }
+        }
+        let scripted = {
+            let mut scripts = self.scripts.borrow_mut();
+            let found = scripts.iter().position(|s| {
+                s.times > 0 && request.path.starts_with(&s.path_prefix) && s.method.is_none_or(|m| m == request.method)
+            });
+            found.map(|i| {
+                scripts[i].times -= 1;
+                let reply = scripts[i].reply.clone();
+                if scripts[i].times == 0 {
+                    scripts.remove(i);
+                }
+                reply
+            })
+        };
+        match scripted {
+            Some(Reply::Response(r)) => Ok(r),
+            Some(Reply::Transport(e)) => Err(e),
+            None => Ok(self.plex.borrow_mut().handle(request)),
+        }
+    }
+
+    fn find_scene(&self, id: &str) -> Result<Option<Scene>, StashError> {
+        self.scenes.borrow().get(id).cloned().unwrap_or(Ok(None))
+    }
+
+    fn find_scenes(&self, query: &SceneQuery) -> Result<ScenePage, StashError> {
+        let mut scenes: Vec<Scene> = self.scenes.borrow().values().filter_map(|r| r.clone().ok().flatten()).collect();
+        scenes.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
+        let count = scenes.len() as u64;
+        let per = query.per_page.max(1) as usize;
+        let skip = (query.page.max(1) as usize - 1) * per;
+        Ok(ScenePage { count, scenes: scenes.into_iter().skip(skip).take(per).collect() })
+    }
+
+    fn enqueue(&self, scene_id: &str, payload: &str, not_before_ms: i64) -> Result<EnqueueOutcome, QueueError> {
+        self.queue_check()?;
+        let now = self.now();
+        let mut q = self.queue.borrow_mut();
+        if let Some(job) = q.jobs.iter_mut().find(|j| j.scene_id == scene_id) {
+            job.last_enqueued_ms = now;
+            if job.lease.is_some_and(|(_, until)| until > now) {
+                job.pending_payload = Some(payload.into());
+                return Ok(EnqueueOutcome::RequeuedAfterRunning);
+            }
+            job.lease = None;
+            job.payload = payload.into();
+            job.not_before_ms = job.not_before_ms.min(not_before_ms);
+            return Ok(EnqueueOutcome::Coalesced);
+        }
+        q.next_id += 1;
+        let id = q.next_id;
+        q.jobs.push(FakeJob {
+            id,
+            scene_id: scene_id.into(),
+            payload: payload.into(),
+            attempt: 0,
+            first_enqueued_ms: now,
+            last_enqueued_ms: now,
+            not_before_ms,
+            lease: None,
+            last_error: None,
+            pending_payload: None,
+        });
+        Ok(EnqueueOutcome::Created)
+    }
+
+    fn claim(&self, lease_ms: u32) -> Result<Option<Job>, QueueError> {
+        self.queue_check()?;
+        let now = self.now();
+        let mut q = self.queue.borrow_mut();
+        q.next_lease += 1;
+        let token = q.next_lease;
+        let Some(job) = q
+            .jobs
+            .iter_mut()
+            .filter(|j| j.not_before_ms <= now && j.lease.is_none_or(|(_, until)| until <= now))
+            .min_by_key(|j| (j.not_before_ms, j.id))
+        else {
+            return Ok(None);
+        };
+        job.attempt += 1;
+        job.lease = Some((token, now + i64::from(lease_ms)));
+        Ok(Some(Job {
+            id: job.id,
+            scene_id: job.scene_id.clone(),
+            payload: job.payload.clone(),
+            attempt: job.attempt,
+            first_enqueued_ms: job.first_enqueued_ms,
+            last_enqueued_ms: job.last_enqueued_ms,
+            lease: token,
+            last_error: job.last_error.clone(),
+        }))
+    }
+
+    fn renew(&self, job_id: u64, lease: u64, lease_ms: u32) -> Result<(), QueueError> {
+        self.queue_check()?;
+        let now = self.now();
+        let mut q = self.queue.borrow_mut();
+        let i = q.leased(job_id, lease)?;
+        q.jobs[i].lease = Some((lease, now + i64::from(lease_ms)));
+        self.renewals.set(self.renewals.get() + 1);
+        Ok(())
+    }
+
+    fn complete(&self, job_id: u64, lease: u64, state: &[StateWrite]) -> Result<(), QueueError> {
+        self.queue_check()?;
+        let now = self.now();
+        let mut q = self.queue.borrow_mut();
+        let i = q.leased(job_id, lease)?;
+        if !FakeQueue::settle(&mut q.jobs[i], now) {
+            q.jobs.remove(i);
+        }
+        q.completed.push(job_id);
+        drop(q);
+        self.state_set(state)
+    }
+
+    fn retry_at(
+        &self,
+        job_id: u64,
+        lease: u64,
+        not_before_ms: i64,
+        error: &str,
+        state: &[StateWrite],
+    ) -> Result<(), QueueError> {
+        self.queue_check()?;
+        let now = self.now();
+        let mut q = self.queue.borrow_mut();
+        let i = q.leased(job_id, lease)?;
+        let job = &mut q.jobs[i];
+        let attempt = job.attempt;
+        if FakeQueue::settle(job, now) {
+            // A new change is due now; keep the failure's count.
+            job.attempt = attempt;
+        } else {
+            job.not_before_ms = not_before_ms;
+        }
+        job.last_error = Some(error.into());
+        drop(q);
+        self.state_set(state)
+    }
+
+    fn release(&self, job_id: u64, lease: u64, not_before_ms: i64, state: &[StateWrite]) -> Result<(), QueueError> {
+        self.queue_check()?;
+        let mut q = self.queue.borrow_mut();
+        let i = q.leased(job_id, lease)?;
+        let job = &mut q.jobs[i];
+        job.lease = None;
+        job.attempt = job.attempt.saturating_sub(1);
+        job.not_before_ms = not_before_ms;
+        if let Some(p) = job.pending_payload.take() {
+            job.payload = p;
+        }
+        drop(q);
+        self.state_set(state)
+    }
+
+    fn dead_letter(
+        &self,
+        job_id: u64,
+        lease: u64,
+        info: &DeadLetterInfo,
+        state: &[StateWrite],
+    ) -> Result<(), QueueError> {
+        self.queue_check()?;
+        let now = self.now();
+        let mut q = self.queue.borrow_mut();
+        let i = q.leased(job_id, lease)?;
+        let snapshot = q.jobs[i].clone();
+        if !FakeQueue::settle(&mut q.jobs[i], now) {
+            q.jobs.remove(i);
+        }
+        q.dead.push(DeadJob { job: snapshot, info: info.clone() });
+        drop(q);
+        self.state_set(state)
+    }
+
+    fn counts(&self) -> Result<QueueCounts, QueueError> {
+        self.queue_check()?;
+        let now = self.now();
+        let q = self.queue.borrow();
+        let mut c = QueueCounts { dead: q.dead.len() as u64, ..QueueCounts::default() };
+        for j in &q.jobs {
+            if j.lease.is_some_and(|(_, until)| until > now) {
+                c.running += 1;
+            } else if j.not_before_ms <= now {
+                c.ready += 1;
+            } else {
+                c.waiting += 1;
+                c.next_due_ms = Some(c.next_due_ms.map_or(j.not_before_ms, |d| d.min(j.not_before_ms)));
+            }
+        }
+        Ok(c)
+    }
+
+    fn state_get(&self, key: &str) -> Result<Option<String>, QueueError> {
+        self.queue_check()?;
+        Ok(self.state.borrow().get(key).cloned())
+    }
+
+    fn state_set(&self, writes: &[StateWrite]) -> Result<(), QueueError> {
+        self.queue_check()?;
+        let mut state = self.state.borrow_mut();
+        for w in writes {
+            match &w.value {
+                Some(v) => state.insert(w.key.clone(), v.clone()),
+                None => state.remove(&w.key),
+            };
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fake_queue_semantics() {
+        let h = FakeHost::new();
+        assert_eq!(h.enqueue("1", "a", h.now() + 10), Ok(EnqueueOutcome::Created));
+        assert_eq!(h.enqueue("2", "b", h.now()), Ok(EnqueueOutcome::Created));
+        // Job 1 waits for its time and does not block job 2.
+        let j = h.claim(1000).unwrap().unwrap();
+        assert_eq!(j.scene_id, "2");
+        assert_eq!(j.attempt, 1);
+        assert_eq!(h.claim(1000).unwrap(), None);
+        let c = h.counts().unwrap();
+        assert_eq!((c.ready, c.waiting, c.running), (0, 1, 1));
+        assert_eq!(c.next_due_ms, Some(h.now() + 10));
+        // A stale lease token is refused.
+        assert_eq!(h.complete(j.id, j.lease + 1, &[]), Err(QueueError::LeaseLost));
+        h.complete(j.id, j.lease, &[]).unwrap();
+        h.advance(10);
+        let j = h.claim(1000).unwrap().unwrap();
+        assert_eq!(j.scene_id, "1");
+        // Lease expiry hands the job to the next claim with a new token.
+        h.advance(1000);
+        let again = h.claim(1000).unwrap().unwrap();
+        assert_eq!(again.id, j.id);
+        assert_ne!(again.lease, j.lease);
+        assert_eq!(again.attempt, 2);
+    }
+
+    #[test]
+    fn fake_plex_pages_and_edits() {
+        let mut p = FakePlex::default();
+        p.add_section("1", "movie", "Movies", &["/m"]);
+        for i in 0..3 {
+            p.add_item("1", &format!("{i}"), "t", &format!("/m/{i}.mkv"));
+        }
+        let mut req = PlexRequest::get("/library/sections/1/all");
+        req.query.push(("type".into(), "1".into()));
+        req.headers = vec![("X-Plex-Container-Start".into(), "2".into()), ("X-Plex-Container-Size".into(), "2".into())];
+        let r = p.handle(&req);
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["MediaContainer"]["totalSize"], 3);
+        assert_eq!(v["MediaContainer"]["Metadata"].as_array().unwrap().len(), 1);
+        req.headers[0].1 = "3".into();
+        let v: Value = serde_json::from_slice(&p.handle(&req).body).unwrap();
+        assert!(v["MediaContainer"].get("Metadata").is_none());
+        assert_eq!(p.handle(&PlexRequest::get("/library/metadata/99")).status, 404);
+        let mut put = PlexRequest::new(Method::Put, "/library/sections/1/all");
+        put.query = vec![
+            ("type".into(), "1".into()),
+            ("id".into(), "1".into()),
+            ("title.value".into(), "New".into()),
+            ("title.locked".into(), "1".into()),
+        ];
+        assert_eq!(p.handle(&put).status, 200);
+        assert_eq!(p.item("1").unwrap().title, "New");
+        assert!(p.item("1").unwrap().locked.contains("title"));
+    }
+}

@@ -1,0 +1,93 @@
+//! Builds the default policy (`core-wasm`) for `wasm32-unknown-unknown`,
+//! encodes the core module as a component with `wit-component`, and leaves it
+//! in `OUT_DIR/policy.wasm` for the host to embed with `include_bytes!`.
+//!
+//! Why here and why this way (measured, see docs/architecture.md):
+//! - `wasm32-unknown-unknown` + `ComponentEncoder` gives a component whose only
+//!   imports are our world's interfaces (a `wasm32-wasip2` build imports ~15
+//!   WASI interfaces even when it does no I/O).
+//! - The nested cargo gets its own `--target-dir`: cargo holds the outer
+//!   target dir's lock while build scripts run, so sharing it deadlocks.
+//! - Flags meant for the host (coverage, target-cpu, clippy's wrapper) must not
+//!   leak into the wasm build, so they are removed from the environment.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const GUEST_PACKAGE: &str = "stash2plex-policy";
+const GUEST_TARGET: &str = "wasm32-unknown-unknown";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().expect("host/ lives in the workspace root").to_path_buf();
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+
+    for watched in ["core-wasm/src", "core-wasm/Cargo.toml", "wit", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    println!("cargo:rerun-if-env-changed=STASH2PLEX_GUEST_TARGET_DIR");
+    println!("cargo:rerun-if-env-changed=STASH2PLEX_POLICY_WASM");
+
+    let dest = out_dir.join("policy.wasm");
+    // A prebuilt policy component (packaging, or checking the host alone).
+    if let Some(prebuilt) = env::var_os("STASH2PLEX_POLICY_WASM") {
+        let prebuilt = PathBuf::from(prebuilt);
+        println!("cargo:rerun-if-changed={}", prebuilt.display());
+        std::fs::copy(&prebuilt, &dest).unwrap_or_else(|e| fail(&format!("cannot copy {}: {e}", prebuilt.display())));
+        return;
+    }
+
+    let guest_target_dir = env::var_os("STASH2PLEX_GUEST_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target").join("policy-build"));
+
+    let core = build_guest(&root, &guest_target_dir);
+    let bytes = std::fs::read(&core).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", core.display())));
+    let component = wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&bytes)
+        .and_then(|enc| enc.encode())
+        .unwrap_or_else(|e| fail(&format!("cannot encode the policy as a component: {e:#}")));
+    std::fs::write(&dest, &component).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", dest.display())));
+}
+
+fn build_guest(root: &Path, target_dir: &Path) -> PathBuf {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(root)
+        .args(["build", "--locked", "-p", GUEST_PACKAGE, "--target", GUEST_TARGET, "--profile", "guest"])
+        .arg("--target-dir")
+        .arg(target_dir);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().unwrap_or_else(|e| fail(&format!("cannot run `{cargo}` to build the policy: {e}")));
+    if !status.success() {
+        fail(&format!(
+            "building the default policy failed ({status}). If the error says the `{GUEST_TARGET}` target \
+             is not installed, run: rustup target add {GUEST_TARGET}"
+        ));
+    }
+    let artifact = target_dir.join(GUEST_TARGET).join("guest").join("stash2plex_policy.wasm");
+    if !artifact.exists() {
+        fail(&format!("the policy build succeeded but {} is missing", artifact.display()));
+    }
+    artifact
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(1);
+}

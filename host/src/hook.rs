@@ -1,0 +1,72 @@
+//! The hook path. Stash waits for every hook process before it finishes a
+//! save or moves on in a scan, so this only records the change durably and
+//! returns: no Plex, no Stash round trips. The policy decides what to record
+//! (`on-event`); if the policy cannot run, the host records the change
+//! itself so nothing is lost.
+
+use crate::app::Env;
+use crate::bindings::exported::{Event, EventOutcome};
+use crate::plugin_input::HookContext;
+use crate::plugin_io::Answer;
+use crate::policy_session::PolicySession;
+use crate::queue::Queue;
+use serde_json::json;
+
+/// Triggers whose change must never be dropped when the policy is broken.
+const SCENE_CHANGE_TRIGGERS: &[&str] = &["Scene.Update.Post", "Scene.Create.Post"];
+
+pub fn run(env: &Env, ctx: &HookContext) -> Answer {
+    let queue = match env.open_queue() {
+        Ok(q) => q,
+        Err(e) => return Answer::Error(e),
+    };
+    // The last settings a drainer saw (hooks don't ask Stash for them).
+    let settings = queue.host_get("policy_settings").ok().flatten().unwrap_or_else(|| "{}".into());
+    let event = Event {
+        trigger: ctx.trigger.clone(),
+        object_id: ctx.id.clone(),
+        input_fields: ctx.input_fields.clone(),
+        input: ctx.input.as_ref().map(|v| v.to_string()),
+    };
+
+    let mut state = env.host_state(queue);
+    state.plex_forbidden_reason =
+        Some("hooks never talk to Plex; the change is synced by the Process Queue task".into());
+
+    let outcome = env
+        .load_runtime()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| PolicySession::start(rt, state, settings).map_err(|e| e.to_string()))
+        .and_then(|mut session| match session.on_event(&event) {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(msg)) => Err(format!("the policy could not handle the event: {msg}")),
+            Err(e) => Err(e.to_string()),
+        });
+
+    match outcome {
+        Ok(EventOutcome::Enqueued(what)) => {
+            crate::debug!("Recorded {}: {what}", ctx.trigger);
+            Answer::ok(format!("recorded: {what}"))
+        }
+        Ok(EventOutcome::Ignored(why)) => Answer::ok(format!("ignored: {why}")),
+        Err(problem) => fallback(env, ctx, &problem),
+    }
+}
+
+/// The policy failed: record a scene change with the host's own payload
+/// (the documented fallback format every policy must accept).
+fn fallback(env: &Env, ctx: &HookContext, problem: &str) -> Answer {
+    let (Some(id), true) = (&ctx.id, SCENE_CHANGE_TRIGGERS.contains(&ctx.trigger.as_str())) else {
+        crate::error!("{problem}");
+        return Answer::Error(format!("{} not handled: {problem}", ctx.trigger));
+    };
+    crate::error!("{problem}. Recording the change for scene {id} anyway; it will sync when the policy works again.");
+    let payload =
+        json!({ "v": 1, "trigger": ctx.trigger, "fields": ctx.input_fields, "recorded_by": "host" }).to_string();
+    let now = env.opts.clock.now_ms();
+    let result: Result<Queue, String> = env.open_queue();
+    match result.and_then(|mut q| q.enqueue(id, &payload, now, now).map_err(|e| e.to_string())) {
+        Ok(_) => Answer::ok(format!("recorded scene {id} (policy failed: {problem})")),
+        Err(e) => Answer::Error(format!("could not record the change for scene {id}: {e}")),
+    }
+}

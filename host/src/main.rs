@@ -1,0 +1,102 @@
+//! `stash2plex`: the native host. Stash runs it once per hook and once per
+//! task (raw plugin interface); it also has a few commands for people.
+
+use stash2plex::{app, clock, demo, error, plugin_io, queue, stash_log, tasks};
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "stash2plex", version, about = "Keeps Plex in step with Stash (a Stash plugin)")]
+struct Cli {
+    /// The plugin folder (Stash also sends it on stdin).
+    #[arg(long, global = true)]
+    plugin_dir: Option<PathBuf>,
+    /// Where the queue and caches live (default: <plugin folder>/data, or $STASH_PLUGIN_DATA).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// The plugin id Stash knows this plugin by (the YAML file's name).
+    #[arg(long, global = true, default_value = app::DEFAULT_PLUGIN_ID)]
+    plugin_id: String,
+    /// Run this policy component instead of the built-in one.
+    #[arg(long, global = true)]
+    policy: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Plugin mode (the default): read Stash's JSON on stdin, answer on stdout.
+    Plugin,
+    /// Sync a simulated Stash library into a simulated Plex server on loopback
+    /// with the real engine, and show what changed.
+    Demo {
+        /// How many scenes the simulated library has.
+        #[arg(long, default_value_t = 12)]
+        scenes: usize,
+    },
+    /// Show the queue in a data directory.
+    Status,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let opts = app::Options {
+        plugin_id: cli.plugin_id.clone(),
+        data_dir: cli.data_dir.clone(),
+        plugin_dir: cli.plugin_dir.clone(),
+        policy_path: cli.policy.clone(),
+        ..app::Options::default()
+    };
+    let code = match cli.command {
+        None | Some(Command::Plugin) => plugin_mode(opts),
+        Some(Command::Demo { scenes }) => {
+            stash_log::set_stash_format(false);
+            stash_log::set_min_level(stash_log::Level::Warn);
+            demo::run(scenes, opts)
+        }
+        Some(Command::Status) => {
+            stash_log::set_stash_format(false);
+            status(opts)
+        }
+    };
+    std::process::exit(code);
+}
+
+fn plugin_mode(opts: app::Options) -> i32 {
+    stash_log::set_stash_format(true);
+    let answer = match plugin_io::read_stdin() {
+        Ok(raw) => app::run_plugin(&raw, opts),
+        Err(e) => plugin_io::Answer::Error(e),
+    };
+    if let plugin_io::Answer::Error(e) = &answer {
+        error!("{e}");
+    }
+    plugin_io::write_answer(&answer);
+    answer.exit_code()
+}
+
+fn status(opts: app::Options) -> i32 {
+    let Some(dir) = opts.data_dir.clone().or_else(|| opts.plugin_dir.as_ref().map(|d| d.join("data"))) else {
+        eprintln!("stash2plex status: pass --data-dir (or --plugin-dir)");
+        return 2;
+    };
+    let queue = match queue::Queue::open(&dir.join("queue.db")) {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("stash2plex status: {e}");
+            return 1;
+        }
+    };
+    match tasks::status_report(&queue, clock::Clock::now_ms(&clock::SystemClock)) {
+        Ok(r) => {
+            print!("{r}");
+            0
+        }
+        Err(e) => {
+            eprintln!("stash2plex status: {e}");
+            1
+        }
+    }
+}

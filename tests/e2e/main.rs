@@ -1,0 +1,6 @@
+//! End-to-end tests: the real binary, spawned as Stash spawns it, against
+//! fake Stash and fake Plex servers on loopback.
+
+mod harness;
+mod plugin_protocol;
+mod sync;
