@@ -6,8 +6,6 @@ use crate::app::Options;
 use serde_json::{Value, json};
 use stash2plex_testkit::fake_stash::StashAuth;
 use stash2plex_testkit::{FakePlex, FakeStash, fixtures};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 const TOKEN: &str = "demo-plex-token-0001";
@@ -123,22 +121,12 @@ fn demo(n: usize, opts: Options) -> Result<(), String> {
 }
 
 fn invoke(exe: &std::path::Path, opts: &Options, stdin: &Value) -> Result<Value, String> {
-    let mut cmd = Command::new(exe);
-    cmd.arg("plugin").arg("--plugin-id").arg(&opts.plugin_id);
+    let mut args = vec!["--plugin-id".to_string(), opts.plugin_id.clone()];
     if let Some(p) = &opts.policy_path {
-        cmd.arg("--policy").arg(p);
+        args.push("--policy".into());
+        args.push(p.display().to_string());
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-    if let Some(mut pipe) = child.stdin.take() {
-        pipe.write_all(stdin.to_string().as_bytes()).map_err(|e| format!("cannot write to the plugin: {e}"))?;
-    }
-    let out = child.wait_with_output().map_err(|e| format!("the plugin did not finish: {e}"))?;
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("the plugin's answer is not JSON ({e})"))
+    crate::plugin_spawn::invoke(exe, &args, stdin)
 }
 
 fn cut(s: &str, n: usize) -> String {

@@ -4,6 +4,7 @@
 //! and the simulator drive it in-process.
 
 pub mod app;
+pub mod bench;
 pub mod bindings;
 pub mod clock;
 pub mod demo;
@@ -15,6 +16,7 @@ pub mod obfuscate;
 pub mod plex_client;
 pub mod plugin_input;
 pub mod plugin_io;
+pub mod plugin_spawn;
 pub mod policy_session;
 pub mod queue;
 pub mod runtime;

@@ -1,7 +1,7 @@
 //! `stash2plex`: the native host. Stash runs it once per hook and once per
 //! task (raw plugin interface); it also has a few commands for people.
 
-use stash2plex::{app, clock, demo, error, plugin_io, queue, stash_log, tasks};
+use stash2plex::{app, bench, clock, demo, error, plugin_io, queue, stash_log, tasks};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -38,6 +38,16 @@ enum Command {
     },
     /// Show the queue in a data directory.
     Status,
+    /// Measure hook start-up, policy load, requests per scene and drain
+    /// speed against the loopback simulators, and print a report.
+    Bench {
+        /// Hook processes to time (after one warm-up).
+        #[arg(long, default_value_t = 50)]
+        spawns: usize,
+        /// Scenes in the simulated library.
+        #[arg(long, default_value_t = 200)]
+        scenes: usize,
+    },
 }
 
 fn main() {
@@ -55,6 +65,11 @@ fn main() {
             stash_log::set_stash_format(false);
             stash_log::set_min_level(stash_log::Level::Warn);
             demo::run(scenes, opts)
+        }
+        Some(Command::Bench { spawns, scenes }) => {
+            stash_log::set_stash_format(false);
+            stash_log::set_min_level(stash_log::Level::Error);
+            bench::run(bench::BenchArgs { spawns, scenes }, opts)
         }
         Some(Command::Status) => {
             stash_log::set_stash_format(false);

@@ -90,6 +90,20 @@ pub struct DeadLetter {
     pub failed_ms: i64,
 }
 
+/// Which dead letters a task acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadFilter {
+    pub class: Option<String>,
+    pub since_ms: i64,
+    pub until_ms: i64,
+}
+
+impl DeadFilter {
+    pub fn all() -> DeadFilter {
+        DeadFilter { class: None, since_ms: i64::MIN, until_ms: i64::MAX }
+    }
+}
+
 /// A job as status reports show it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingJob {
@@ -485,6 +499,77 @@ impl Queue {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
+    /// Dead letters matching `filter`, newest first.
+    pub fn dead_letters_matching(&self, filter: &DeadFilter, limit: u32) -> Result<Vec<DeadLetter>, QueueError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, scene_id, payload, error_class, message, detail, attempts, first_enqueued, failed_at
+             FROM dead_letters
+             WHERE (?1 IS NULL OR error_class = ?1) AND failed_at >= ?2 AND failed_at <= ?3
+             ORDER BY failed_at DESC, id DESC LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![filter.class, filter.since_ms, filter.until_ms, limit], |r| {
+            Ok(DeadLetter {
+                id: r.get::<_, i64>(0)? as u64,
+                scene_id: r.get(1)?,
+                payload: r.get(2)?,
+                error_class: r.get(3)?,
+                message: r.get(4)?,
+                detail: r.get(5)?,
+                attempts: r.get::<_, i64>(6)?.clamp(0, i64::from(u32::MAX)) as u32,
+                first_enqueued_ms: r.get(7)?,
+                failed_ms: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Dead letters per error class.
+    pub fn dead_letter_classes(&self) -> Result<Vec<(String, u64)>, QueueError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT error_class, COUNT(*) FROM dead_letters GROUP BY error_class ORDER BY COUNT(*) DESC")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Put matching dead letters back in the queue (due now, fresh retry
+    /// budget, coalescing with any live job of the same scene) and remove
+    /// them from the dead-letter table, in one transaction. Returns how many.
+    pub fn requeue_dead(&mut self, filter: &DeadFilter, now_ms: i64) -> Result<u64, QueueError> {
+        let tx = self.tx()?;
+        let rows: Vec<(i64, String, String)> = {
+            let mut stmt = tx.prepare(
+                "SELECT id, scene_id, payload FROM dead_letters
+                 WHERE (?1 IS NULL OR error_class = ?1) AND failed_at >= ?2 AND failed_at <= ?3
+                 ORDER BY failed_at, id",
+            )?;
+            let mapped = stmt.query_map(params![filter.class, filter.since_ms, filter.until_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+            mapped.collect::<Result<Vec<_>, _>>()?
+        };
+        for (id, scene_id, payload) in &rows {
+            tx.execute(
+                "INSERT INTO jobs (scene_id, payload, state, not_before, first_enqueued, last_enqueued)
+                 VALUES (?1, ?2, 'ready', ?3, ?3, ?3)
+                 ON CONFLICT (scene_id) DO UPDATE SET
+                     dirty = CASE WHEN state = 'running' THEN 1 ELSE dirty END,
+                     not_before = CASE WHEN state = 'running' THEN not_before ELSE MIN(not_before, ?3) END,
+                     attempt = CASE WHEN state = 'running' THEN attempt ELSE 0 END",
+                params![scene_id, payload, now_ms],
+            )?;
+            tx.execute("DELETE FROM dead_letters WHERE id = ?1", [id])?;
+        }
+        tx.commit()?;
+        Ok(rows.len() as u64)
+    }
+
+    /// Delete dead letters that failed before `before_ms`. Returns how many.
+    pub fn purge_dead(&mut self, before_ms: i64) -> Result<u64, QueueError> {
+        let n = self.conn.execute("DELETE FROM dead_letters WHERE failed_at < ?1", [before_ms])?;
+        Ok(n as u64)
+    }
+
     /// The pending jobs, due first (for status reports).
     pub fn pending(&self, limit: u32) -> Result<Vec<PendingJob>, QueueError> {
         let mut stmt = self
@@ -599,6 +684,36 @@ mod tests {
         assert_eq!((dl[0].scene_id.as_str(), dl[0].attempts, dl[0].first_enqueued_ms, dl[0].failed_ms), ("9", 1, 5, 7));
         assert_eq!(q.counts(8).unwrap().dead, 1);
         assert!(q.claim(1000, 8, 2).unwrap().is_none());
+    }
+
+    #[test]
+    fn dead_letters_can_be_requeued_by_class_and_window_and_purged() {
+        let mut q = q();
+        let info = |c: &str| DeadLetterInfo { error_class: c.into(), message: "m".into(), detail: "d".into() };
+        for (scene, class, t) in
+            [("1", "plex-unavailable", 100), ("2", "not-in-plex", 200), ("3", "plex-unavailable", 300)]
+        {
+            q.enqueue(scene, &format!("p{scene}"), 0, 0).unwrap();
+            let j = q.claim(1000, t, t as u64).unwrap().unwrap();
+            q.dead_letter(j.id, j.lease, &info(class), &[], t).unwrap();
+        }
+        assert_eq!(q.dead_letter_classes().unwrap(), vec![("plex-unavailable".into(), 2), ("not-in-plex".into(), 1)]);
+        // By class and window: only scene 3 (scene 1 failed before the window).
+        let f = DeadFilter { class: Some("plex-unavailable".into()), since_ms: 250, until_ms: 400 };
+        assert_eq!(q.requeue_dead(&f, 500).unwrap(), 1);
+        let j = q.claim(1000, 500, 9).unwrap().unwrap();
+        assert_eq!((j.scene_id.as_str(), j.payload.as_str(), j.attempt), ("3", "p3", 1));
+        assert_eq!(q.counts(500).unwrap().dead, 2);
+        // Requeueing onto a running job marks it to run again, nothing lost.
+        q.enqueue("1", "newer", 0, 600).unwrap();
+        let running = q.claim(1000, 600, 10).unwrap().unwrap();
+        assert_eq!(running.scene_id, "1");
+        let f = DeadFilter { class: Some("plex-unavailable".into()), ..DeadFilter::all() };
+        assert_eq!(q.requeue_dead(&f, 700).unwrap(), 1);
+        q.complete(running.id, running.lease, &[], 800).unwrap();
+        assert_eq!(q.counts(800).unwrap().ready, 1, "the requeued change runs again");
+        assert_eq!(q.purge_dead(250).unwrap(), 1, "scene 2's letter is older than 250");
+        assert_eq!(q.counts(800).unwrap().dead, 0);
     }
 
     #[test]

@@ -1,0 +1,66 @@
+//! Dead letters: a permanent failure is kept with its story, can be listed,
+//! re-queued and purged by tasks.
+
+use crate::harness::{World, run};
+use serde_json::json;
+use stash2plex::queue::Queue;
+use stash2plex_testkit::FaultMode;
+
+fn task_with(world: &World, args: serde_json::Value) -> crate::harness::Outcome {
+    run(&json!({ "server_connection": world.connection(), "args": args }).to_string(), &[])
+}
+
+fn dead(world: &World) -> u64 {
+    Queue::open(&world.queue_db()).unwrap().counts(0).unwrap().dead
+}
+
+#[test]
+fn a_rejected_edit_is_dead_lettered_listed_requeued_and_synced() {
+    let world = World::new(2);
+    let (scene_id, rk) = world.scenes[0].clone();
+    world.hook("Scene.Update.Post", &scene_id, &["id", "title"]).output();
+    // Plex rejects the edit as a bad request: our bug, retrying cannot help.
+    world.plex.faults().set(FaultMode::status(400));
+    world.task("process_queue").output();
+    world.plex.faults().set(FaultMode::Up);
+    assert_eq!(dead(&world), 1, "a 400 is dead-lettered at once");
+
+    let listing = task_with(&world, json!({"mode": "dlq_list"})).output();
+    assert!(listing.contains(&format!("scene {scene_id}")), "{listing}");
+    assert!(listing.contains("[plex-rejected-request]"), "{listing}");
+    assert!(listing.contains("400"), "the response is shown: {listing}");
+
+    let status = world.task("queue_status").output();
+    assert!(status.contains("plex-rejected-request: 1"), "{status}");
+
+    let missing = task_with(&world, json!({"mode": "dlq_requeue"}));
+    assert!(missing.error().contains("class"), "requeue needs a filter: {}", missing.stdout);
+    let none = task_with(&world, json!({"mode": "dlq_requeue", "class": "not-in-plex"})).output();
+    assert!(none.contains("No dead letters matched"), "{none}");
+    let requeued = task_with(&world, json!({"mode": "dlq_requeue", "class": "plex-rejected-request"})).output();
+    assert!(requeued.contains("Re-queued 1"), "{requeued}");
+    assert_eq!(dead(&world), 0);
+
+    world.task("process_queue").output();
+    assert!(world.plex.item(&rk).unwrap().locked_fields.contains("title"), "the re-queued change synced");
+}
+
+#[test]
+fn purge_removes_only_old_dead_letters_and_bad_args_are_explained() {
+    let world = World::new(1);
+    let (scene_id, _) = world.scenes[0].clone();
+    world.hook("Scene.Update.Post", &scene_id, &["id"]).output();
+    world.plex.faults().set(FaultMode::status(400));
+    world.task("process_queue").output();
+    world.plex.faults().set(FaultMode::Up);
+    assert_eq!(dead(&world), 1);
+
+    let kept = task_with(&world, json!({"mode": "purge_dlq", "days": "30"})).output();
+    assert!(kept.contains("Removed 0"), "{kept}");
+    assert_eq!(dead(&world), 1);
+    let bad = task_with(&world, json!({"mode": "purge_dlq", "days": "soon"}));
+    assert!(bad.error().contains("days must be a whole number"), "{}", bad.stdout);
+    let cleared = task_with(&world, json!({"mode": "clear_dlq"})).output();
+    assert!(cleared.contains("Removed 1"), "{cleared}");
+    assert_eq!(dead(&world), 0);
+}
