@@ -22,6 +22,7 @@ pub fn run(env: &Env, ctx: &HookContext) -> Answer {
     };
     // The last settings a drainer saw (hooks don't ask Stash for them).
     let settings = queue.host_get("policy_settings").ok().flatten().unwrap_or_else(|| "{}".into());
+    let auto_drain = crate::autodrain::enabled(queue.host_get("auto_drain").ok().flatten().as_deref());
     let event = Event {
         trigger: ctx.trigger.clone(),
         object_id: ctx.id.clone(),
@@ -46,16 +47,17 @@ pub fn run(env: &Env, ctx: &HookContext) -> Answer {
     match outcome {
         Ok(EventOutcome::Enqueued(what)) => {
             crate::debug!("Recorded {}: {what}", ctx.trigger);
+            start_drainer(env, auto_drain);
             Answer::ok(format!("recorded: {what}"))
         }
         Ok(EventOutcome::Ignored(why)) => Answer::ok(format!("ignored: {why}")),
-        Err(problem) => fallback(env, ctx, &problem),
+        Err(problem) => fallback(env, ctx, &problem, auto_drain),
     }
 }
 
 /// The policy failed: record a scene change with the host's own payload
 /// (the documented fallback format every policy must accept).
-fn fallback(env: &Env, ctx: &HookContext, problem: &str) -> Answer {
+fn fallback(env: &Env, ctx: &HookContext, problem: &str, auto_drain: bool) -> Answer {
     let (Some(id), true) = (&ctx.id, SCENE_CHANGE_TRIGGERS.contains(&ctx.trigger.as_str())) else {
         crate::error!("{problem}");
         return Answer::Error(format!("{} not handled: {problem}", ctx.trigger));
@@ -66,7 +68,22 @@ fn fallback(env: &Env, ctx: &HookContext, problem: &str) -> Answer {
     let now = env.opts.clock.now_ms();
     let result: Result<Queue, String> = env.open_queue();
     match result.and_then(|mut q| q.enqueue(id, &payload, now, now).map_err(|e| e.to_string())) {
-        Ok(_) => Answer::ok(format!("recorded scene {id} (policy failed: {problem})")),
+        Ok(_) => {
+            start_drainer(env, auto_drain);
+            Answer::ok(format!("recorded scene {id} (policy failed: {problem})"))
+        }
         Err(e) => Answer::Error(format!("could not record the change for scene {id}: {e}")),
+    }
+}
+
+/// Make sure a drainer will pick the change up (after it is committed).
+fn start_drainer(env: &Env, auto_drain: bool) {
+    if !auto_drain {
+        return;
+    }
+    match crate::autodrain::ensure_drainer(env) {
+        Ok(true) => crate::debug!("Started a background drainer"),
+        Ok(false) => crate::debug!("A drainer is already running"),
+        Err(e) => crate::warn!("{e}. The change is recorded; run the Process Queue task to sync it."),
     }
 }

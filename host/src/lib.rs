@@ -4,6 +4,7 @@
 //! and the simulator drive it in-process.
 
 pub mod app;
+pub mod autodrain;
 pub mod bench;
 pub mod bindings;
 pub mod clock;
@@ -21,6 +22,7 @@ pub mod policy_session;
 pub mod queue;
 pub mod runtime;
 pub mod settings;
+pub mod sim;
 pub mod stash_client;
 #[macro_use]
 pub mod stash_log;

@@ -21,6 +21,10 @@ struct Cli {
     /// Run this policy component instead of the built-in one.
     #[arg(long, global = true)]
     policy: Option<PathBuf>,
+    /// Plain, timestamped log lines instead of Stash's log framing (used by
+    /// the background drainer, whose log goes to a file).
+    #[arg(long, global = true, hide = true)]
+    plain_log: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -60,7 +64,7 @@ fn main() {
         ..app::Options::default()
     };
     let code = match cli.command {
-        None | Some(Command::Plugin) => plugin_mode(opts),
+        None | Some(Command::Plugin) => plugin_mode(opts, cli.plain_log),
         Some(Command::Demo { scenes }) => {
             stash_log::set_stash_format(false);
             stash_log::set_min_level(stash_log::Level::Warn);
@@ -79,8 +83,9 @@ fn main() {
     std::process::exit(code);
 }
 
-fn plugin_mode(opts: app::Options) -> i32 {
-    stash_log::set_stash_format(true);
+fn plugin_mode(opts: app::Options, plain_log: bool) -> i32 {
+    stash_log::set_stash_format(!plain_log);
+    stash_log::set_timestamps(plain_log);
     let answer = match plugin_io::read_stdin() {
         Ok(raw) => app::run_plugin(&raw, opts),
         Err(e) => plugin_io::Answer::Error(e),

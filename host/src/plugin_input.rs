@@ -2,7 +2,7 @@
 //! unknown fields are ignored, missing ones take Stash's defaults, and the
 //! lower-case spellings some clients use are accepted too.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -18,7 +18,7 @@ pub enum InputError {
     BadField { field: &'static str, detail: String },
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct SessionCookie {
     #[serde(rename = "Name", alias = "name", default)]
     pub name: Option<String>,
@@ -26,7 +26,7 @@ pub struct SessionCookie {
     pub value: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct ServerConnection {
     #[serde(rename = "Scheme", alias = "scheme", default)]
     pub scheme: Option<String>,

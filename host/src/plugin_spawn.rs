@@ -10,6 +10,8 @@ pub fn invoke(exe: &Path, args: &[String], stdin: &Value) -> Result<Value, Strin
     let mut child = Command::new(exe)
         .arg("plugin")
         .args(args)
+        // demo and bench run Process Queue themselves.
+        .env("STASH2PLEX_AUTODRAIN", "0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

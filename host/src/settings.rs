@@ -22,6 +22,8 @@ pub struct HostSettings {
     pub read_timeout: Duration,
     pub obfuscate_paths: bool,
     pub debug_logging: bool,
+    /// Hooks start a background drainer after recording a change.
+    pub auto_drain: bool,
 }
 
 /// Parse and validate. Every problem is reported, each as a sentence naming
@@ -61,6 +63,7 @@ pub fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) 
     let read = seconds_setting(map, &["read_timeout", "plex_read_timeout"], 30.0, 5.0..=120.0, &mut problems);
     let obfuscate_paths = bool_setting(map, "obfuscate_paths", false, &mut problems);
     let debug_logging = bool_setting(map, "debug_logging", false, &mut problems);
+    let auto_drain = bool_setting(map, "auto_drain", true, &mut problems);
 
     if problems.is_empty() {
         Ok(HostSettings {
@@ -71,6 +74,7 @@ pub fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) 
             read_timeout: read,
             obfuscate_paths,
             debug_logging,
+            auto_drain,
         })
     } else {
         Err(problems)

@@ -44,12 +44,18 @@ impl Level {
 }
 
 static STASH_FORMAT: AtomicBool = AtomicBool::new(true);
+static TIMESTAMPS: AtomicBool = AtomicBool::new(false);
 static MIN_LEVEL: AtomicU8 = AtomicU8::new(Level::Debug as u8);
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Use Stash's `\x01l\x02` framing (plugin mode) or plain lines (CLI).
 pub fn set_stash_format(on: bool) {
     STASH_FORMAT.store(on, Ordering::Relaxed);
+}
+
+/// Prefix plain lines with the UTC time (log files).
+pub fn set_timestamps(on: bool) {
+    TIMESTAMPS.store(on, Ordering::Relaxed);
 }
 
 pub fn set_min_level(level: Level) {
@@ -96,9 +102,33 @@ fn frame(level_letter: char, plain_word: &str, message: &str) -> String {
     let msg = msg.replace(['\r', '\n'], " ");
     if STASH_FORMAT.load(Ordering::Relaxed) {
         format!("\x01{level_letter}\x02{msg}\n")
+    } else if TIMESTAMPS.load(Ordering::Relaxed) {
+        format!("{} {plain_word} {msg}\n", utc_now())
     } else {
         format!("{plain_word} {msg}\n")
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for the current time.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    format_utc(secs as i64)
+}
+
+/// Unix seconds as an RFC 3339 UTC timestamp (civil-from-days algorithm).
+pub fn format_utc(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 pub fn log(level: Level, message: &str) {
@@ -137,6 +167,13 @@ mod tests {
         set_stash_format(true);
         let line = frame('i', "INFO", "two\nlines");
         assert_eq!(line, "\x01i\x02two lines\n");
+    }
+
+    #[test]
+    fn utc_timestamps() {
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(1_767_225_600), "2026-01-01T00:00:00Z");
+        assert_eq!(format_utc(951_782_400 + 3_661), "2000-02-29T01:01:01Z");
     }
 
     #[test]

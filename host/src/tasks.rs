@@ -46,7 +46,7 @@ pub fn run(env: &Env, mode: Option<&str>, args: &Map<String, Value>) -> Answer {
     };
     crate::info!("Task starting: {mode}");
     let answer = match mode {
-        "process_queue" => process_queue(env),
+        "process_queue" => process_queue(env, args),
         "queue_status" => queue_status(env),
         "dlq_list" => dlq_list(env, args),
         "dlq_requeue" => dlq_requeue(env, args),
@@ -97,7 +97,10 @@ pub fn connect(env: &Env, queue: &mut Queue) -> Result<Connected, String> {
     }
     let policy_settings = Value::Object(settings::for_policy(&map)).to_string();
     // Hooks run the policy with the settings the last task saw.
-    if let Err(e) = queue.host_set("policy_settings", &policy_settings) {
+    let saved = queue
+        .host_set("policy_settings", &policy_settings)
+        .and_then(|()| queue.host_set("auto_drain", if settings.auto_drain { "true" } else { "false" }));
+    if let Err(e) = saved {
         crate::warn!("Could not save the settings for hooks: {e}");
     }
     Ok(Connected { settings, policy_settings, stash })
@@ -140,25 +143,71 @@ fn offline_session(env: &Env) -> Result<PolicySession, String> {
     PolicySession::start(runtime, state, settings).map_err(|e| e.to_string())
 }
 
-fn process_queue(env: &Env) -> Answer {
-    // One drainer at a time; a second Process Queue returns at once.
+fn process_queue(env: &Env, args: &Map<String, Value>) -> Answer {
+    let background = args.get("background").and_then(settings::parse_bool).unwrap_or(false);
+    let mode = if background { drain::DrainMode::BACKGROUND } else { drain::DrainMode::FOREGROUND };
+    let mut total = Totals::default();
+    let mut last: Option<Answer> = None;
+    // A background drainer re-checks after releasing the lock, so a change
+    // recorded while it was finishing is never left behind (see autodrain).
+    for _round in 0..100 {
+        let round = match drain_once(env, mode, &mut total) {
+            Ok(r) => r,
+            Err(answer) => return last.unwrap_or(answer),
+        };
+        let again = background && ready_now(env) > 0;
+        last = Some(Answer::ok(round.clone()));
+        if !again {
+            break;
+        }
+    }
+    let answer = last.unwrap_or_else(|| Answer::ok("nothing to do"));
+    if !background && ready_now(env) > 0 && autodrain_allowed(env) {
+        // Plex did not come back while the task waited: hand over.
+        match crate::autodrain::ensure_drainer(env) {
+            Ok(true) => crate::info!("A background drainer keeps retrying; Stash's task queue is free again."),
+            Ok(false) => {}
+            Err(e) => crate::warn!("{e}"),
+        }
+    }
+    stash_log::progress(1.0);
+    answer
+}
+
+#[derive(Default)]
+struct Totals {
+    jobs: u64,
+}
+
+fn ready_now(env: &Env) -> u64 {
+    env.open_queue().ok().and_then(|q| q.counts(env.opts.clock.now_ms()).ok()).map(|c| c.ready).unwrap_or(0)
+}
+
+fn autodrain_allowed(env: &Env) -> bool {
+    let cached = env.open_queue().ok().and_then(|q| q.host_get("auto_drain").ok().flatten());
+    crate::autodrain::enabled(cached.as_deref())
+}
+
+/// One drain under the lock. `Err` carries the answer to give when nothing
+/// could be drained (busy, disabled, misconfigured).
+fn drain_once(env: &Env, mode: drain::DrainMode, total: &mut Totals) -> Result<String, Answer> {
     let _lock = match drain::try_lock(&env.data_dir) {
         Ok(Some(lock)) => lock,
-        Ok(None) => return Answer::ok("another stash2plex process is already draining the queue"),
-        Err(e) => return Answer::Error(e),
+        Ok(None) => return Err(Answer::ok("another stash2plex process is already draining the queue")),
+        Err(e) => return Err(Answer::Error(e)),
     };
-    let (mut session, settings) = match connected_session(env) {
-        Ok(s) => s,
-        Err(e) => return Answer::Error(e),
-    };
+    let (mut session, settings) = connected_session(env).map_err(Answer::Error)?;
     if !settings.enabled {
-        return Answer::ok(
+        return Err(Answer::ok(
             "disabled (the enabled setting is off); changes are still recorded and will sync when it is on",
-        );
+        ));
+    }
+    if mode.linger_ms > 0 && !settings.auto_drain {
+        return Err(Answer::ok("auto_drain is off: background draining is disabled"));
     }
     let now = env.opts.clock.now_ms();
     let Some(before) = session.state().and_then(|s| s.queue.counts(now).ok()) else {
-        return Answer::Error("cannot read the queue".into());
+        return Err(Answer::Error("cannot read the queue".into()));
     };
     crate::info!(
         "Processing the queue: {} due, {} waiting to retry, {} dead-lettered",
@@ -166,28 +215,27 @@ fn process_queue(env: &Env) -> Answer {
         before.waiting,
         before.dead
     );
-    let report = drain::run(&mut session, env.opts.clock.as_ref(), before.ready);
+    let report = drain::run(&mut session, env.opts.clock.as_ref(), before.ready, mode);
+    total.jobs += report.steps_worked;
     let Some(state) = session.state() else {
-        return Answer::Error("the policy session ended unexpectedly".into());
+        return Err(Answer::Error("the policy session ended unexpectedly".into()));
     };
     let now = env.opts.clock.now_ms();
     let after = state.queue.counts(now).unwrap_or_default();
-    let next = match report.next_due_ms {
+    let next = match after.next_due_ms {
         Some(t) => format!("; next retry in {}", human_secs((t - now).max(0) / 1000)),
         None => String::new(),
     };
-    let summary = format!(
+    Ok(format!(
         "Processed {} job(s) with {} Plex request(s) ({} edits); {}. Left: {} due, {} waiting, {} dead-lettered{next}",
-        report.steps_worked,
+        total.jobs,
         state.stats.plex_requests,
         state.stats.plex_puts,
-        report.stopped,
+        report.describe(),
         after.ready,
         after.waiting,
         after.dead
-    );
-    stash_log::progress(1.0);
-    Answer::ok(summary)
+    ))
 }
 
 fn policy_task(env: &Env, name: &str, args: &Map<String, Value>) -> Answer {

@@ -107,7 +107,15 @@ pub fn run(stdin: &str, args: &[&str]) -> Outcome {
 }
 
 pub fn run_in(stdin: &str, args: &[&str], cwd: Option<&Path>) -> Outcome {
+    run_with_env(stdin, args, cwd, &[("STASH2PLEX_AUTODRAIN", "0")])
+}
+
+/// Run with extra environment variables. Tests run with background drainers
+/// off (`STASH2PLEX_AUTODRAIN=0`) unless they pass another value here, so a
+/// hook never races the test's own Process Queue.
+pub fn run_with_env(stdin: &str, args: &[&str], cwd: Option<&Path>, vars: &[(&str, &str)]) -> Outcome {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stash2plex"));
+    cmd.envs(vars.iter().copied());
     cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.env_remove("STASH_PLUGIN_DATA").env_remove("PLEX_URL").env_remove("PLEX_TOKEN");
     if let Some(dir) = cwd {

@@ -193,3 +193,31 @@ fn missing_plex_settings_are_a_clear_error_and_lose_nothing() {
     assert_eq!(world.plex.requests().len(), 0);
     assert_eq!(counts(&world).ready, 1);
 }
+
+#[test]
+fn a_hook_starts_a_background_drainer_that_syncs_without_a_button() {
+    let world = World::new(3);
+    let (scene_id, rk) = world.scenes[2].clone();
+    let input = json!({
+        "server_connection": world.connection(),
+        "args": {"hookContext": {"id": scene_id.parse::<u64>().unwrap(), "type": "Scene.Update.Post",
+                 "input": {"id": scene_id}, "inputFields": ["id", "title"]}},
+    });
+    let hook = crate::harness::run_with_env(&input.to_string(), &[], None, &[("STASH2PLEX_AUTODRAIN", "1")]);
+    assert_eq!(hook.code, 0, "{}", hook.stderr);
+    // The hook returned before the drain: it never waits for Plex.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !world.plex.item(&rk).unwrap().locked_fields.contains("title") {
+        assert!(std::time::Instant::now() < deadline, "the background drainer did not sync the scene");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // It ends on its own once the queue is empty (the lock is released).
+    while stash2plex::drain::try_lock(&world.data_dir()).unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the background drainer did not exit");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(counts(&world), Counts::default());
+    let log = std::fs::read_to_string(world.data_dir().join("drainer.log")).unwrap();
+    assert!(log.contains("Processed 1 job"), "the drainer logs to its own file: {log}");
+    assert!(!log.contains(crate::harness::PLEX_TOKEN));
+}

@@ -1,0 +1,99 @@
+//! Starting a drainer without blocking Stash.
+//!
+//! After a hook records a change, it makes sure a drainer will run: if no
+//! process holds the drain lock, it starts this binary again, detached (its
+//! own process group, stdin/stdout/stderr not shared with Stash), as a
+//! background Process Queue. The hook returns at once; Stash never waits for
+//! the drain, and the drainer's log goes to `<data>/drainer.log`.
+//!
+//! Why not a Stash task (`runPluginTask`)? Stash runs one task at a time: a
+//! drain waiting out a Plex outage would hold up the user's scans, and a
+//! scan's hooks would queue one task per new file. A Stash task remains
+//! available as "Process Queue" for doing it by hand.
+//!
+//! Race: a drainer that is about to exit still holds the lock when a hook
+//! checks it. The drainer therefore re-checks the queue after it releases the
+//! lock (see `tasks::process_queue`), and the hook commits its change before
+//! it checks the lock, so one of the two always sees the new job.
+
+use crate::app::Env;
+use crate::settings::parse_bool;
+use serde_json::{Value, json};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Rotate the drainer log to `.1` beyond this size.
+const LOG_MAX_BYTES: u64 = 1 << 20;
+
+/// Is starting background drainers allowed? `STASH2PLEX_AUTODRAIN=0` (for
+/// operators and tests) or the `auto_drain` setting (as the last task saw
+/// it) turn it off.
+pub fn enabled(cached_auto_drain: Option<&str>) -> bool {
+    if let Ok(v) = std::env::var("STASH2PLEX_AUTODRAIN")
+        && parse_bool(&Value::String(v)) == Some(false)
+    {
+        return false;
+    }
+    cached_auto_drain.is_none_or(|v| v != "false")
+}
+
+/// Start a background drainer unless one is running. Returns whether one
+/// was started.
+pub fn ensure_drainer(env: &Env) -> Result<bool, String> {
+    // Probe the lock without keeping it: held means a drainer is running.
+    match crate::drain::try_lock(&env.data_dir)? {
+        None => return Ok(false),
+        Some(lock) => drop(lock),
+    }
+    spawn(env).map(|()| true)
+}
+
+#[cfg(unix)]
+pub fn spawn(env: &Env) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let log_path = env.data_dir.join("drainer.log");
+    if std::fs::metadata(&log_path).is_ok_and(|m| m.len() > LOG_MAX_BYTES) {
+        let _ = std::fs::rename(&log_path, env.data_dir.join("drainer.log.1"));
+    }
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("plugin")
+        .arg("--plain-log")
+        .arg("--plugin-id")
+        .arg(&env.opts.plugin_id)
+        .arg("--data-dir")
+        .arg(&env.data_dir);
+    if let Some(p) = &env.opts.policy_path {
+        cmd.arg("--policy").arg(p);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start a background drainer: {e}"))?;
+    let input = json!({
+        "server_connection": env.input.connection,
+        "args": { "mode": "process_queue", "background": true },
+    });
+    if let Some(mut stdin) = child.stdin.take()
+        && let Err(e) = stdin.write_all(input.to_string().as_bytes())
+    {
+        let _ = child.kill();
+        return Err(format!("cannot hand the connection to the background drainer: {e}"));
+    }
+    // The child is not waited for: it outlives this process.
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub fn spawn(_env: &Env) -> Result<(), String> {
+    Err("background drainers are only supported on Unix; run the Process Queue task".into())
+}
