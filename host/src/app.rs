@@ -67,7 +67,8 @@ impl Env {
         if let Some(path) = self.policy_file() {
             let loaded = std::fs::read(&path)
                 .map_err(|e| format!("cannot read it: {e}"))
-                .and_then(|bytes| Runtime::load(&bytes, Some(&cache), Limits::default()).map_err(|e| e.to_string()));
+                .and_then(|bytes| Runtime::load(&bytes, Some(&cache), Limits::default()).map_err(|e| e.to_string()))
+                .and_then(|rt| crate::policy_session::admit(&rt).map(|_| rt).map_err(|e| e.to_string()));
             match loaded {
                 Ok(rt) => return Ok(rt),
                 Err(e) => crate::error!(

@@ -118,11 +118,11 @@ pub fn run(session: &mut PolicySession, clock: &dyn Clock, total_hint: u64, mode
                 0
             }
             Ok(Ok(StepOutcome::WaitMs(ms))) => {
-                consecutive = 0;
+                // Only work resets the failure count: failing, then waiting
+                // for the released job, then failing again is still a loop.
                 u64::from(ms.clamp(MIN_WAIT_MS, MAX_WAIT_MS))
             }
             Ok(Ok(StepOutcome::Idle(next))) => {
-                consecutive = 0;
                 report.next_due_ms = next;
                 let Some(due) = next else {
                     report.stopped = Stopped::Empty;

@@ -37,6 +37,11 @@ pub struct HostState {
     pub stats: RequestStats,
     /// Hooks set this: Plex is off limits while Stash waits on us.
     pub plex_forbidden_reason: Option<String>,
+    /// Jobs the policy claimed and has not reported an outcome for. If the
+    /// policy traps, the host gives them back (see `release_open_claims`).
+    open_claims: Vec<(u64, u64)>,
+    /// Set while `info` runs: the policy's state namespace is not known yet.
+    pub state_closed: bool,
     host_failure: Option<String>,
     guest_panic: Option<String>,
 }
@@ -54,6 +59,8 @@ impl HostState {
             limits: StoreLimits::default(),
             stats: RequestStats::default(),
             plex_forbidden_reason: None,
+            open_claims: Vec::new(),
+            state_closed: false,
             host_failure: None,
             guest_panic: None,
         }
@@ -69,6 +76,23 @@ impl HostState {
 
     fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    fn settle(&mut self, job_id: u64) {
+        self.open_claims.retain(|(id, _)| *id != job_id);
+    }
+
+    /// After a trap: give back every job the policy still held, due after
+    /// `delay_ms`, without counting the attempt (the job did not fail; the
+    /// policy did). Returns how many.
+    pub fn release_open_claims(&mut self, delay_ms: i64) -> usize {
+        let claims = std::mem::take(&mut self.open_claims);
+        let due = self.now() + delay_ms;
+        claims.iter().filter(|(id, lease)| self.queue.release(*id, *lease, due, &[]).is_ok()).count()
+    }
+
+    fn state_refused(&self) -> Option<queue::QueueError> {
+        self.state_closed.then(|| queue::QueueError::Storage("policy state is not available during `info`".into()))
     }
 }
 
@@ -242,6 +266,11 @@ impl queue::Host for HostState {
         Ok(self
             .queue
             .claim(lease_ms, now, token)
+            .inspect(|j| {
+                if let Some(j) = j {
+                    self.open_claims.push((j.id, j.lease));
+                }
+            })
             .map(|j| {
                 j.map(|j| queue::Job {
                     id: j.id,
@@ -269,6 +298,7 @@ impl queue::Host for HostState {
         state: Vec<queue::StateWrite>,
     ) -> wasmtime::Result<Result<(), queue::QueueError>> {
         let now = self.now();
+        self.settle(job_id);
         Ok(self.queue.complete(job_id, lease, &writes(state), now).map_err(qerr))
     }
 
@@ -281,6 +311,7 @@ impl queue::Host for HostState {
         state: Vec<queue::StateWrite>,
     ) -> wasmtime::Result<Result<(), queue::QueueError>> {
         let error: String = error.chars().take(4000).collect();
+        self.settle(job_id);
         Ok(self.queue.retry_at(job_id, lease, not_before_ms, &error, &writes(state)).map_err(qerr))
     }
 
@@ -291,6 +322,7 @@ impl queue::Host for HostState {
         not_before_ms: i64,
         state: Vec<queue::StateWrite>,
     ) -> wasmtime::Result<Result<(), queue::QueueError>> {
+        self.settle(job_id);
         Ok(self.queue.release(job_id, lease, not_before_ms, &writes(state)).map_err(qerr))
     }
 
@@ -302,6 +334,7 @@ impl queue::Host for HostState {
         state: Vec<queue::StateWrite>,
     ) -> wasmtime::Result<Result<(), queue::QueueError>> {
         let now = self.now();
+        self.settle(job_id);
         let cap = |s: String, n: usize| -> String { s.chars().take(n).collect() };
         let info = q::DeadLetterInfo {
             error_class: cap(info.error_class, 100),
@@ -327,10 +360,16 @@ impl queue::Host for HostState {
     }
 
     fn state_get(&mut self, key: String) -> wasmtime::Result<Result<Option<String>, queue::QueueError>> {
+        if let Some(e) = self.state_refused() {
+            return Ok(Err(e));
+        }
         Ok(self.queue.state_get(&key).map_err(qerr))
     }
 
     fn state_set(&mut self, writes_: Vec<queue::StateWrite>) -> wasmtime::Result<Result<(), queue::QueueError>> {
+        if let Some(e) = self.state_refused() {
+            return Ok(Err(e));
+        }
         Ok(self.queue.state_set(&writes(writes_)).map_err(qerr))
     }
 }

@@ -113,6 +113,11 @@ impl Runtime {
     }
 }
 
+/// After a policy failure, the jobs it held become due again after this
+/// long, so the same drain does not grab the job straight back; a drain
+/// stops after a few failures in a row anyway.
+const TRAP_RELEASE_DELAY_MS: i64 = 1_000;
+
 pub struct Instance {
     store: Store<HostState>,
     bindings: PolicyComponent,
@@ -134,7 +139,12 @@ impl Instance {
         let result = f(&self.bindings, &mut self.store);
         result.map_err(|e| {
             self.poisoned = true;
-            self.classify(e)
+            let err = self.classify(e);
+            let released = self.store.data_mut().release_open_claims(TRAP_RELEASE_DELAY_MS);
+            if released > 0 {
+                crate::warn!("Gave back {released} job(s) the policy held when it failed; they are kept in the queue");
+            }
+            err
         })
     }
 

@@ -81,12 +81,18 @@ pub fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) 
     }
 }
 
-/// The settings map as the policy sees it: secrets removed.
-pub fn for_policy(map: &Map<String, Value>) -> Map<String, Value> {
+/// The settings map as the policy sees it: secrets removed. The policy gets
+/// `plex_token_id` instead of the token: a short hash that changes when the
+/// user enters a new token, so a pause for a rejected token can end at once.
+pub fn for_policy(map: &Map<String, Value>, token: &str) -> Map<String, Value> {
+    use sha2::{Digest, Sha256};
     let mut m = map.clone();
     for k in SECRET_KEYS {
         m.remove(*k);
     }
+    let digest = Sha256::digest(token.as_bytes());
+    let id: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    m.insert("plex_token_id".into(), Value::String(id));
     m
 }
 
@@ -221,8 +227,12 @@ mod tests {
 
     #[test]
     fn the_policy_never_sees_the_token() {
-        let m = for_policy(&map(json!({"plex_token":"secret-token-1","strict_matching":true})));
+        let m = for_policy(&map(json!({"plex_token":"secret-token-1","strict_matching":true})), "secret-token-1");
         assert!(!m.contains_key("plex_token"));
         assert!(m.contains_key("strict_matching"));
+        let id = m["plex_token_id"].as_str().unwrap().to_string();
+        assert_eq!(id.len(), 8);
+        assert!(!"secret-token-1".contains(&id));
+        assert_ne!(for_policy(&Map::new(), "another-token-2")["plex_token_id"], m["plex_token_id"]);
     }
 }

@@ -95,7 +95,7 @@ pub fn connect(env: &Env, queue: &mut Queue) -> Result<Connected, String> {
     if settings.debug_logging {
         stash_log::set_min_level(Level::Trace);
     }
-    let policy_settings = Value::Object(settings::for_policy(&map)).to_string();
+    let policy_settings = Value::Object(settings::for_policy(&map, &settings.plex_token)).to_string();
     // Hooks run the policy with the settings the last task saw.
     let saved = queue
         .host_set("policy_settings", &policy_settings)
@@ -148,6 +148,7 @@ fn process_queue(env: &Env, args: &Map<String, Value>) -> Answer {
     let mode = if background { drain::DrainMode::BACKGROUND } else { drain::DrainMode::FOREGROUND };
     let mut total = Totals::default();
     let mut last: Option<Answer> = None;
+    let mut clean = false;
     // A background drainer re-checks after releasing the lock, so a change
     // recorded while it was finishing is never left behind (see autodrain).
     for _round in 0..100 {
@@ -155,14 +156,17 @@ fn process_queue(env: &Env, args: &Map<String, Value>) -> Answer {
             Ok(r) => r,
             Err(answer) => return last.unwrap_or(answer),
         };
-        let again = background && ready_now(env) > 0;
-        last = Some(Answer::ok(round.clone()));
+        // Only after a clean finish: a policy that keeps failing must not be
+        // re-run in a loop (its jobs stay queued for the next drainer).
+        let again = background && round.1 && ready_now(env) > 0;
+        clean = round.1;
+        last = Some(Answer::ok(round.0));
         if !again {
             break;
         }
     }
     let answer = last.unwrap_or_else(|| Answer::ok("nothing to do"));
-    if !background && ready_now(env) > 0 && autodrain_allowed(env) {
+    if !background && clean && ready_now(env) > 0 && autodrain_allowed(env) {
         // Plex did not come back while the task waited: hand over.
         match crate::autodrain::ensure_drainer(env) {
             Ok(true) => crate::info!("A background drainer keeps retrying; Stash's task queue is free again."),
@@ -188,9 +192,11 @@ fn autodrain_allowed(env: &Env) -> bool {
     crate::autodrain::enabled(cached.as_deref())
 }
 
-/// One drain under the lock. `Err` carries the answer to give when nothing
-/// could be drained (busy, disabled, misconfigured).
-fn drain_once(env: &Env, mode: drain::DrainMode, total: &mut Totals) -> Result<String, Answer> {
+/// One drain under the lock: the summary, and whether it ended cleanly (the
+/// queue emptied, only waits remain, or it stopped waiting for Plex) rather
+/// than because the policy failed. `Err` carries the answer to give when
+/// nothing could be drained (busy, disabled, misconfigured).
+fn drain_once(env: &Env, mode: drain::DrainMode, total: &mut Totals) -> Result<(String, bool), Answer> {
     let _lock = match drain::try_lock(&env.data_dir) {
         Ok(Some(lock)) => lock,
         Ok(None) => return Err(Answer::ok("another stash2plex process is already draining the queue")),
@@ -226,15 +232,19 @@ fn drain_once(env: &Env, mode: drain::DrainMode, total: &mut Totals) -> Result<S
         Some(t) => format!("; next retry in {}", human_secs((t - now).max(0) / 1000)),
         None => String::new(),
     };
-    Ok(format!(
-        "Processed {} job(s) with {} Plex request(s) ({} edits); {}. Left: {} due, {} waiting, {} dead-lettered{next}",
-        total.jobs,
-        state.stats.plex_requests,
-        state.stats.plex_puts,
-        report.describe(),
-        after.ready,
-        after.waiting,
-        after.dead
+    let clean = matches!(report.stopped, drain::Stopped::Empty | drain::Stopped::OnlyWaits | drain::Stopped::WaitLimit);
+    Ok((
+        format!(
+            "Processed {} job(s) with {} Plex request(s) ({} edits); {}. Left: {} due, {} waiting, {} dead-lettered{next}",
+            total.jobs,
+            state.stats.plex_requests,
+            state.stats.plex_puts,
+            report.describe(),
+            after.ready,
+            after.waiting,
+            after.dead
+        ),
+        clean,
     ))
 }
 

@@ -4,4 +4,6 @@
 mod dlq;
 mod harness;
 mod plugin_protocol;
+mod resilience;
+mod sandbox;
 mod sync;

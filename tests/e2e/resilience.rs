@@ -135,5 +135,5 @@ fn a_ten_minute_outage_in_the_middle_of_1000_scenes() {
         c.dead
     );
     println!("{summary}");
-    assert!(recovery_to_write >= 0 && recovery_to_write <= 6 * MINUTE, "recovery detected within the probe cap");
+    assert!((0..=6 * MINUTE).contains(&recovery_to_write), "recovery detected within the probe cap");
 }

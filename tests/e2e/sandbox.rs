@@ -1,0 +1,655 @@
+//! Design invariant 5: a policy component gets no ambient authority; every
+//! call has bounded CPU (fuel) and bounded memory; a trap, hang or bad return
+//! in a user policy is contained, reported clearly, and the host falls back
+//! without losing the change.
+//!
+//! The misbehaving policy is `tests/policies/misbehave` (its `misbehave`
+//! setting picks the fault), built once per test binary for
+//! wasm32-unknown-unknown and componentized in-process. Components that
+//! import WASI or unknown interfaces are made from WIT alone with
+//! `wit_component::dummy_module`. Every run is the real binary with
+//! `--policy <file>`, as a user would configure it.
+//!
+
+use crate::harness::{Outcome, PLEX_TOKEN, World};
+use serde_json::{Value, json};
+use stash2plex::clock::SystemClock;
+use stash2plex::host_state::HostState;
+use stash2plex::policy_session::PolicySession;
+use stash2plex::queue::{Counts, PendingJob, Queue};
+use stash2plex::runtime::{Limits, PolicyError, Runtime};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// No run here should come near this; it only keeps a host bug from hanging
+/// the suite (the child is killed and the test fails).
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+/// Stash stops reading a plugin's stderr at a line longer than this.
+const STASH_MAX_LINE: usize = 64 * 1024;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ lives in the workspace root").to_path_buf()
+}
+
+// ---------------------------------------------------------------------------
+// Components
+
+/// The misbehave policy's core module, built once per test binary the way
+/// host/build.rs builds the default policy (same nested target dir, so the
+/// guest dependencies are shared; host-only flags removed). Cargo releases
+/// its lock before it runs tests, so this works inside `cargo test`.
+fn misbehave_core() -> &'static [u8] {
+    static CORE: OnceLock<Vec<u8>> = OnceLock::new();
+    CORE.get_or_init(|| {
+        let root = workspace_root();
+        let target_dir = root.join("target").join("policy-build");
+        let cargo = option_env!("CARGO").map(str::to_string).unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(&cargo);
+        cmd.current_dir(&root)
+            .args(["build", "--locked", "-p", "stash2plex-misbehave", "--target", "wasm32-unknown-unknown"])
+            .args(["--profile", "guest", "--target-dir"])
+            .arg(&target_dir);
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_BUILD_RUSTFLAGS",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "RUSTC_WRAPPER",
+            "CARGO_TARGET_DIR",
+            "CARGO_BUILD_TARGET",
+            "CARGO_MAKEFLAGS",
+            "MAKEFLAGS",
+            "MFLAGS",
+        ] {
+            cmd.env_remove(var);
+        }
+        let started = Instant::now();
+        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+        assert!(
+            out.status.success(),
+            "building the misbehave policy failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("[sandbox] misbehave guest build: {:.2}s", started.elapsed().as_secs_f64());
+        let artifact = target_dir.join("wasm32-unknown-unknown/guest/stash2plex_misbehave.wasm");
+        std::fs::read(&artifact).unwrap_or_else(|e| panic!("cannot read {}: {e}", artifact.display()))
+    })
+}
+
+fn componentize(core: &[u8]) -> Vec<u8> {
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(core)
+        .and_then(|enc| enc.encode())
+        .unwrap_or_else(|e| panic!("cannot encode a component: {e:#}"))
+}
+
+/// The misbehave policy as a component (its mode comes from the settings).
+fn misbehave_component() -> &'static [u8] {
+    static COMPONENT: OnceLock<Vec<u8>> = OnceLock::new();
+    COMPONENT.get_or_init(|| componentize(misbehave_core()))
+}
+
+/// The misbehave policy whose `info` claims api-version 9.9.9. The host calls
+/// `info` before `configure`, so no setting can change its answer; instead the
+/// slot `misbehave-api-version=0.1.0` in the module's data is overwritten.
+fn bad_info_component() -> &'static [u8] {
+    static COMPONENT: OnceLock<Vec<u8>> = OnceLock::new();
+    COMPONENT.get_or_init(|| {
+        let (from, to) = (b"misbehave-api-version=0.1.0".as_slice(), b"misbehave-api-version=9.9.9".as_slice());
+        let mut core = misbehave_core().to_vec();
+        let at: Vec<usize> = core.windows(from.len()).enumerate().filter(|(_, w)| *w == from).map(|(i, _)| i).collect();
+        assert_eq!(at.len(), 1, "the api-version slot must occur exactly once in the module");
+        core[at[0]..at[0] + to.len()].copy_from_slice(to);
+        componentize(&core)
+    })
+}
+
+/// Stand-ins for interfaces outside our world: WASI's environment (what a
+/// `wasm32-wasip2` std pulls in) and a made-up socket API.
+const FOREIGN_PACKAGES: &[(&str, &str)] = &[
+    (
+        "wasi-cli.wit",
+        "package wasi:cli@0.2.6;
+         interface environment {
+             get-environment: func() -> list<tuple<string, string>>;
+             get-arguments: func() -> list<string>;
+         }",
+    ),
+    (
+        "evil-net.wit",
+        "package evil:net@1.0.0;
+         interface sockets {
+             connect: func(host: string) -> u32;
+         }",
+    ),
+];
+
+/// A component that implements our whole world (every import, the `policy`
+/// export) and also imports `extra` (`wasi:cli/environment@0.2.6`, ...). Its
+/// core module is a dummy: nothing in it may ever run.
+fn component_importing(extra: &str) -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::new();
+    resolve.push_dir(workspace_root().join("wit")).expect("our WIT parses");
+    for (name, text) in FOREIGN_PACKAGES {
+        resolve.push_str(name, text).expect("foreign WIT parses");
+    }
+    let world_text = format!(
+        "package sandbox:test;
+         world wants-more {{
+             include stash2plex:policy/policy-component@0.1.0;
+             import {extra};
+         }}"
+    );
+    let pkg = resolve.push_str("sandbox.wit", &world_text).expect("sandbox world parses");
+    dummy_component(&resolve, pkg, "wants-more")
+}
+
+/// A component whose `policy` export has the right name but a wrong shape:
+/// `step` returns a bare `u32`.
+fn component_with_wrong_step_type() -> Vec<u8> {
+    let wit = std::fs::read_to_string(workspace_root().join("wit/policy.wit")).expect("read policy.wit");
+    let right = "step: func() -> result<step-outcome, string>;";
+    assert!(wit.contains(right), "policy.wit changed; update this test");
+    let mut resolve = wit_parser::Resolve::new();
+    let pkg = resolve.push_str("policy.wit", &wit.replace(right, "step: func() -> u32;")).expect("WIT parses");
+    dummy_component(&resolve, pkg, "policy-component")
+}
+
+fn dummy_component(resolve: &wit_parser::Resolve, pkg: wit_parser::PackageId, world: &str) -> Vec<u8> {
+    let world = resolve.select_world(&[pkg], Some(world)).expect("world exists");
+    let mut module = wit_component::dummy_module(resolve, world, wit_parser::ManglingAndAbi::Standard32);
+    wit_component::embed_component_metadata(&mut module, resolve, world, wit_component::StringEncoding::UTF8, false)
+        .expect("embed the world");
+    componentize(&module)
+}
+
+// ---------------------------------------------------------------------------
+// Running the binary
+
+/// Where the user's policy lives in a test (not `policy.wasm`, which the
+/// host would pick up by itself).
+fn install_policy(world: &World, name: &str, component: &[u8]) -> PathBuf {
+    let path = world.plugin_dir.path().join(name);
+    std::fs::write(&path, component).expect("write the policy component");
+    path
+}
+
+/// The Stash plugin settings the next task reads (and saves for hooks).
+fn set_settings(world: &World, extra: Value) {
+    let mut settings = json!({ "plex_url": world.plex.url(), "plex_token": PLEX_TOKEN });
+    if let (Some(map), Value::Object(more)) = (settings.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    world.stash.set_plugin_settings("Stash2Plex", settings);
+}
+
+fn hook_stdin(world: &World, scene_id: &str, fields: &[&str]) -> String {
+    let mut input = serde_json::Map::new();
+    input.insert("id".into(), json!(scene_id));
+    for f in fields {
+        input.insert((*f).into(), Value::Null);
+    }
+    json!({
+        "server_connection": world.connection(),
+        "args": {"hookContext": {"id": scene_id.parse::<u64>().unwrap_or(0), "type": "Scene.Update.Post",
+                  "input": input, "inputFields": fields}},
+    })
+    .to_string()
+}
+
+fn task_stdin(world: &World, mode: &str) -> String {
+    json!({ "server_connection": world.connection(), "args": { "mode": mode } }).to_string()
+}
+
+/// Background drainers off (as in `harness::run`), so no hook races the
+/// test's own Process Queue.
+const NO_AUTODRAIN: &[(&str, &str)] = &[("STASH2PLEX_AUTODRAIN", "0")];
+
+/// A `Scene.Update.Post` hook for `scene_id`, run with the policy at `policy`.
+fn hook_with(world: &World, policy: &Path, scene_id: &str) -> (Outcome, Duration) {
+    let stdin = hook_stdin(world, scene_id, &["id", "title"]);
+    run_bounded(&stdin, &["--policy", policy.to_str().unwrap()], NO_AUTODRAIN)
+}
+
+/// The Process Queue task, run with the policy at `policy`.
+fn process_queue_with(world: &World, policy: &Path) -> (Outcome, Duration) {
+    run_bounded(&task_stdin(world, "process_queue"), &["--policy", policy.to_str().unwrap()], NO_AUTODRAIN)
+}
+
+/// Like `harness::run_with_env`, but a run that outlives [`RUN_LIMIT`] is
+/// killed and fails the test; returns how long the process ran.
+fn run_bounded(stdin: &str, args: &[&str], vars: &[(&str, &str)]) -> (Outcome, Duration) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_stash2plex"));
+    cmd.envs(vars.iter().copied());
+    cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.env_remove("STASH_PLUGIN_DATA").env_remove("PLEX_URL").env_remove("PLEX_TOKEN");
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("spawn stash2plex");
+    {
+        let mut pipe = child.stdin.take().expect("stdin");
+        let _ = pipe.write_all(stdin.as_bytes());
+    }
+    let read_all = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("stdout")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("stderr")));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for stash2plex") {
+            break Some(status);
+        }
+        if started.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let elapsed = started.elapsed();
+    let outcome = Outcome {
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+        code: status.and_then(|s| s.code()).unwrap_or(-1),
+    };
+    assert!(
+        status.is_some(),
+        "stash2plex {args:?} was still running after {RUN_LIMIT:?} and was killed; stderr tail:\n{}",
+        tail(&outcome.stderr)
+    );
+    (outcome, elapsed)
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].iter().map(|l| format!("{}\n", clip(l, 300))).collect()
+}
+
+fn clip(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+fn log_time(what: &str, took: Duration) {
+    eprintln!("[sandbox] {what}: {:.2}s", took.as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------
+// The queue, read directly
+
+/// Live processes (not zombies) whose command line mentions `needle`: the
+/// detached background drainers of one test's data dir.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            !zombie && String::from_utf8_lossy(&cmdline).contains(needle)
+        })
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Counts with every lease and retry time considered past.
+fn all_counts(world: &World) -> Counts {
+    Queue::open(&world.queue_db()).expect("queue opens").counts(i64::MAX / 2).expect("counts")
+}
+
+fn pending(world: &World) -> Vec<PendingJob> {
+    Queue::open(&world.queue_db()).expect("queue opens").pending(100).expect("pending")
+}
+
+/// The stderr line that reports the hook's fallback.
+fn fallback_line(out: &Outcome, scene_id: &str) -> String {
+    let needle = format!("Recording the change for scene {scene_id} anyway");
+    out.stderr
+        .lines()
+        .find(|l| l.contains(&needle))
+        .unwrap_or_else(|| panic!("no fallback report in stderr:\n{}", tail(&out.stderr)))
+        .to_string()
+}
+
+/// The built-in policy (no `--policy`) syncs the waiting change of scene
+/// `index` to Plex, and the queue ends empty.
+fn assert_builtin_syncs(world: &World, index: usize, jobs: usize) {
+    let (_, rk) = &world.scenes[index];
+    let task = world.task("process_queue");
+    assert!(task.output().contains(&format!("Processed {jobs} job")), "{}\n{}", task.stdout, tail(&task.stderr));
+    assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"), "the built-in policy synced it");
+    assert_eq!(all_counts(world), Counts::default(), "the queue is empty afterwards");
+}
+
+/// Run a Process Queue with the misbehave policy in `mode` (the queue is
+/// empty, so its `step` only says idle): this saves the settings that later
+/// hooks give the policy, as in production.
+fn configure_for_hooks(world: &World, policy: &Path, mode: &str) {
+    set_settings(world, json!({ "misbehave": mode }));
+    let (task, _) = process_queue_with(world, policy);
+    assert!(task.output().contains("Processed 0 job"), "{}\n{}", task.stdout, tail(&task.stderr));
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn the_misbehave_policy_in_none_mode_runs_end_to_end() {
+    let world = World::new(1);
+    let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
+    configure_for_hooks(&world, &policy, "none");
+    let (scene_id, _) = world.scenes[0].clone();
+
+    let (hook, took) = hook_with(&world, &policy, &scene_id);
+    log_time("none: hook", took);
+    assert_eq!(hook.code, 0, "{}", hook.stderr);
+    assert_eq!(hook.output(), format!("recorded: misbehave recorded scene {scene_id}"), "the user's policy ran");
+    assert_eq!(all_counts(&world).ready, 1);
+
+    let (task, took) = process_queue_with(&world, &policy);
+    log_time("none: process queue", took);
+    assert!(task.output().contains("Processed 1 job(s) with 0 Plex request(s)"), "{}", task.stdout);
+    assert!(task.output().contains("the queue is empty"), "{}", task.stdout);
+    assert_eq!(all_counts(&world), Counts::default());
+    assert!(world.plex.requests().is_empty(), "the misbehave policy never talks to Plex");
+}
+
+#[test]
+fn a_policy_importing_anything_outside_the_world_is_refused_and_the_builtin_takes_over() {
+    let world = World::new(2);
+    let cases = [("wasi:cli/environment@0.2.6", "wasi.wasm"), ("evil:net/sockets@1.0.0", "evil.wasm")];
+    let mut last = PathBuf::new();
+    for (i, (import, file)) in cases.iter().enumerate() {
+        let component = component_importing(import);
+        // In-process: the host's linker grants nothing outside the world, so
+        // the component is refused before anything in it runs.
+        match Runtime::load(&component, None, Limits::default()) {
+            Err(PolicyError::Contract(msg)) => assert!(msg.contains(import), "the refusal names {import}: {msg}"),
+            Err(other) => panic!("refused for the wrong reason: {other}"),
+            Ok(_) => panic!("a component importing {import} was accepted"),
+        }
+
+        let policy = install_policy(&world, file, &component);
+        let (scene_id, _) = world.scenes[i].clone();
+        let (hook, took) = hook_with(&world, &policy, &scene_id);
+        log_time(&format!("foreign import {import}: hook"), took);
+        assert_eq!(hook.code, 0, "{}", hook.stderr);
+        let report = hook
+            .stderr
+            .lines()
+            .find(|l| l.contains("was not used"))
+            .unwrap_or_else(|| panic!("the refusal is reported:\n{}", tail(&hook.stderr)));
+        assert!(report.starts_with("\u{1}e\u{2}"), "reported as an error: {report:?}");
+        assert!(report.contains(import), "the report names the import {import}: {report}");
+        assert!(report.contains("Running the built-in default policy instead"), "{report}");
+        // The built-in policy recorded it (not the host's fallback payload).
+        assert_eq!(hook.output(), format!("recorded: scene {scene_id}: created"), "{}", hook.stderr);
+        last = policy;
+    }
+    assert_eq!(all_counts(&world).ready, 2);
+
+    let (task, took) = process_queue_with(&world, &last);
+    log_time("foreign import: process queue", took);
+    assert!(task.stderr.contains("evil:net/sockets@1.0.0"), "refused again, by name: {}", tail(&task.stderr));
+    assert!(task.output().contains("Processed 2 job"), "the built-in policy drained: {}", task.stdout);
+    for (_, rk) in &world.scenes {
+        assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"), "the built-in policy synced {rk}");
+    }
+    assert_eq!(all_counts(&world), Counts::default());
+}
+
+#[test]
+fn an_endless_loop_in_on_event_is_stopped_by_fuel_and_the_change_is_recorded() {
+    let world = World::new(1);
+    let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
+    configure_for_hooks(&world, &policy, "loop-on-event");
+    let (scene_id, _) = world.scenes[0].clone();
+
+    let (hook, took) = hook_with(&world, &policy, &scene_id);
+    log_time("loop-on-event: hook", took);
+    assert_eq!(hook.code, 0, "{}", hook.stderr);
+    let line = fallback_line(&hook, &scene_id);
+    assert!(line.contains("the policy used up its CPU budget"), "{line}");
+    assert!(hook.output().starts_with(&format!("recorded scene {scene_id} (policy failed: ")), "{}", hook.stdout);
+    assert_eq!(all_counts(&world).ready, 1, "the change was recorded by the host");
+    assert_builtin_syncs(&world, 0, 1);
+}
+
+#[test]
+fn a_memory_blow_up_in_on_event_hits_the_limit_and_the_change_is_recorded() {
+    let world = World::new(1);
+    let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
+    configure_for_hooks(&world, &policy, "alloc-on-event");
+    let (scene_id, _) = world.scenes[0].clone();
+
+    let (hook, took) = hook_with(&world, &policy, &scene_id);
+    log_time("alloc-on-event: hook", took);
+    assert_eq!(hook.code, 0, "{}", hook.stderr);
+    let line = fallback_line(&hook, &scene_id);
+    let limit = format!("the policy exceeded its memory limit ({} MiB)", Limits::default().memory_bytes >> 20);
+    assert!(line.contains(&limit), "{line}");
+    assert!(!hook.stdout.contains("nobody stopped me"), "the 1 GiB was never handed out");
+    assert_eq!(all_counts(&world).ready, 1, "the change was recorded by the host");
+    assert_builtin_syncs(&world, 0, 1);
+}
+
+#[test]
+fn a_panic_in_on_event_is_reported_with_its_message_and_the_change_is_recorded() {
+    let world = World::new(1);
+    let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
+    configure_for_hooks(&world, &policy, "panic-on-event");
+    let (scene_id, _) = world.scenes[0].clone();
+
+    let (hook, took) = hook_with(&world, &policy, &scene_id);
+    log_time("panic-on-event: hook", took);
+    assert_eq!(hook.code, 0, "{}", hook.stderr);
+    let line = fallback_line(&hook, &scene_id);
+    assert!(line.contains("the policy trapped"), "{line}");
+    assert!(line.contains(&format!("misbehave: deliberate panic in on-event for scene {scene_id}")), "{line}");
+    assert_eq!(all_counts(&world).ready, 1, "the change was recorded by the host");
+    assert_builtin_syncs(&world, 0, 1);
+}
+
+#[test]
+fn a_panic_in_step_while_holding_a_job_keeps_the_job() {
+    let world = World::new(1);
+    let (scene_id, _) = world.scenes[0].clone();
+    world.hook("Scene.Update.Post", &scene_id, &["id", "title"]).output();
+    let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
+    let lease_ms = 1_500;
+    set_settings(&world, json!({ "misbehave": "panic-on-step", "misbehave_lease_ms": lease_ms }));
+
+    let (task, took) = process_queue_with(&world, &policy);
+    log_time("panic-on-step: process queue", took);
+    let ended = Instant::now();
+    let summary = task.output();
+    assert!(summary.contains("Processed 0 job(s)"), "{summary}");
+    assert!(summary.contains("stopped after 5 policy failures in a row"), "{summary}");
+    let failures: Vec<&str> =
+        task.stderr.lines().filter(|l| l.contains("The policy failed and was restarted: the policy trapped")).collect();
+    assert_eq!(failures.len(), 5, "{}", tail(&task.stderr));
+    assert!(failures[0].contains("deliberate panic in step holding job"), "{}", failures[0]);
+
+    // The host gave the held job back after each failure: the attempt does
+    // not count (the policy failed, not the job), nothing else happened to
+    // it (no error recorded, not dead-lettered), and it is due again soon.
+    assert!(task.stderr.contains("Gave back 1 job(s) the policy held"), "{}", tail(&task.stderr));
+    let jobs = pending(&world);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!((jobs[0].scene_id.as_str(), jobs[0].attempt, jobs[0].last_error.as_deref()), (&*scene_id, 0, None));
+    let c = all_counts(&world);
+    assert_eq!((c.ready, c.dead), (1, 0), "{c:?}");
+
+    // The built-in policy picks the job up once it is due again.
+    std::thread::sleep(Duration::from_millis(lease_ms + 200).saturating_sub(ended.elapsed()));
+    assert_builtin_syncs(&world, 0, 1);
+}
+
+#[test]
+fn an_endless_loop_in_step_is_stopped_each_time_and_the_drain_ends() {
+    let world = World::new(1);
+    let (scene_id, _) = world.scenes[0].clone();
+    world.hook("Scene.Update.Post", &scene_id, &["id", "title"]).output();
+    let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
+    set_settings(&world, json!({ "misbehave": "loop-on-step" }));
+
+    let (task, took) = process_queue_with(&world, &policy);
+    log_time("loop-on-step: process queue (5 fuel-outs)", took);
+    let summary = task.output();
+    assert!(summary.contains("Processed 0 job(s)"), "{summary}");
+    assert!(summary.contains("stopped after 5 policy failures in a row"), "{summary}");
+    assert!(summary.contains("Left: 1 due"), "{summary}");
+    let fuel_outs = task.stderr.lines().filter(|l| l.contains("the policy used up its CPU budget")).count();
+    assert_eq!(fuel_outs, 5, "{}", tail(&task.stderr));
+
+    let jobs = pending(&world);
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!((jobs[0].attempt, jobs[0].last_error.as_deref()), (0, None), "never claimed, untouched");
+    assert!(jobs[0].not_before_ms <= now_ms(), "still due now");
+    assert_builtin_syncs(&world, 0, 1);
+}
+
+#[test]
+fn a_huge_log_line_is_capped_and_cannot_forge_log_frames() {
+    let world = World::new(1);
+    let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
+    configure_for_hooks(&world, &policy, "huge-log");
+    let (scene_id, _) = world.scenes[0].clone();
+
+    let (hook, took) = hook_with(&world, &policy, &scene_id);
+    log_time("huge-log: hook", took);
+    assert_eq!(hook.code, 0, "{}", tail(&hook.stderr));
+    assert_eq!(hook.output(), format!("recorded: misbehave recorded scene {scene_id}"), "the policy went on");
+    let longest = hook.stderr.split('\n').map(str::len).max().unwrap_or(0);
+    assert!(longest <= STASH_MAX_LINE, "a stderr line of {longest} bytes would stop Stash's log reader");
+    let huge = hook.stderr.lines().find(|l| l.contains("misbehave: huge line")).expect("the line is logged");
+    assert!(huge.starts_with("\u{1}i\u{2}[stash2plex-misbehave] "), "{}", clip(huge, 80));
+    assert!(huge.ends_with("(truncated)"), "and marked as cut");
+    assert!(
+        !hook.stderr.lines().any(|l| l.starts_with("\u{1}e\u{2}misbehave forged")),
+        "an embedded newline must not start a forged log record"
+    );
+    assert_eq!(all_counts(&world).ready, 1);
+}
+
+/// A `step` that answers `wait-ms(0)` forever: every call is cheap and
+/// returns, so fuel never runs out and the failure counter never moves. What
+/// bounds it is drain.rs: waits are at least `MIN_WAIT_MS` (10 ms) and the
+/// drain stops after `MAX_WAITS_WITHOUT_WORK` (1000) waits in a row without a
+/// `worked`, i.e. after about 10 s.
+#[test]
+fn a_policy_that_always_says_wait_does_not_keep_process_queue_alive() {
+    let world = World::new(1);
+    let (scene_id, _) = world.scenes[0].clone();
+    world.hook("Scene.Update.Post", &scene_id, &["id", "title"]).output();
+    let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
+    set_settings(&world, json!({ "misbehave": "spin-step" }));
+
+    let (task, took) = process_queue_with(&world, &policy);
+    log_time("spin-step: process queue", took);
+    assert_eq!(task.code, 0, "{}", tail(&task.stderr));
+    let summary = task.output();
+    assert!(summary.contains("Processed 0 job(s)"), "{summary}");
+    assert!(summary.contains("asked to wait 1000 times in a row without doing any work"), "{summary}");
+    assert!(took >= Duration::from_secs(9), "wait-ms(0) is not a hot loop: 1000 waits of >= 10 ms took {took:?}");
+    let jobs = pending(&world);
+    assert_eq!((jobs.len(), jobs[0].attempt), (1, 0), "the job is kept, untouched: {jobs:?}");
+    assert_builtin_syncs(&world, 0, 1);
+}
+
+/// The drainer a hook starts in the background (auto-drain on) runs the same
+/// user policy. With a `step` that always runs out of fuel and a job that
+/// stays due, every round ends after 5 failures (~4 s), and the drainer must
+/// then give up, not start another round.
+#[test]
+fn a_background_drainer_gives_up_on_a_failing_policy_in_bounded_time() {
+    let world = World::new(1);
+    let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
+    configure_for_hooks(&world, &policy, "loop-on-step");
+    let (scene_id, _) = world.scenes[0].clone();
+
+    let stdin = hook_stdin(&world, &scene_id, &["id", "title"]);
+    let (hook, _) = run_bounded(&stdin, &["--policy", policy.to_str().unwrap()], &[("STASH2PLEX_AUTODRAIN", "1")]);
+    assert_eq!(hook.output(), format!("recorded: misbehave recorded scene {scene_id}"), "{}", hook.stderr);
+    let marker = world.data_dir().to_string_lossy().into_owned();
+    let started = Instant::now();
+    let limit = Duration::from_secs(60);
+    let mut drainers = processes_mentioning(&marker);
+    assert!(!drainers.is_empty(), "the hook started a background drainer");
+    while !drainers.is_empty() && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(100));
+        drainers = processes_mentioning(&marker);
+    }
+    let took = started.elapsed();
+    for pid in &drainers {
+        // Still running at the limit: stop it (by id) before failing.
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    let log = std::fs::read_to_string(world.data_dir().join("drainer.log")).unwrap_or_default();
+    let rounds = log.lines().filter(|l| l.contains("Processing the queue:")).count();
+    log_time(&format!("loop-on-step: background drainer ({rounds} rounds)"), took);
+    assert!(drainers.is_empty(), "the background drainer was still running after {limit:?} ({rounds} rounds so far)");
+    assert!(log.contains("the policy used up its CPU budget"), "the failures are in the drainer's log");
+    let jobs = pending(&world);
+    assert_eq!((jobs.len(), jobs[0].attempt), (1, 0), "the job is kept, untouched: {jobs:?}");
+}
+
+#[test]
+fn a_policy_claiming_an_unknown_api_version_never_loses_a_change() {
+    // The fixture really says 9.9.9 (in-process, no Stash): either the host
+    // starts it and shows that answer, or it refuses it by that version.
+    let runtime = Runtime::load(bad_info_component(), None, Limits::default()).expect("loads");
+    let state = HostState::new(Arc::new(SystemClock), 1, Queue::open_in_memory().expect("queue"));
+    match PolicySession::start(runtime, state, "{}".into()) {
+        Ok(session) => assert_eq!(session.info.api_version, "9.9.9"),
+        Err(e) => assert!(e.to_string().contains("9.9.9"), "{e}"),
+    }
+
+    let world = World::new(1);
+    let policy = install_policy(&world, "user-policy.wasm", bad_info_component());
+    configure_for_hooks(&world, &policy, "bad-info");
+    let (scene_id, _) = world.scenes[0].clone();
+    let (hook, _) = hook_with(&world, &policy, &scene_id);
+    assert_eq!(hook.code, 0, "{}", hook.stderr);
+    assert!(hook.output().contains(&format!("scene {scene_id}")), "{}", hook.stdout);
+    assert_eq!(all_counts(&world).ready, 1, "recorded");
+}
+
+#[test]
+fn a_policy_claiming_an_unknown_api_version_is_refused_by_name() {
+    let world = World::new(1);
+    let policy = install_policy(&world, "user-policy.wasm", bad_info_component());
+    configure_for_hooks(&world, &policy, "bad-info");
+    let (scene_id, _) = world.scenes[0].clone();
+    let (hook, _) = hook_with(&world, &policy, &scene_id);
+    assert!(hook.stderr.contains("9.9.9"), "the refusal names the api-version: {}", tail(&hook.stderr));
+    assert_eq!(hook.output(), format!("recorded: scene {scene_id}: created"), "the built-in policy recorded it");
+    assert_builtin_syncs(&world, 0, 1);
+}
+
+/// `step` returns `u32` instead of `result<step-outcome, string>`. Import and
+/// export *names* match, so `Runtime::load` accepts it; the types are only
+/// checked when an instance is made.
+#[test]
+fn a_policy_export_of_the_wrong_shape_is_refused_at_load_and_the_builtin_drains() {
+    let world = World::new(1);
+    let policy = install_policy(&world, "user-policy.wasm", &component_with_wrong_step_type());
+    let (scene_id, rk) = world.scenes[0].clone();
+    let (hook, _) = hook_with(&world, &policy, &scene_id);
+    assert!(hook.stderr.contains("was not used"), "{}", tail(&hook.stderr));
+    assert_eq!(hook.output(), format!("recorded: scene {scene_id}: created"), "the built-in policy recorded it");
+    let (task, _) = process_queue_with(&world, &policy);
+    assert!(task.stderr.contains("was not used"), "{}", tail(&task.stderr));
+    assert!(task.output().contains("Processed 1 job"), "the built-in policy drained: {}", task.stdout);
+    assert!(world.plex.item(&rk).unwrap().locked_fields.contains("title"));
+}

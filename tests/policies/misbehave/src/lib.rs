@@ -1,0 +1,167 @@
+//! A policy component that misbehaves on purpose, for the sandbox tests in
+//! `tests/e2e/sandbox.rs` (design invariant 5). Its behaviour is chosen by
+//! the `misbehave` key of the settings passed to `configure`:
+//!
+//! | mode | what it does |
+//! |---|---|
+//! | `none` (default) | a correct tiny policy: scene events enqueue `{"v":1}`, `step` claims and completes one job |
+//! | `loop-on-event` / `loop-on-step` | an endless loop (the host's fuel budget must stop it) |
+//! | `alloc-on-event` | allocates up to 1 GiB, 16 MiB at a time (the memory limit must stop it) |
+//! | `panic-on-event` | panics (the message reaches the host through the panic hook) |
+//! | `panic-on-step` | claims a job, then panics while holding its lease |
+//! | `huge-log` | logs a 10 MiB line (with a forged Stash log frame) before enqueueing |
+//! | `spin-step` | `step` answers `wait-ms(0)` forever |
+//! | `bad-info` | behaves like `none`; see [`API_VERSION_SLOT`] |
+//!
+//! The host calls `info` *before* `configure`, so `info` cannot depend on the
+//! settings: the api-version it reports is read from [`API_VERSION_SLOT`],
+//! which the tests patch in the built module to make the "bad-info" variant.
+//!
+//! Everything that touches the generated bindings is wasm32-only, so the
+//! crate also builds (as an empty library) natively for `cargo clippy
+//! --workspace`.
+
+/// `info`'s api-version is the text after `=` (up to the first NUL). Tests
+/// find these exact bytes in the core module and overwrite `0.1.0`.
+pub static API_VERSION_SLOT: [u8; 32] = *b"misbehave-api-version=0.1.0\0\0\0\0\0";
+
+#[cfg(target_arch = "wasm32")]
+mod glue {
+    use std::cell::Cell;
+    use std::hint::black_box;
+
+    wit_bindgen::generate!({ path: "../../../wit", world: "policy-component" });
+
+    use exports::stash2plex::policy::policy::{Event, EventOutcome, Guest, PolicyInfo, StepOutcome};
+    use stash2plex::policy::{clock, log, queue};
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Mode {
+        None,
+        LoopOnEvent,
+        LoopOnStep,
+        AllocOnEvent,
+        PanicOnEvent,
+        PanicOnStep,
+        BadInfo,
+        HugeLog,
+        SpinStep,
+    }
+
+    const MODES: &[(&str, Mode)] = &[
+        ("none", Mode::None),
+        ("loop-on-event", Mode::LoopOnEvent),
+        ("loop-on-step", Mode::LoopOnStep),
+        ("alloc-on-event", Mode::AllocOnEvent),
+        ("panic-on-event", Mode::PanicOnEvent),
+        ("panic-on-step", Mode::PanicOnStep),
+        ("bad-info", Mode::BadInfo),
+        ("huge-log", Mode::HugeLog),
+        ("spin-step", Mode::SpinStep),
+    ];
+
+    thread_local! {
+        static MODE: Cell<Mode> = const { Cell::new(Mode::None) };
+        static LEASE_MS: Cell<u32> = const { Cell::new(60_000) };
+    }
+
+    fn mode() -> Mode {
+        MODE.with(Cell::get)
+    }
+
+    fn install_panic_hook() {
+        std::panic::set_hook(Box::new(|info| log::write(log::Level::Error, &format!("policy panic: {info}"))));
+    }
+
+    /// Burn CPU until the host stops the call.
+    fn spin_forever() -> ! {
+        let mut n = 0u64;
+        loop {
+            n = black_box(n.wrapping_add(1));
+        }
+    }
+
+    struct Misbehave;
+
+    impl Guest for Misbehave {
+        fn info() -> PolicyInfo {
+            let slot = black_box(&super::API_VERSION_SLOT);
+            let text = std::str::from_utf8(&slot[..]).unwrap_or("").trim_end_matches('\0');
+            let api_version = text.split_once('=').map(|(_, v)| v).unwrap_or("0.1.0").to_string();
+            PolicyInfo { name: "stash2plex-misbehave".into(), version: env!("CARGO_PKG_VERSION").into(), api_version }
+        }
+
+        fn configure(settings: String) -> Result<(), Vec<String>> {
+            install_panic_hook();
+            let settings: serde_json::Value =
+                serde_json::from_str(&settings).map_err(|e| vec![format!("settings are not JSON: {e}")])?;
+            let name = settings.get("misbehave").and_then(|v| v.as_str()).unwrap_or("none");
+            let Some(&(_, m)) = MODES.iter().find(|(n, _)| *n == name) else {
+                return Err(vec![format!("unknown misbehave mode {name:?}")]);
+            };
+            MODE.with(|c| c.set(m));
+            if let Some(ms) = settings.get("misbehave_lease_ms").and_then(|v| v.as_u64()) {
+                LEASE_MS.with(|c| c.set(u32::try_from(ms).unwrap_or(u32::MAX)));
+            }
+            Ok(())
+        }
+
+        fn on_event(event: Event) -> Result<EventOutcome, String> {
+            install_panic_hook();
+            let id = event.object_id.clone().unwrap_or_default();
+            match mode() {
+                Mode::LoopOnEvent => spin_forever(),
+                Mode::PanicOnEvent => panic!("misbehave: deliberate panic in on-event for scene {id}"),
+                Mode::AllocOnEvent => {
+                    let mut hoard: Vec<Vec<u8>> = Vec::new();
+                    for _ in 0..64 {
+                        hoard.push(vec![0xA5; 16 << 20]);
+                        black_box(&hoard);
+                    }
+                    return Err(format!("misbehave: allocated {} MiB and nobody stopped me", hoard.len() * 16));
+                }
+                Mode::HugeLog => {
+                    let mut line = String::from("misbehave: huge line\n\u{1}e\u{2}misbehave forged an error line\n");
+                    line.push_str(&"x".repeat(10 << 20));
+                    log::write(log::Level::Info, &line);
+                }
+                _ => {}
+            }
+            if !event.trigger.starts_with("Scene.") || id.is_empty() {
+                return Ok(EventOutcome::Ignored(format!("misbehave: nothing to do for {}", event.trigger)));
+            }
+            queue::enqueue(&id, r#"{"v":1}"#, clock::now_ms()).map_err(|e| format!("misbehave: enqueue: {e:?}"))?;
+            Ok(EventOutcome::Enqueued(format!("misbehave recorded scene {id}")))
+        }
+
+        fn step() -> Result<StepOutcome, String> {
+            install_panic_hook();
+            match mode() {
+                Mode::LoopOnStep => spin_forever(),
+                Mode::SpinStep => return Ok(StepOutcome::WaitMs(0)),
+                _ => {}
+            }
+            let lease_ms = LEASE_MS.with(Cell::get);
+            let job = queue::claim(lease_ms).map_err(|e| format!("misbehave: claim: {e:?}"))?;
+            if mode() == Mode::PanicOnStep {
+                match &job {
+                    Some(j) => {
+                        panic!("misbehave: deliberate panic in step holding job {} (scene {})", j.id, j.scene_id)
+                    }
+                    None => panic!("misbehave: deliberate panic in step (nothing claimed)"),
+                }
+            }
+            let Some(job) = job else {
+                return Ok(StepOutcome::Idle(None));
+            };
+            queue::complete(job.id, job.lease, &[]).map_err(|e| format!("misbehave: complete: {e:?}"))?;
+            Ok(StepOutcome::Worked(format!("misbehave completed scene {}", job.scene_id)))
+        }
+
+        fn run_task(name: String, _args: String) -> Result<String, String> {
+            Err(format!("misbehave has no task {name:?}"))
+        }
+    }
+
+    export!(Misbehave);
+}
