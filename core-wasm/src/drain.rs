@@ -1,29 +1,55 @@
-//! `step`: claim one job and carry it to an outcome.
+//! `step`: one unit of work: a job, a health probe, a credential check,
+//! or nothing.
 //!
-//! claim → Stash scene → Plex section → ratingKey (path index) → full item →
-//! diff → at most one PUT → complete / retry-at / dead-letter / release.
-//! Failures are classified at the HTTP boundary: transport errors, 5xx, 429
-//! and malformed answers are transient; 401/403 are a configuration problem
-//! (retried slowly, never dead-lettered); 400 and other 4xx are permanent;
-//! "not in Plex" waits for a Plex scan on its own, slower schedule.
+//! Before any job is claimed the reliability state decides whether Plex may
+//! be called at all:
+//!
+//! 1. **Token rejected** (an earlier 401/403): nothing is claimed, so no
+//!    attempt is used. One `GET /library/sections` checks the token when a
+//!    drain starts and then every 5 minutes; otherwise the step is
+//!    `idle(next check)`.
+//! 2. **Breaker open**: with due jobs, the `GET /identity` probe runs when
+//!    due (`worked`), else the step waits for it (`wait-ms`, at most 60 s,
+//!    so a Process Queue task rides out an outage and drains on recovery);
+//!    with only waiting jobs, `idle(max(next due, next probe))`.
+//! 3. **Pacing** (the ramp after a recovery, the steady rate otherwise):
+//!    `wait-ms` until the next job may start.
+//! 4. **Half-open**: the job runs as one of the trials.
+//! 5. **Retry budget**: a retry over budget is released, not sent.
+//!
+//! A job: claim → Stash scene → Plex section → ratingKey (path index) →
+//! full item → diff → at most one PUT → complete / retry-at / release /
+//! dead-letter, with the reliability state written in the same queue call.
+//! Every failure is classified in `classify` and handled by its class's
+//! retry profile (`retry`); a breaker-counted failure that leaves the
+//! breaker open releases the job (the attempt does not count) until the
+//! next probe.
 
 use std::fmt::Write as _;
 
-use crate::backoff::{self, Decision, Profile};
+use crate::breaker::{self, Outcome, Permit};
+use crate::classify::{self, Classified, Endpoint, ErrorClass};
 use crate::edits;
+use crate::health;
 use crate::host_api::{
-    DeadLetterInfo, Host, Job, LogLevel, Method, PlexRequest, PlexResponse, QueueError, Scene, StashError, StepOutcome,
+    DeadLetterInfo, Host, Job, LogLevel, Method, PlexRequest, PlexResponse, QueueError, Scene, StepOutcome,
 };
 use crate::matching::{self, PathIndex, Resolution, Section};
 use crate::plex_json::{self, ListingPage, PlexItem};
+use crate::resilience::{self, Resilience};
+use crate::retry::{self, Decision};
 use crate::settings::Settings;
-use crate::text::{body_snippet, clip};
+use crate::text::{body_snippet, clip, duration_text};
 
 /// Lease taken on each claimed job.
 pub const LEASE_MS: u32 = 120_000;
 /// Listing pages fetched for one job in one step; a bigger library is listed
 /// over several steps (the job is released, not failed, in between).
 pub const MAX_PAGES_PER_STEP: u32 = 25;
+/// Longest `wait-ms` a step returns (the host re-asks after it).
+pub const MAX_WAIT_MS: i64 = 60_000;
+/// A retry over budget waits this long (uniform), not counted.
+pub const BUDGET_DELAY_MS: (u64, u64) = (5_000, 10_000);
 
 const MAX_ERROR_CHARS: usize = 500;
 const MAX_DETAIL_CHARS: usize = 2_000;
@@ -31,11 +57,14 @@ const MAX_QUERY_VALUE_CHARS: usize = 200;
 const BODY_SNIPPET_BYTES: usize = 200;
 const PATH_LOG_CHARS: usize = 300;
 
-/// Plex knowledge kept for the life of the instance (one drain).
+/// Knowledge kept for the life of the instance (one drain).
 #[derive(Debug, Default)]
 pub struct DrainState {
     sections: Option<Vec<Section>>,
     index: PathIndex,
+    /// This instance has checked the token during a credential pause (a new
+    /// drain checks once at its start, so fixing the token resumes at once).
+    auth_checked: bool,
 }
 
 impl DrainState {
@@ -48,16 +77,8 @@ impl DrainState {
 /// Why an attempt did not succeed.
 #[derive(Debug)]
 enum Failure {
-    /// Retry with the transient profile (then dead-letter under `class`).
-    Transient { class: &'static str, message: String },
-    /// The file is not in Plex (yet): retry with the not-found profile.
-    NotFound { message: String },
-    /// Credentials refused: retry slowly, never dead-letter.
-    Unauthorized { class: &'static str, message: String },
-    /// Retrying cannot help: dead-letter now.
-    Permanent { class: &'static str, message: String },
-    /// The listed section no longer exists (404 on its listing).
-    SectionGone { message: String },
+    /// A classified failure (see `classify`).
+    Class(Classified),
     /// Another drainer owns the job now; record nothing.
     LeaseLost,
     /// The queue itself failed.
@@ -70,6 +91,12 @@ impl From<QueueError> for Failure {
             QueueError::LeaseLost => Failure::LeaseLost,
             QueueError::Storage(m) => Failure::Storage(m),
         }
+    }
+}
+
+impl From<Classified> for Failure {
+    fn from(c: Classified) -> Self {
+        Failure::Class(c)
     }
 }
 
@@ -99,33 +126,200 @@ struct JobRun<'a> {
     host: &'a dyn Host,
     job: &'a Job,
     settings: &'a Settings,
+    started_ms: i64,
     requests: u32,
+    /// The slowest Plex response of the attempt (slow-call detection).
+    slowest_ms: u32,
     last_exchange: Option<String>,
     last_renew_ms: i64,
     shown_path: Option<String>,
 }
 
+fn queue_text(e: QueueError) -> String {
+    format!("could not use the queue: {e}")
+}
+
+/// `wait-ms` for `ms`, clamped to 1 ms – [`MAX_WAIT_MS`].
+fn wait(ms: i64) -> StepOutcome {
+    StepOutcome::WaitMs(u32::try_from(ms.clamp(1, MAX_WAIT_MS)).unwrap_or(1))
+}
+
 /// Run one step.
 pub fn step(settings: &Settings, state: &mut DrainState, host: &dyn Host) -> Result<StepOutcome, String> {
+    let now = host.now_ms();
+    let mut res = Resilience::load(host, settings, now).map_err(|e| format!("could not read the policy state: {e}"))?;
+    res.tick(host, now);
+
+    if res.state.auth.is_some() {
+        return auth_paused(state, &mut res, host, now);
+    }
+    if let breaker::State::Open { until, .. } = res.state.breaker.state {
+        return breaker_open(&mut res, host, now, until);
+    }
+    let pace = res.state.pacer.wait_ms(now);
+    if pace > 0 {
+        return nothing_due_or(&mut res, host, wait(i64::from(pace)));
+    }
+    let (permit, transitions) = res.state.breaker.permit(&res.cfg.breaker, now);
+    res.apply(host, now, &transitions);
+    let trial = match permit {
+        Permit::Allow => false,
+        Permit::Trial => true,
+        Permit::Reject { until } => return nothing_due_or(&mut res, host, wait(until.saturating_sub(now))),
+    };
+
     let job = match host.claim(LEASE_MS) {
         Ok(Some(job)) => job,
         Ok(None) => {
+            if trial {
+                res.record(host, now, Outcome::Ignored, None);
+            }
+            res.save_if_changed(host).map_err(queue_text)?;
             let counts = host.counts().map_err(|e| format!("could not read the queue: {e}"))?;
             return Ok(StepOutcome::Idle(counts.next_due_ms));
         }
         Err(e) => return Err(format!("could not claim a job: {e}")),
     };
+
+    if !res.budget_allows(job.attempt, now) {
+        if trial {
+            res.record(host, now, Outcome::Ignored, None);
+        }
+        return over_budget(&mut res, host, &job, now);
+    }
+
     let mut run = JobRun {
         host,
         job: &job,
         settings,
+        started_ms: now,
         requests: 0,
+        slowest_ms: 0,
         last_exchange: None,
-        last_renew_ms: host.now_ms(),
+        last_renew_ms: now,
         shown_path: None,
     };
     let result = process(state, &mut run);
-    run.finish(result)
+    let outcome = run.finish(&mut res, result);
+    if res.state.auth.is_some() {
+        // The pause started in this drain: its first check is due in 5 minutes.
+        state.auth_checked = true;
+    }
+    outcome
+}
+
+/// Return `outcome` if a job is due; `idle` if none is (waiting jobs never
+/// keep a drain busy).
+fn nothing_due_or(res: &mut Resilience, host: &dyn Host, outcome: StepOutcome) -> Result<StepOutcome, String> {
+    res.save_if_changed(host).map_err(queue_text)?;
+    let counts = host.counts().map_err(|e| format!("could not read the queue: {e}"))?;
+    if counts.ready == 0 {
+        return Ok(StepOutcome::Idle(counts.next_due_ms));
+    }
+    Ok(outcome)
+}
+
+/// The breaker is open: probe when due, else wait for the probe (or idle
+/// when nothing is due).
+fn breaker_open(res: &mut Resilience, host: &dyn Host, now: i64, until: i64) -> Result<StepOutcome, String> {
+    let counts = host.counts().map_err(|e| format!("could not read the queue: {e}"))?;
+    res.state.outages.note_pending(resilience::pending(&counts));
+    if counts.ready == 0 {
+        res.save_if_changed(host).map_err(queue_text)?;
+        return Ok(StepOutcome::Idle(counts.next_due_ms.map(|due| due.max(until))));
+    }
+    if now < until {
+        res.save_if_changed(host).map_err(queue_text)?;
+        return Ok(wait(until - now));
+    }
+    let summary = probe(res, host);
+    res.save_if_changed(host).map_err(queue_text)?;
+    Ok(StepOutcome::Worked(summary))
+}
+
+/// One `GET /identity` probe; its result moves the breaker or the schedule.
+pub fn probe(res: &mut Resilience, host: &dyn Host) -> String {
+    let result = health::identity(host);
+    let now = host.now_ms();
+    match result {
+        Ok(detail) => {
+            let summary = format!("probe GET /identity: Plex answers ({detail})");
+            res.probe_ok(host, now, detail);
+            summary
+        }
+        Err(c) => {
+            let next = res.probe_failed(now, host.random_u64(), clip(&c.message, 200), c.retry_after_ms);
+            let wait = duration_text(next.saturating_sub(now));
+            host.log(
+                LogLevel::Info,
+                &clip(&format!("Plex is still unavailable ({}); next check in {wait}.", c.message), 600),
+            );
+            format!("probe GET /identity: {}; next probe in {wait}", c.class.name())
+        }
+    }
+}
+
+/// Syncing is paused for the token: check it when due, never claim.
+fn auth_paused(state: &mut DrainState, res: &mut Resilience, host: &dyn Host, now: i64) -> Result<StepOutcome, String> {
+    let Some(pause) = res.state.auth.clone() else {
+        return Ok(StepOutcome::Worked("no credential pause".into()));
+    };
+    let counts = host.counts().map_err(|e| format!("could not read the queue: {e}"))?;
+    let waiting = resilience::pending(&counts);
+    let due = now >= pause.next_check_ms || !state.auth_checked;
+    if waiting == 0 || !due {
+        res.save_if_changed(host).map_err(queue_text)?;
+        return Ok(StepOutcome::Idle((waiting > 0).then_some(pause.next_check_ms)));
+    }
+    state.auth_checked = true;
+    let result = health::token(host);
+    let now = host.now_ms();
+    match result {
+        Ok(()) => {
+            res.auth_ok(host, now);
+            res.save_if_changed(host).map_err(queue_text)?;
+            Ok(StepOutcome::Worked("token check GET /library/sections: Plex accepts the token; syncing resumes".into()))
+        }
+        Err(c) => {
+            let status = health::unauthorized_status(&c).unwrap_or(pause.status);
+            res.pause_for_auth(now, status, &c.message);
+            let next = res.state.auth.as_ref().map_or(now, |p| p.next_check_ms);
+            let why = match health::unauthorized_status(&c) {
+                Some(s) => format!("Plex still rejects the token (HTTP {s})"),
+                None => format!("the token could not be checked ({})", clip(&c.message, 200)),
+            };
+            host.log(
+                LogLevel::Info,
+                &format!(
+                    "{why}; syncing stays paused ({waiting} change(s) waiting). Check plex_token in the plugin settings; next check in {}.",
+                    duration_text(next.saturating_sub(now))
+                ),
+            );
+            res.save_if_changed(host).map_err(queue_text)?;
+            Ok(StepOutcome::Idle(Some(next)))
+        }
+    }
+}
+
+/// A retry over the retry budget: give it back for a few seconds.
+fn over_budget(res: &mut Resilience, host: &dyn Host, job: &Job, now: i64) -> Result<StepOutcome, String> {
+    let delay = retry::uniform(BUDGET_DELAY_MS.0, BUDGET_DELAY_MS.1, host.random_u64());
+    let (first, retries) = res.state.budget.totals(now);
+    let writes = res.write();
+    let line = format!(
+        "scene {}: retry budget used up ({retries} retries for {first} first attempts in the last minute); trying again in {}",
+        clip(&job.scene_id, 64),
+        duration_text(i64::try_from(delay).unwrap_or(0))
+    );
+    match host.release(job.id, job.lease, now.saturating_add(i64::try_from(delay).unwrap_or(0)), &writes) {
+        Ok(()) | Err(QueueError::LeaseLost) => {
+            host.log(LogLevel::Debug, &line);
+            Ok(StepOutcome::Worked(line))
+        }
+        Err(QueueError::Storage(m)) => {
+            Err(format!("could not give back scene {}: {}", clip(&job.scene_id, 64), clip(&m, 300)))
+        }
+    }
 }
 
 fn process(state: &mut DrainState, run: &mut JobRun<'_>) -> Result<Done, Failure> {
@@ -135,7 +329,7 @@ fn process(state: &mut DrainState, run: &mut JobRun<'_>) -> Result<Done, Failure
     let scene = match run.host.find_scene(&run.job.scene_id) {
         Ok(Some(scene)) => scene,
         Ok(None) => return Ok(Done::SceneGone),
-        Err(e) => return Err(stash_failure(e)),
+        Err(e) => return Err(classify::stash(&e).into()),
     };
     let Some(file) = scene.files.first() else {
         return Ok(Done::NoFile);
@@ -157,8 +351,7 @@ fn process(state: &mut DrainState, run: &mut JobRun<'_>) -> Result<Done, Failure
 fn section_for(state: &mut DrainState, run: &mut JobRun<'_>, path: &str) -> Result<Section, Failure> {
     if state.sections.is_none() {
         let request = PlexRequest::get("/library/sections");
-        let response = run.send(&request)?;
-        expect_success(&response, &request)?;
+        let response = run.send(Endpoint::Sections, &request)?;
         let infos = plex_json::parse_sections(&response.body).map_err(|e| malformed(&request, e))?;
         let (sections, missing) = matching::build_sections(&infos, &run.settings.plex_library);
         if !missing.is_empty() {
@@ -186,7 +379,7 @@ fn section_for(state: &mut DrainState, run: &mut JobRun<'_>, path: &str) -> Resu
         let searched: Vec<&str> = sections.iter().map(|s| s.title.as_str()).collect();
         format!("no Plex library folder contains {shown} (libraries searched: {})", searched.join(", "))
     };
-    Err(Failure::NotFound { message: clip(&message, MAX_ERROR_CHARS) })
+    Err(classify::not_in_plex(clip(&message, MAX_ERROR_CHARS)).into())
 }
 
 enum Located {
@@ -205,11 +398,11 @@ fn locate(state: &mut DrainState, run: &mut JobRun<'_>, section: &Section, path:
             state.index.resolve(section, path, now, MAX_PAGES_PER_STEP, |request| fetch_listing(run, request));
         let resolution = match resolution {
             Ok(r) => r,
-            Err(Failure::SectionGone { message }) => {
+            Err(Failure::Class(c)) if c.class == ErrorClass::StaleSection => {
                 // Sections changed under us: read them again next time.
                 state.sections = None;
                 state.index.invalidate(&section.key);
-                return Err(Failure::NotFound { message });
+                return Err(classify::not_in_plex(c.message).into());
             }
             Err(other) => return Err(other),
         };
@@ -218,15 +411,13 @@ fn locate(state: &mut DrainState, run: &mut JobRun<'_>, section: &Section, path:
             Resolution::Ambiguous(keys) => {
                 let listed = clip(&keys.join(", "), MAX_ERROR_CHARS);
                 if run.settings.strict_matching {
-                    return Err(Failure::Permanent {
-                        class: "ambiguous-match",
-                        message: format!(
+                    return Err(classify::ambiguous(format!(
                             "{} Plex items in library \"{}\" have the file {} (ratingKeys {listed}); strict_matching refuses to guess",
                             keys.len(),
                             section.title,
                             run.shown_path()
-                        ),
-                    });
+                        ))
+                    .into());
                 }
                 let Some(lowest) = keys.into_iter().next() else {
                     return Err(run.not_in_plex(section));
@@ -252,13 +443,12 @@ fn locate(state: &mut DrainState, run: &mut JobRun<'_>, section: &Section, path:
             _ => {
                 state.index.invalidate(&section.key);
                 if relisted {
-                    return Err(Failure::NotFound {
-                        message: format!(
-                            "Plex item {rating_key} no longer has the file {} and no other item in library \"{}\" has it",
-                            run.shown_path(),
-                            section.title
-                        ),
-                    });
+                    return Err(classify::not_in_plex(format!(
+                        "Plex item {rating_key} no longer has the file {} and no other item in library \"{}\" has it",
+                        run.shown_path(),
+                        section.title
+                    ))
+                    .into());
                 }
                 relisted = true;
             }
@@ -285,103 +475,40 @@ fn edit(
     let fields = plan.changed_names();
     let mut request = PlexRequest::new(Method::Put, format!("/library/sections/{}/all", section.key));
     request.query = plan.query;
-    let response = run.send(&request)?;
-    match response.status {
-        200 | 201 | 204 => Ok(Done::Synced { rating_key: rating_key.to_string(), fields }),
-        404 => {
+    match run.send(Endpoint::Edit, &request) {
+        Ok(_) => Ok(Done::Synced { rating_key: rating_key.to_string(), fields }),
+        Err(Failure::Class(c)) if c.class == ErrorClass::StaleItem => {
             state.index.invalidate(&section.key);
-            Err(Failure::NotFound { message: format!("Plex item {rating_key} disappeared before it could be edited") })
+            Err(classify::not_in_plex(format!("Plex item {rating_key} disappeared before it could be edited")).into())
         }
-        status => Err(status_failure(status, &request)),
+        Err(other) => Err(other),
     }
 }
 
 fn fetch_listing(run: &mut JobRun<'_>, request: &PlexRequest) -> Result<ListingPage, Failure> {
-    let response = run.send(request)?;
-    if response.status == 404 {
-        return Err(Failure::SectionGone {
-            message: format!("Plex library section at {} no longer exists", request.path),
-        });
-    }
-    expect_success(&response, request)?;
+    let response = run.send(Endpoint::Listing, request)?;
     plex_json::parse_listing(&response.body).map_err(|e| malformed(request, e))
 }
 
 /// `GET /library/metadata/{rk}`; `None` on 404 or an empty container.
 fn fetch_item(run: &mut JobRun<'_>, rating_key: &str) -> Result<Option<PlexItem>, Failure> {
     let request = PlexRequest::get(format!("/library/metadata/{rating_key}"));
-    let response = run.send(&request)?;
-    if response.status == 404 {
-        return Ok(None);
-    }
-    expect_success(&response, &request)?;
+    let response = match run.send(Endpoint::Item, &request) {
+        Ok(response) => response,
+        // A stale index entry: the caller lists the section again.
+        Err(Failure::Class(c)) if c.class == ErrorClass::StaleItem => return Ok(None),
+        Err(other) => return Err(other),
+    };
     plex_json::parse_item(&response.body).map_err(|e| malformed(&request, e))
 }
 
-fn expect_success(response: &PlexResponse, request: &PlexRequest) -> Result<(), Failure> {
-    if (200..300).contains(&response.status) { Ok(()) } else { Err(status_failure(response.status, request)) }
-}
-
-/// Classify a non-success status.
-fn status_failure(status: u16, request: &PlexRequest) -> Failure {
-    let what = format!("{} {}", request.method.as_str(), clip(&request.path, 200));
-    match status {
-        401 | 403 => Failure::Unauthorized {
-            class: "plex-unauthorized",
-            message: format!("Plex rejected the token; check plex_token in the plugin settings ({status} on {what})"),
-        },
-        400 => Failure::Permanent {
-            class: "plex-rejected-request",
-            message: format!("Plex rejected the request as invalid (400 on {what})"),
-        },
-        429 | 500..=599 => {
-            Failure::Transient { class: "plex-unavailable", message: format!("Plex answered {status} on {what}") }
-        }
-        // Only requests without their own 404 handling get here (the
-        // section list): most likely plex_url points at something else, which
-        // fixing the setting cures, so keep the job.
-        404 => Failure::Transient {
-            class: "plex-unavailable",
-            message: format!("Plex answered 404 on {what}; check that plex_url points at the Plex server"),
-        },
-        402 | 405..=499 => Failure::Permanent {
-            class: "plex-rejected-request",
-            message: format!("Plex refused the request ({status} on {what})"),
-        },
-        _ => Failure::Transient {
-            class: "plex-unavailable",
-            message: format!("Plex answered with unexpected status {status} on {what}"),
-        },
-    }
+/// `GET /path` for messages.
+fn what(request: &PlexRequest) -> String {
+    format!("{} {}", request.method.as_str(), clip(&request.path, 200))
 }
 
 fn malformed(request: &PlexRequest, error: plex_json::PlexJsonError) -> Failure {
-    Failure::Transient {
-        class: "plex-malformed-response",
-        message: format!(
-            "Plex sent an unexpected answer to {} {}: {}",
-            request.method.as_str(),
-            clip(&request.path, 200),
-            error
-        ),
-    }
-}
-
-fn stash_failure(error: StashError) -> Failure {
-    match error {
-        StashError::Unauthorized(m) => Failure::Unauthorized {
-            class: "stash-unauthorized",
-            message: format!("Stash rejected the plugin's credentials ({})", clip(&m, 200)),
-        },
-        StashError::Unreachable(m) | StashError::Graphql(m) => Failure::Transient {
-            class: "stash-unavailable",
-            message: format!("Stash could not answer ({})", clip(&m, 200)),
-        },
-        StashError::Malformed(m) => Failure::Transient {
-            class: "stash-malformed",
-            message: format!("Stash sent an unexpected answer ({})", clip(&m, 200)),
-        },
-    }
+    classify::malformed(&what(request), &error.to_string()).into()
 }
 
 /// `METHOD /path?k=v&… [headers]` with every value cut to 200 characters.
@@ -401,27 +528,28 @@ pub fn describe_request(request: &PlexRequest) -> String {
 
 impl JobRun<'_> {
     /// Send one Plex request, renewing the lease first when half of it is
-    /// used, and remember the exchange for diagnostics.
-    fn send(&mut self, request: &PlexRequest) -> Result<PlexResponse, Failure> {
+    /// used, remember the exchange for diagnostics, and classify the answer
+    /// (`Ok` only for 2xx).
+    fn send(&mut self, endpoint: Endpoint, request: &PlexRequest) -> Result<PlexResponse, Failure> {
         self.keep_lease()?;
         self.requests += 1;
         let summary = describe_request(request);
         match self.host.plex_send(request) {
             Ok(response) => {
+                self.slowest_ms = self.slowest_ms.max(response.elapsed_ms);
                 let mut line = format!("{summary} → {}", response.status);
                 if !(200..300).contains(&response.status) && !response.body.is_empty() {
                     let _ = write!(line, " {}", body_snippet(&response.body, BODY_SNIPPET_BYTES));
                 }
                 self.last_exchange = Some(line);
-                Ok(response)
+                match classify::response(endpoint, &response, &what(request), self.host.now_ms()) {
+                    None => Ok(response),
+                    Some(c) => Err(c.into()),
+                }
             }
             Err(error) => {
-                let error = clip(&error.to_string(), 300);
-                self.last_exchange = Some(format!("{summary} → {error}"));
-                Err(Failure::Transient {
-                    class: "plex-unavailable",
-                    message: format!("Plex could not be reached: {error}"),
-                })
+                self.last_exchange = Some(format!("{summary} → {}", clip(&error.to_string(), 300)));
+                Err(classify::transport(&error).into())
             }
         }
     }
@@ -449,17 +577,18 @@ impl JobRun<'_> {
     }
 
     fn not_in_plex(&self, section: &Section) -> Failure {
-        Failure::NotFound {
-            message: format!(
-                "not in Plex yet: no item in library \"{}\" has the file {}",
-                section.title,
-                self.shown_path()
-            ),
-        }
+        classify::not_in_plex(format!(
+            "not in Plex yet: no item in library \"{}\" has the file {}",
+            section.title,
+            self.shown_path()
+        ))
+        .into()
     }
 
-    /// Record the outcome in the queue, log one line, and say what happened.
-    fn finish(&self, result: Result<Done, Failure>) -> Result<StepOutcome, String> {
+    /// Record the outcome with the breaker, then in the queue (with the
+    /// reliability state in the same call), log one line, and say what
+    /// happened.
+    fn finish(&self, res: &mut Resilience, result: Result<Done, Failure>) -> Result<StepOutcome, String> {
         let host = self.host;
         let job = self.job;
         let who = self.who();
@@ -469,11 +598,26 @@ impl JobRun<'_> {
             n => format!("{n} Plex requests"),
         };
 
+        let outcome = match &result {
+            Ok(Done::Synced { .. } | Done::InSync { .. } | Done::Unfinished { .. }) if self.requests > 0 => {
+                Outcome::Success { elapsed_ms: self.slowest_ms }
+            }
+            Err(Failure::Class(c)) if c.class.counts_for_breaker() => Outcome::Failure,
+            _ => Outcome::Ignored,
+        };
+        let failure = match &result {
+            Err(Failure::Class(c)) if c.class.counts_for_breaker() => Some(c.message.as_str()),
+            _ => None,
+        };
+        res.record(host, now, outcome, failure);
+        res.state.pacer.sent(&res.cfg.ramp, self.started_ms, self.requests);
+
         let (recorded, level, what) = match result {
             Ok(Done::Unfinished { section, listed, total }) => {
                 let total = total.map_or_else(|| "?".to_string(), |t| t.to_string());
+                let writes = res.write();
                 (
-                    host.release(job.id, job.lease, now, &[]),
+                    host.release(job.id, job.lease, now, &writes),
                     LogLevel::Info,
                     format!(
                         ": still listing Plex library \"{section}\" ({listed} of {total} items so far); continuing"
@@ -493,9 +637,12 @@ impl JobRun<'_> {
                     Done::SyncOff => ": field sync is off (sync_master); nothing written to Plex".to_string(),
                     Done::Unfinished { .. } => String::new(),
                 };
-                (host.complete(job.id, job.lease, &[]), LogLevel::Info, what)
+                let writes = res.write();
+                (host.complete(job.id, job.lease, &writes), LogLevel::Info, what)
             }
             Err(Failure::LeaseLost) => {
+                // The breaker still learned from the exchange.
+                let _ = res.save_if_changed(host);
                 let line = format!("{who}: the job's lease was lost to another drainer; nothing recorded ({requests})");
                 host.log(LogLevel::Warn, &line);
                 return Ok(StepOutcome::Worked(line));
@@ -503,29 +650,7 @@ impl JobRun<'_> {
             Err(Failure::Storage(m)) => {
                 return Err(format!("queue storage failed during {who}: {}", clip(&m, 300)));
             }
-            Err(Failure::SectionGone { message }) | Err(Failure::NotFound { message }) => {
-                self.retry_or_bury(backoff::NOT_FOUND, "not-in-plex", &message, now)
-            }
-            Err(Failure::Transient { class, message }) => {
-                self.retry_or_bury(backoff::transient(self.settings.max_retries), class, &message, now)
-            }
-            Err(Failure::Unauthorized { class, message }) => {
-                let delay = backoff::UNAUTHORIZED_DELAY_MS;
-                (
-                    host.retry_at(
-                        job.id,
-                        job.lease,
-                        now.saturating_add(delay as i64),
-                        &error_text(class, &message),
-                        &[],
-                    ),
-                    LogLevel::Warn,
-                    format!(": retrying in {} s: {message}", delay / 1000),
-                )
-            }
-            Err(Failure::Permanent { class, message }) => {
-                (self.bury(class, &message), LogLevel::Warn, format!(": {}", dead_text(class, &message)))
-            }
+            Err(Failure::Class(c)) => self.failed(res, c, now),
         };
 
         match recorded {
@@ -535,6 +660,7 @@ impl JobRun<'_> {
                 Ok(StepOutcome::Worked(line))
             }
             Err(QueueError::LeaseLost) => {
+                let _ = res.save_if_changed(host);
                 let line = format!("{who}: the job's lease was lost before the outcome could be recorded ({requests})");
                 host.log(LogLevel::Warn, &line);
                 Ok(StepOutcome::Worked(line))
@@ -543,39 +669,80 @@ impl JobRun<'_> {
         }
     }
 
-    fn retry_or_bury(
-        &self,
-        profile: Profile,
-        class: &'static str,
-        message: &str,
-        now: i64,
-    ) -> (Result<(), QueueError>, LogLevel, String) {
-        let attempt = self.job.attempt;
-        match profile.decide(attempt, self.host.random_u64()) {
-            Decision::RetryIn(delay) => (
-                self.host.retry_at(
-                    self.job.id,
-                    self.job.lease,
-                    now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)),
-                    &error_text(class, message),
-                    &[],
-                ),
+    /// What a classified failure does to the job.
+    fn failed(&self, res: &mut Resilience, c: Classified, now: i64) -> (Result<(), QueueError>, LogLevel, String) {
+        let host = self.host;
+        let job = self.job;
+        let name = c.class.name();
+        let message = c.message.as_str();
+
+        if let ErrorClass::PlexUnauthorized { status } = c.class {
+            let started = res.pause_for_auth(now, status, message);
+            let next = res.state.auth.as_ref().map_or(now, |p| p.next_check_ms);
+            let writes = res.write();
+            let recorded = host.release(job.id, job.lease, next, &writes);
+            if started {
+                let waiting = host.counts().map(|c| resilience::pending(&c)).unwrap_or(1).max(1);
+                host.log(LogLevel::Error, &auth_message(status, waiting));
+            }
+            return (
+                recorded,
+                LogLevel::Warn,
+                format!(": Plex rejected the token (HTTP {status}); the change waits while syncing is paused"),
+            );
+        }
+
+        if c.class.counts_for_breaker() && res.state.breaker.is_open() {
+            if let Some(ra) = c.retry_after_ms {
+                res.state.breaker.extend_open(now.saturating_add(i64::try_from(ra).unwrap_or(0)));
+            }
+            let until = res.state.breaker.open_until().unwrap_or(now);
+            res.state.outages.note_released(job.id);
+            let writes = res.write();
+            return (
+                host.release(job.id, job.lease, until, &writes),
                 LogLevel::Info,
                 format!(
-                    ": retrying in {} s (attempt {attempt} of {}): {message}",
-                    delay.div_ceil(1000),
-                    profile.max_attempts
+                    ": Plex is unavailable ({message}); the change waits for Plex to recover (next check in {})",
+                    duration_text(until.saturating_sub(now))
                 ),
-            ),
-            Decision::GiveUp => (
-                self.bury(class, message),
-                LogLevel::Warn,
-                format!(": after {attempt} attempts, {}", dead_text(class, message)),
-            ),
+            );
+        }
+
+        let profile = retry::profile(c.class, res.cfg.retry);
+        let streak = res.state.breaker.consecutive_failures.max(1);
+        let attempt = job.attempt;
+        match profile.decide(attempt, streak, host.random_u64(), c.retry_after_ms) {
+            Decision::RetryIn(delay) => {
+                let writes = res.write();
+                let max = profile.max_attempts.map_or_else(|| "∞".to_string(), |m| m.to_string());
+                (
+                    host.retry_at(job.id, job.lease, at(now, delay), &error_text(name, message), &writes),
+                    LogLevel::Info,
+                    format!(": retrying in {} s (attempt {attempt} of {max}): {message}", delay.div_ceil(1000)),
+                )
+            }
+            Decision::ReleaseFor(delay) => {
+                let writes = res.write();
+                (
+                    host.release(job.id, job.lease, at(now, delay), &writes),
+                    LogLevel::Warn,
+                    format!(": trying again in {} s (not counted as an attempt): {message}", delay.div_ceil(1000)),
+                )
+            }
+            Decision::DeadLetter => {
+                let writes = res.write();
+                let what = if profile.max_attempts == Some(1) {
+                    format!(": {}", dead_text(name, message))
+                } else {
+                    format!(": after {attempt} attempts, {}", dead_text(name, message))
+                };
+                (self.bury(name, message, &writes), LogLevel::Warn, what)
+            }
         }
     }
 
-    fn bury(&self, class: &str, message: &str) -> Result<(), QueueError> {
+    fn bury(&self, class: &str, message: &str, writes: &[crate::host_api::StateWrite]) -> Result<(), QueueError> {
         let mut detail = self.last_exchange.clone().unwrap_or_else(|| "no Plex request was sent".to_string());
         let _ = write!(detail, "; attempt {}; {} Plex requests in the last attempt", self.job.attempt, self.requests);
         if let Some(previous) = &self.job.last_error {
@@ -586,8 +753,27 @@ impl JobRun<'_> {
             message: clip(message, MAX_ERROR_CHARS),
             detail: clip(&detail, MAX_DETAIL_CHARS),
         };
-        self.host.dead_letter(self.job.id, self.job.lease, &info, &[])
+        self.host.dead_letter(self.job.id, self.job.lease, &info, writes)
     }
+}
+
+/// `now + delay`, saturating.
+fn at(now: i64, delay_ms: u64) -> i64 {
+    now.saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX))
+}
+
+/// The one error line a credential pause logs.
+pub fn auth_message(status: u16, waiting: u64) -> String {
+    let what = if status == 403 {
+        "Plex refused this token access (HTTP 403: a shared user's token cannot edit the library; use the server owner's token)"
+    } else {
+        "Plex rejected the token (HTTP 401)"
+    };
+    let changes = if waiting == 1 { "1 change is".to_string() } else { format!("{waiting} changes are") };
+    format!(
+        "{what}. Syncing is paused and nothing is lost: {changes} waiting. Check plex_token in the plugin settings; stash2plex retries by itself every {} minutes.",
+        retry::AUTH_PAUSE_MS / 60_000
+    )
 }
 
 fn error_text(class: &str, message: &str) -> String {

@@ -3,15 +3,23 @@
 //! Everything but `glue` is plain Rust that builds and tests natively; the
 //! policy reaches the host only through [`host_api::Host`].
 
-pub mod backoff;
+pub mod breaker;
+pub mod budget;
+pub mod classify;
 pub mod drain;
 pub mod edits;
 pub mod events;
+pub mod health;
 pub mod host_api;
 pub mod matching;
+pub mod outage;
 pub mod plex_json;
 pub mod policy;
+pub mod recovery;
+pub mod resilience;
+pub mod retry;
 pub mod settings;
+pub mod tasks;
 pub mod text;
 
 #[cfg(target_arch = "wasm32")]

@@ -4,6 +4,7 @@ use crate::drain::{self, DrainState};
 use crate::events;
 use crate::host_api::{Event, EventOutcome, Host, LogLevel, PolicyInfo, StepOutcome};
 use crate::settings::{self, Settings};
+use crate::tasks;
 use crate::text::clip;
 
 pub const NAME: &str = "stash2plex-default";
@@ -48,14 +49,30 @@ impl Policy {
             LogLevel::Debug,
             &clip(
                 &format!(
-                    "{NAME}: libraries={libraries}; sync_master={} summary={} studio={} date={}; preserve_plex_edits={}; strict_matching={}; max_retries={}",
+                    "{NAME}: libraries={libraries}; sync_master={} summary={} studio={} date={}; preserve_plex_edits={}; strict_matching={}; max_retries={} jitter={} retry_budget={}%; breaker: {} in a row or {}% of {} (min {}), slow {} ms at {}%, {} trials, half-open ≤ {} s, open {}–{} s; probes {}–{} s; rate {}→{}/s",
                     s.sync_master,
                     s.sync_summary,
                     s.sync_studio,
                     s.sync_date,
                     s.preserve_plex_edits,
                     s.strict_matching,
-                    s.max_retries
+                    s.max_retries,
+                    s.retry_jitter.as_str(),
+                    s.retry_budget_percent,
+                    s.breaker_failure_threshold,
+                    s.breaker_failure_rate,
+                    s.breaker_window,
+                    s.breaker_min_calls,
+                    s.breaker_slow_call_ms,
+                    s.breaker_slow_call_rate,
+                    s.breaker_half_open_trials,
+                    s.breaker_half_open_max_wait_secs,
+                    s.breaker_open_base_secs,
+                    s.breaker_open_max_secs,
+                    s.probe_interval_secs,
+                    s.probe_max_interval_secs,
+                    s.ramp_start_rps,
+                    s.ramp_target_rps
                 ),
                 1_000,
             ),
@@ -72,8 +89,8 @@ impl Policy {
         drain::step(&self.settings, &mut self.drain, host)
     }
 
-    pub fn run_task(&mut self, _host: &dyn Host, name: &str, _args: &str) -> Result<String, String> {
-        Err(format!("unknown task {}", clip(name, 100)))
+    pub fn run_task(&mut self, host: &dyn Host, name: &str, args: &str) -> Result<String, String> {
+        tasks::run(&self.settings, host, name, args)
     }
 }
 
@@ -102,9 +119,11 @@ mod tests {
     }
 
     #[test]
-    fn unknown_task() {
+    fn unknown_task_lists_the_known_ones() {
         let host = FakeHost::new();
         let mut p = Policy::new();
-        assert_eq!(p.run_task(&host, "frobnicate", "{}"), Err("unknown task frobnicate".to_string()));
+        let err = p.run_task(&host, "frobnicate", "{}").unwrap_err();
+        assert!(err.starts_with("unknown task frobnicate; known tasks: health_check, breaker_open"), "{err}");
+        assert!(p.run_task(&host, "resilience_status", "{}").unwrap().contains("Plex connection: healthy"));
     }
 }

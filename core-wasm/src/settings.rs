@@ -3,9 +3,38 @@
 //! The host passes the plugin's whole settings map (minus secrets), so
 //! unknown keys are ignored. A key that is absent or `null` takes its
 //! default. Every error is a sentence naming the key and the bad value.
+//!
+//! Sync settings: `plex_library` (text, empty = all movie/TV libraries),
+//! `sync_master`, `sync_summary`, `sync_studio`, `sync_date` (true),
+//! `preserve_plex_edits` (false), `strict_matching` (true).
+//!
+//! Reliability settings (whole numbers; default, range):
+//!
+//! | key | default | range | meaning |
+//! |---|---|---|---|
+//! | `max_retries` | 5 | 1–20 | attempts for transient failures (overload, timeouts, resets, malformed answers) |
+//! | `retry_jitter` | `full` | `full`, `decorrelated`, `equal` | how retry delays are spread (see `retry`) |
+//! | `retry_budget_percent` | 20 | 0–100 | retries allowed per minute as a share of first attempts (plus 6 per minute) |
+//! | `breaker_failure_threshold` | 5 | 1–100 | failures in a row that open the circuit |
+//! | `breaker_failure_rate` | 50 | 1–100 | % of failed calls in the window that opens it |
+//! | `breaker_window` | 20 | 2–200 | calls in the sliding window |
+//! | `breaker_min_calls` | 10 | 1–200, ≤ window | calls needed before the rates are judged |
+//! | `breaker_slow_call_ms` | 10000 | 100–120000 | a response this slow is a slow call |
+//! | `breaker_slow_call_rate` | 80 | 1–100 | % of slow calls in the window that opens it |
+//! | `breaker_half_open_trials` | 3 | 1–20 | trial jobs after Plex answers again; all must succeed to close |
+//! | `breaker_half_open_max_wait_secs` | 120 | 10–3600 | longest time in the trial state |
+//! | `breaker_open_base_secs` | 30 | 1–3600 | first open duration (doubles per repeated trip) |
+//! | `breaker_open_max_secs` | 600 | 1–86400, ≥ base | longest open duration |
+//! | `probe_interval_secs` | 5 | 1–600 | first health-probe interval while open |
+//! | `probe_max_interval_secs` | 60 | 1–3600, ≥ interval | longest health-probe interval |
+//! | `ramp_start_rps` | 1 | 1–100 | Plex requests per second right after a recovery |
+//! | `ramp_target_rps` | 20 | 1–1000, ≥ start | steady Plex request rate (the ramp doubles up to it every 10 s) |
 
 use serde_json::{Map, Value};
 
+use crate::breaker::BreakerConfig;
+use crate::recovery::{ProbeConfig, RampConfig};
+use crate::retry::{Jitter, RetrySettings};
 use crate::text::clip;
 
 /// The settings this policy reads.
@@ -24,6 +53,22 @@ pub struct Settings {
     pub strict_matching: bool,
     /// Attempts for transient failures, 1–20.
     pub max_retries: u32,
+    pub retry_jitter: Jitter,
+    pub retry_budget_percent: u32,
+    pub breaker_failure_threshold: u32,
+    pub breaker_failure_rate: u32,
+    pub breaker_window: u32,
+    pub breaker_min_calls: u32,
+    pub breaker_slow_call_ms: u32,
+    pub breaker_slow_call_rate: u32,
+    pub breaker_half_open_trials: u32,
+    pub breaker_half_open_max_wait_secs: u32,
+    pub breaker_open_base_secs: u32,
+    pub breaker_open_max_secs: u32,
+    pub probe_interval_secs: u32,
+    pub probe_max_interval_secs: u32,
+    pub ramp_start_rps: u32,
+    pub ramp_target_rps: u32,
 }
 
 impl Default for Settings {
@@ -37,11 +82,104 @@ impl Default for Settings {
             preserve_plex_edits: false,
             strict_matching: true,
             max_retries: 5,
+            retry_jitter: Jitter::Full,
+            retry_budget_percent: 20,
+            breaker_failure_threshold: 5,
+            breaker_failure_rate: 50,
+            breaker_window: 20,
+            breaker_min_calls: 10,
+            breaker_slow_call_ms: 10_000,
+            breaker_slow_call_rate: 80,
+            breaker_half_open_trials: 3,
+            breaker_half_open_max_wait_secs: 120,
+            breaker_open_base_secs: 30,
+            breaker_open_max_secs: 600,
+            probe_interval_secs: 5,
+            probe_max_interval_secs: 60,
+            ramp_start_rps: 1,
+            ramp_target_rps: 20,
+        }
+    }
+}
+
+impl Settings {
+    pub fn retry(&self) -> RetrySettings {
+        RetrySettings { max_retries: self.max_retries, jitter: self.retry_jitter }
+    }
+
+    pub fn breaker(&self) -> BreakerConfig {
+        BreakerConfig {
+            failure_threshold: self.breaker_failure_threshold,
+            failure_rate_pct: self.breaker_failure_rate,
+            window: self.breaker_window,
+            min_calls: self.breaker_min_calls,
+            slow_call_ms: self.breaker_slow_call_ms,
+            slow_call_rate_pct: self.breaker_slow_call_rate,
+            half_open_trials: self.breaker_half_open_trials,
+            half_open_max_wait_ms: i64::from(self.breaker_half_open_max_wait_secs) * 1000,
+            open_base_ms: i64::from(self.breaker_open_base_secs) * 1000,
+            open_max_ms: i64::from(self.breaker_open_max_secs) * 1000,
+        }
+    }
+
+    pub fn probes(&self) -> ProbeConfig {
+        ProbeConfig {
+            interval_ms: u64::from(self.probe_interval_secs) * 1000,
+            max_interval_ms: u64::from(self.probe_max_interval_secs) * 1000,
+        }
+    }
+
+    pub fn ramp(&self) -> RampConfig {
+        RampConfig {
+            start_milli: self.ramp_start_rps.saturating_mul(1000),
+            target_milli: self.ramp_target_rps.saturating_mul(1000),
         }
     }
 }
 
 pub const MAX_RETRIES_RANGE: (u32, u32) = (1, 20);
+
+/// The whole-number reliability settings: key, range.
+const NUMBERS: [(&str, u32, u32); 16] = [
+    ("max_retries", 1, 20),
+    ("retry_budget_percent", 0, 100),
+    ("breaker_failure_threshold", 1, 100),
+    ("breaker_failure_rate", 1, 100),
+    ("breaker_window", 2, 200),
+    ("breaker_min_calls", 1, 200),
+    ("breaker_slow_call_ms", 100, 120_000),
+    ("breaker_slow_call_rate", 1, 100),
+    ("breaker_half_open_trials", 1, 20),
+    ("breaker_half_open_max_wait_secs", 10, 3_600),
+    ("breaker_open_base_secs", 1, 3_600),
+    ("breaker_open_max_secs", 1, 86_400),
+    ("probe_interval_secs", 1, 600),
+    ("probe_max_interval_secs", 1, 3_600),
+    ("ramp_start_rps", 1, 100),
+    ("ramp_target_rps", 1, 1_000),
+];
+
+fn number_slot<'a>(settings: &'a mut Settings, key: &str) -> Option<&'a mut u32> {
+    Some(match key {
+        "max_retries" => &mut settings.max_retries,
+        "retry_budget_percent" => &mut settings.retry_budget_percent,
+        "breaker_failure_threshold" => &mut settings.breaker_failure_threshold,
+        "breaker_failure_rate" => &mut settings.breaker_failure_rate,
+        "breaker_window" => &mut settings.breaker_window,
+        "breaker_min_calls" => &mut settings.breaker_min_calls,
+        "breaker_slow_call_ms" => &mut settings.breaker_slow_call_ms,
+        "breaker_slow_call_rate" => &mut settings.breaker_slow_call_rate,
+        "breaker_half_open_trials" => &mut settings.breaker_half_open_trials,
+        "breaker_half_open_max_wait_secs" => &mut settings.breaker_half_open_max_wait_secs,
+        "breaker_open_base_secs" => &mut settings.breaker_open_base_secs,
+        "breaker_open_max_secs" => &mut settings.breaker_open_max_secs,
+        "probe_interval_secs" => &mut settings.probe_interval_secs,
+        "probe_max_interval_secs" => &mut settings.probe_max_interval_secs,
+        "ramp_start_rps" => &mut settings.ramp_start_rps,
+        "ramp_target_rps" => &mut settings.ramp_target_rps,
+        _ => return None,
+    })
+}
 
 /// Parse the settings JSON text. Empty text or `null` means "nothing saved".
 pub fn parse(json: &str) -> Result<Settings, Vec<String>> {
@@ -86,14 +224,54 @@ fn from_map(map: &Map<String, Value>) -> Result<Settings, Vec<String>> {
         }
     }
 
-    if let Some(value) = present(map, "max_retries") {
-        let (lo, hi) = MAX_RETRIES_RANGE;
+    let mut bad_numbers = Vec::new();
+    for (key, lo, hi) in NUMBERS {
+        let Some(value) = present(map, key) else {
+            continue;
+        };
         match parse_int(value) {
             Some(n) if n >= i64::from(lo) && n <= i64::from(hi) => {
-                // In range, so it fits.
-                settings.max_retries = u32::try_from(n).unwrap_or(hi);
+                if let Some(slot) = number_slot(&mut settings, key) {
+                    // In range, so it fits.
+                    *slot = u32::try_from(n).unwrap_or(hi);
+                }
             }
-            _ => errors.push(format!("max_retries must be a whole number from {lo} to {hi} (got {}).", show(value))),
+            _ => {
+                bad_numbers.push(key);
+                errors.push(format!("{key} must be a whole number from {lo} to {hi} (got {}).", show(value)));
+            }
+        }
+    }
+
+    if let Some(value) = present(map, "retry_jitter") {
+        match value.as_str().and_then(Jitter::parse) {
+            Some(j) => settings.retry_jitter = j,
+            None => {
+                errors.push(format!("retry_jitter must be one of full, decorrelated or equal (got {}).", show(value)))
+            }
+        }
+    }
+
+    // Pairs that must be in order (only when both values were valid).
+    let pairs: [(&str, u32, &str, u32); 4] = [
+        ("breaker_min_calls", settings.breaker_min_calls, "breaker_window", settings.breaker_window),
+        (
+            "breaker_open_base_secs",
+            settings.breaker_open_base_secs,
+            "breaker_open_max_secs",
+            settings.breaker_open_max_secs,
+        ),
+        (
+            "probe_interval_secs",
+            settings.probe_interval_secs,
+            "probe_max_interval_secs",
+            settings.probe_max_interval_secs,
+        ),
+        ("ramp_start_rps", settings.ramp_start_rps, "ramp_target_rps", settings.ramp_target_rps),
+    ];
+    for (low_key, low, high_key, high) in pairs {
+        if low > high && !bad_numbers.contains(&low_key) && !bad_numbers.contains(&high_key) {
+            errors.push(format!("{low_key} ({low}) must not be larger than {high_key} ({high})."));
         }
     }
 
@@ -233,6 +411,59 @@ mod tests {
             let errs = parse(&json).unwrap_err();
             assert!(errs[0].starts_with("max_retries"), "{bad}: {errs:?}");
         }
+    }
+
+    #[test]
+    fn reliability_settings_parse_with_ranges_and_order() {
+        let s = parse(
+            r#"{"breaker_failure_threshold":"7","breaker_window":50,"breaker_min_calls":50,
+                "retry_jitter":"Decorrelated","retry_budget_percent":0,"ramp_start_rps":20,
+                "ramp_target_rps":20,"probe_interval_secs":10,"probe_max_interval_secs":10}"#,
+        )
+        .unwrap();
+        assert_eq!(s.breaker_failure_threshold, 7);
+        assert_eq!((s.breaker_window, s.breaker_min_calls), (50, 50));
+        assert_eq!(s.retry_jitter, Jitter::Decorrelated);
+        assert_eq!(s.retry_budget_percent, 0);
+        assert_eq!(s.breaker().window, 50);
+        assert_eq!(s.probes().interval_ms, 10_000);
+        assert_eq!(s.ramp().start_milli, 20_000);
+        let d = Settings::default();
+        assert_eq!(d.breaker(), BreakerConfig::default());
+        assert_eq!(d.probes(), ProbeConfig::default());
+        assert_eq!(d.ramp(), RampConfig::default());
+        assert_eq!(d.retry(), RetrySettings::default());
+    }
+
+    #[test]
+    fn every_reliability_number_is_range_checked() {
+        for (key, lo, hi) in NUMBERS {
+            let errs = parse(&format!(r#"{{"{key}":{}}}"#, u64::from(hi) + 1)).unwrap_err();
+            assert_eq!(errs.len(), 1, "{key}: {errs:?}");
+            assert!(errs[0].starts_with(key) && errs[0].contains(&format!("from {lo} to {hi}")), "{errs:?}");
+            if lo > 0 {
+                assert!(parse(&format!(r#"{{"{key}":{}}}"#, lo - 1)).is_err(), "{key}");
+            }
+            assert!(parse(&format!(r#"{{"{key}":"many"}}"#)).is_err(), "{key}");
+        }
+    }
+
+    #[test]
+    fn out_of_order_pairs_and_bad_jitter_are_explained() {
+        let errs = parse(
+            r#"{"breaker_min_calls":30,"breaker_window":20,"breaker_open_base_secs":700,
+                "probe_interval_secs":400,"ramp_start_rps":50,"retry_jitter":"wobbly"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert!(errs.iter().any(|e| e == "breaker_min_calls (30) must not be larger than breaker_window (20)."));
+        assert!(errs.iter().any(|e| e.contains("breaker_open_base_secs (700)")));
+        assert!(errs.iter().any(|e| e.contains("probe_interval_secs (400)")));
+        assert!(errs.iter().any(|e| e.contains("ramp_start_rps (50) must not be larger than ramp_target_rps (20)")));
+        assert!(errs.iter().any(|e| e.contains("retry_jitter must be one of full, decorrelated or equal")));
+        // A bad number does not also produce an ordering complaint.
+        let errs = parse(r#"{"breaker_window":1}"#).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
     }
 
     #[test]

@@ -115,6 +115,11 @@ impl FakePlex {
     pub fn handle(&mut self, req: &PlexRequest) -> PlexResponse {
         let path = req.path.as_str();
         match (req.method, path) {
+            (Method::Get, "/identity") => json_response(
+                200,
+                &json!({"MediaContainer": {"size": 0, "claimed": true,
+                    "machineIdentifier": "fake0123", "version": "1.41.3.9314-a0bfb8370"}}),
+            ),
             (Method::Get, "/library/sections") => self.sections_json(),
             (Method::Get, _) if path.starts_with("/library/metadata/") => {
                 self.metadata_json(&path["/library/metadata/".len()..])
@@ -354,6 +359,8 @@ pub struct FakeHost {
     queue_failure: RefCell<Option<QueueError>>,
     state: RefCell<BTreeMap<String, String>>,
     renewals: Cell<u32>,
+    /// (queue call, state keys written with it), in order.
+    state_calls: RefCell<Vec<(&'static str, Vec<String>)>>,
     advance_per_request: Cell<i64>,
     steal_leases_at_request: Cell<Option<usize>>,
 }
@@ -379,6 +386,7 @@ impl FakeHost {
             queue_failure: RefCell::default(),
             state: RefCell::default(),
             renewals: Cell::new(0),
+            state_calls: RefCell::default(),
             advance_per_request: Cell::new(0),
             steal_leases_at_request: Cell::new(None),
         }
@@ -418,6 +426,32 @@ impl FakeHost {
     pub fn renewals(&self) -> u32 {
         self.renewals.get()
     }
+    /// Every queue call that can carry state writes (`complete`,
+    /// `retry-at`, `release`, `dead-letter`, `state-set`), with the keys it
+    /// wrote, in order.
+    pub fn state_calls(&self) -> Vec<(&'static str, Vec<String>)> {
+        self.state_calls.borrow().clone()
+    }
+    /// The policy state under `key`.
+    pub fn state_value(&self, key: &str) -> Option<String> {
+        self.state.borrow().get(key).cloned()
+    }
+    fn apply_state(&self, writes: &[StateWrite]) {
+        let mut state = self.state.borrow_mut();
+        for w in writes {
+            match &w.value {
+                Some(v) => state.insert(w.key.clone(), v.clone()),
+                None => state.remove(&w.key),
+            };
+        }
+    }
+    fn note_state_call(&self, call: &'static str, writes: &[StateWrite]) {
+        self.state_calls.borrow_mut().push((call, writes.iter().map(|w| w.key.clone()).collect()));
+    }
+    /// Set the next values of the generator (deterministic traces).
+    pub fn seed(&self, seed: u64) {
+        self.rng.set(seed);
+    }
 
     // plex
     pub fn requests(&self) -> Vec<PlexRequest> {
@@ -426,6 +460,10 @@ impl FakeHost {
     /// `METHOD path` of every request so far.
     pub fn request_lines(&self) -> Vec<String> {
         self.requests.borrow().iter().map(|r| format!("{} {}", r.method.as_str(), r.path)).collect()
+    }
+    /// Forget every scripted reply (Plex answers normally again).
+    pub fn clear_scripts(&self) {
+        self.scripts.borrow_mut().clear();
     }
     pub fn clear_requests(&self) {
         self.requests.borrow_mut().clear();
@@ -638,6 +676,7 @@ impl Host for FakeHost {
 
     fn complete(&self, job_id: u64, lease: u64, state: &[StateWrite]) -> Result<(), QueueError> {
         self.queue_check()?;
+        self.note_state_call("complete", state);
         let now = self.now();
         let mut q = self.queue.borrow_mut();
         let i = q.leased(job_id, lease)?;
@@ -646,7 +685,8 @@ impl Host for FakeHost {
         }
         q.completed.push(job_id);
         drop(q);
-        self.state_set(state)
+        self.apply_state(state);
+        Ok(())
     }
 
     fn retry_at(
@@ -658,6 +698,7 @@ impl Host for FakeHost {
         state: &[StateWrite],
     ) -> Result<(), QueueError> {
         self.queue_check()?;
+        self.note_state_call("retry-at", state);
         let now = self.now();
         let mut q = self.queue.borrow_mut();
         let i = q.leased(job_id, lease)?;
@@ -671,11 +712,13 @@ impl Host for FakeHost {
         }
         job.last_error = Some(error.into());
         drop(q);
-        self.state_set(state)
+        self.apply_state(state);
+        Ok(())
     }
 
     fn release(&self, job_id: u64, lease: u64, not_before_ms: i64, state: &[StateWrite]) -> Result<(), QueueError> {
         self.queue_check()?;
+        self.note_state_call("release", state);
         let mut q = self.queue.borrow_mut();
         let i = q.leased(job_id, lease)?;
         let job = &mut q.jobs[i];
@@ -686,7 +729,8 @@ impl Host for FakeHost {
             job.payload = p;
         }
         drop(q);
-        self.state_set(state)
+        self.apply_state(state);
+        Ok(())
     }
 
     fn dead_letter(
@@ -697,6 +741,7 @@ impl Host for FakeHost {
         state: &[StateWrite],
     ) -> Result<(), QueueError> {
         self.queue_check()?;
+        self.note_state_call("dead-letter", state);
         let now = self.now();
         let mut q = self.queue.borrow_mut();
         let i = q.leased(job_id, lease)?;
@@ -706,7 +751,8 @@ impl Host for FakeHost {
         }
         q.dead.push(DeadJob { job: snapshot, info: info.clone() });
         drop(q);
-        self.state_set(state)
+        self.apply_state(state);
+        Ok(())
     }
 
     fn counts(&self) -> Result<QueueCounts, QueueError> {
@@ -734,13 +780,8 @@ impl Host for FakeHost {
 
     fn state_set(&self, writes: &[StateWrite]) -> Result<(), QueueError> {
         self.queue_check()?;
-        let mut state = self.state.borrow_mut();
-        for w in writes {
-            match &w.value {
-                Some(v) => state.insert(w.key.clone(), v.clone()),
-                None => state.remove(&w.key),
-            };
-        }
+        self.note_state_call("state-set", writes);
+        self.apply_state(writes);
         Ok(())
     }
 }

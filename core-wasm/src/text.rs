@@ -32,9 +32,46 @@ pub fn body_snippet(body: &[u8], max_bytes: usize) -> String {
     out
 }
 
+/// A duration the way people read it: `0s`, `42s`, `3m 5s`, `2h 10m`,
+/// `3d 4h` (whole seconds, truncated; negative is `0s`).
+pub fn duration_text(ms: i64) -> String {
+    let secs = ms.max(0) / 1000;
+    let (d, h, m, s) = (secs / 86_400, secs % 86_400 / 3_600, secs % 3_600 / 60, secs % 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+/// `2023-11-14 22:13:20 UTC` for a time in milliseconds since the epoch.
+pub fn utc_text(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (y, mo, d) = crate::classify::civil_from_days(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400);
+    format!("{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02} UTC", t / 3_600, t % 3_600 / 60, t % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_and_times() {
+        assert_eq!(duration_text(-5), "0s");
+        assert_eq!(duration_text(999), "0s");
+        assert_eq!(duration_text(42_900), "42s");
+        assert_eq!(duration_text(185_000), "3m 5s");
+        assert_eq!(duration_text(7_800_000), "2h 10m");
+        assert_eq!(duration_text(273_600_000), "3d 4h");
+        assert_eq!(utc_text(1_700_000_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_text(-1), "1969-12-31 23:59:59 UTC");
+    }
 
     #[test]
     fn truncate_respects_char_boundaries() {

@@ -1,0 +1,280 @@
+//! `run-task`: the reliability tasks. `args` is the task's JSON args object
+//! as text (empty = `{}`).
+//!
+//! | task | args | output |
+//! |---|---|---|
+//! | `health_check` | – | probes `GET /identity` and checks the token with `GET /library/sections` now, then the status (a passing probe while the breaker is open starts the trials; a passing token check ends a token pause) |
+//! | `breaker_open` | `{"minutes": N}` (1–10080, default 60) | opens the breaker by hand until then |
+//! | `breaker_close` | – | closes it (syncing resumes with the ramp) |
+//! | `breaker_reset` | – | closes it and clears its counters, the probe schedule, the ramp, the retry budget and a token pause (the outage history stays) |
+//! | `outage_summary` | `{"days": N}` (1–3650, default 30) | outage history with count, downtime, MTTR, MTBF and availability |
+//! | `outage_window` | `{"index": N}` (default 0 = most recent completed outage) | exactly `<start_ms> <end_ms>` |
+//! | `resilience_status` | – | compact multi-line status for the queue status report |
+
+use serde_json::{Map, Value};
+
+use crate::drain;
+use crate::health;
+use crate::host_api::{Host, LogLevel};
+use crate::resilience::Resilience;
+use crate::settings::Settings;
+use crate::text::{clip, utc_text};
+
+pub const TASKS: &[&str] = &[
+    "health_check",
+    "breaker_open",
+    "breaker_close",
+    "breaker_reset",
+    "outage_summary",
+    "outage_window",
+    "resilience_status",
+];
+
+pub fn run(settings: &Settings, host: &dyn Host, name: &str, args: &str) -> Result<String, String> {
+    if !TASKS.contains(&name) {
+        return Err(format!("unknown task {}; known tasks: {}", clip(name, 100), TASKS.join(", ")));
+    }
+    let args = parse_args(args)?;
+    let now = host.now_ms();
+    let mut res = Resilience::load(host, settings, now).map_err(|e| format!("could not read the policy state: {e}"))?;
+    res.tick(host, now);
+    let out = match name {
+        "health_check" => health_check(&mut res, host),
+        "breaker_open" => {
+            let minutes = number(&args, "minutes", 60, 1, 10_080)?;
+            let until = now.saturating_add(i64::from(minutes) * 60_000);
+            res.force_open(host, now, until);
+            format!(
+                "Circuit breaker opened by hand until {} ({minutes} min): nothing is sent to Plex until then; changes wait in the queue. Run breaker_close to resume earlier.",
+                utc_text(until)
+            )
+        }
+        "breaker_close" => {
+            if res.force_close(host, now) {
+                format!("Circuit breaker closed by hand.\n{}", res.status(now, None))
+            } else {
+                "The circuit breaker was already closed.".to_string()
+            }
+        }
+        "breaker_reset" => {
+            res.reset(host, now);
+            format!("Circuit breaker reset.\n{}", res.status(now, None))
+        }
+        "outage_summary" => {
+            let days = number(&args, "days", 30, 1, 3_650)?;
+            res.state.outages.report(now, days, res.state.since_ms)
+        }
+        "outage_window" => {
+            let index = number(&args, "index", 0, 0, 1_000)?;
+            let completed = res.state.outages.completed().count();
+            let Some((start, end)) = res.state.outages.window_of(index as usize) else {
+                return Err(format!(
+                    "there is no completed outage number {index} (index 0 is the most recent; {completed} completed outage(s) recorded)"
+                ));
+            };
+            format!("{start} {end}")
+        }
+        // "resilience_status"
+        _ => {
+            let counts = host.counts().ok();
+            res.status(now, counts.as_ref())
+        }
+    };
+    res.save_if_changed(host).map_err(|e| format!("could not save the policy state: {e}"))?;
+    Ok(out)
+}
+
+fn health_check(res: &mut Resilience, host: &dyn Host) -> String {
+    let mut lines = vec![format!("Plex health check ({}):", clip(&host.plex_server_label(), 200))];
+    let identity = health::identity(host);
+    let now = host.now_ms();
+    match &identity {
+        Ok(detail) => {
+            lines.push(format!("GET /identity: OK ({detail})"));
+            let forced = matches!(res.state.breaker.state, crate::breaker::State::Open { forced: true, until, .. } if now < until);
+            if res.state.breaker.is_open() && !forced {
+                res.probe_ok(host, now, detail.clone());
+                lines.push("The circuit breaker was open: trial changes may run now.".to_string());
+            }
+        }
+        Err(c) => lines.push(format!("GET /identity: FAILED ({}: {})", c.class.name(), c.message)),
+    }
+    if identity.is_ok() {
+        match health::token(host) {
+            Ok(()) => {
+                lines.push("GET /library/sections: the token is accepted".to_string());
+                res.auth_ok(host, host.now_ms());
+            }
+            Err(c) => match health::unauthorized_status(&c) {
+                Some(status) => {
+                    let waiting = host.counts().map(|c| crate::resilience::pending(&c)).unwrap_or(0);
+                    if res.pause_for_auth(host.now_ms(), status, &c.message) {
+                        host.log(LogLevel::Error, &drain::auth_message(status, waiting));
+                    }
+                    lines.push(format!(
+                        "GET /library/sections: the token is REJECTED (HTTP {status}); syncing is paused"
+                    ));
+                }
+                None => lines.push(format!("GET /library/sections: FAILED ({}: {})", c.class.name(), c.message)),
+            },
+        }
+    }
+    let counts = host.counts().ok();
+    lines.push(res.status(host.now_ms(), counts.as_ref()));
+    lines.join("\n")
+}
+
+fn parse_args(args: &str) -> Result<Map<String, Value>, String> {
+    let trimmed = args.trim();
+    if trimmed.is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(trimmed) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Null) => Ok(Map::new()),
+        Ok(_) => Err("the task arguments must be a JSON object".to_string()),
+        Err(e) => Err(format!("the task arguments are not valid JSON ({})", clip(&e.to_string(), 200))),
+    }
+}
+
+/// A whole-number argument (JSON number or numeric text) in `lo..=hi`.
+fn number(args: &Map<String, Value>, key: &str, default: u32, lo: u32, hi: u32) -> Result<u32, String> {
+    let value = match args.get(key) {
+        None | Some(Value::Null) => return Ok(default),
+        Some(v) => v,
+    };
+    let n = match value {
+        Value::Number(n) => {
+            n.as_i64().or_else(|| n.as_f64().filter(|x| x.fract() == 0.0 && x.abs() < 1e15).map(|x| x as i64))
+        }
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n >= i64::from(lo) && n <= i64::from(hi) => Ok(u32::try_from(n).unwrap_or(default)),
+        _ => Err(format!("{key} must be a whole number from {lo} to {hi} (got {})", clip(&value.to_string(), 60))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::breaker::Kind;
+    use crate::host_api::TransportError;
+    use crate::resilience::STATE_KEY;
+    use crate::test_support::{FakeHost, Reply, status_response};
+
+    fn state(host: &FakeHost) -> Resilience {
+        Resilience::load(host, &Settings::default(), host.now()).unwrap()
+    }
+
+    #[test]
+    fn unknown_tasks_and_bad_args_are_explained() {
+        let host = FakeHost::new();
+        let s = Settings::default();
+        let e = run(&s, &host, "frobnicate", "{}").unwrap_err();
+        assert_eq!(
+            e,
+            "unknown task frobnicate; known tasks: health_check, breaker_open, breaker_close, breaker_reset, outage_summary, outage_window, resilience_status"
+        );
+        assert!(run(&s, &host, "breaker_open", "{").unwrap_err().contains("not valid JSON"));
+        assert!(run(&s, &host, "breaker_open", "[1]").unwrap_err().contains("JSON object"));
+        assert_eq!(
+            run(&s, &host, "breaker_open", r#"{"minutes":0}"#).unwrap_err(),
+            "minutes must be a whole number from 1 to 10080 (got 0)"
+        );
+        assert!(run(&s, &host, "outage_summary", r#"{"days":"soon"}"#).unwrap_err().contains("days must be"));
+        assert_eq!(state(&host).state.breaker.kind(), Kind::Closed, "a refused task changes nothing");
+    }
+
+    #[test]
+    fn open_close_reset_by_hand() {
+        let host = FakeHost::new();
+        let s = Settings::default();
+        let out = run(&s, &host, "breaker_open", r#"{"minutes":"15"}"#).unwrap();
+        assert!(out.contains("opened by hand until") && out.contains("(15 min)"), "{out}");
+        let r = state(&host);
+        assert_eq!(r.state.breaker.open_until(), Some(host.now() + 15 * 60_000));
+        assert!(host.state_calls().iter().any(|(call, keys)| *call == "state-set" && keys == &[STATE_KEY]));
+        let status = run(&s, &host, "resilience_status", "").unwrap();
+        assert!(status.contains("PAUSED, opened by hand"), "{status}");
+        let out = run(&s, &host, "breaker_close", "{}").unwrap();
+        assert!(out.starts_with("Circuit breaker closed by hand."), "{out}");
+        assert!(out.contains("Request rate: 1/s (ramping up to 20/s"), "{out}");
+        assert_eq!(run(&s, &host, "breaker_close", "{}").unwrap(), "The circuit breaker was already closed.");
+        run(&s, &host, "breaker_open", "{}").unwrap();
+        assert_eq!(state(&host).state.breaker.open_until(), Some(host.now() + 60 * 60_000));
+        let out = run(&s, &host, "breaker_reset", "{}").unwrap();
+        assert!(out.contains("healthy (circuit breaker closed"), "{out}");
+        assert_eq!(state(&host).state.pacer.ramp, None);
+    }
+
+    #[test]
+    fn health_check_probes_and_reports() {
+        let host = FakeHost::new();
+        let s = Settings::default();
+        let out = run(&s, &host, "health_check", "{}").unwrap();
+        assert!(out.starts_with("Plex health check (http://plex.test:32400):"), "{out}");
+        assert!(out.contains("GET /identity: OK (Plex Media Server 1.41.3"), "{out}");
+        assert!(out.contains("the token is accepted"), "{out}");
+        assert!(out.contains("Queue: 0 due"), "{out}");
+        assert_eq!(host.request_lines(), vec!["GET /identity", "GET /library/sections"]);
+
+        // Plex down: reported, nothing else sent.
+        host.clear_requests();
+        host.script(None, "/identity", Reply::Transport(TransportError::Refused("x".into())), 1);
+        let out = run(&s, &host, "health_check", "{}").unwrap();
+        assert!(out.contains("GET /identity: FAILED (plex-unavailable"), "{out}");
+        assert_eq!(host.request_lines(), vec!["GET /identity"]);
+
+        // A bad token starts the pause and says so.
+        host.enqueue_now("1");
+        host.script(None, "/library/sections", Reply::Response(status_response(401, "")), 1);
+        let out = run(&s, &host, "health_check", "{}").unwrap();
+        assert!(out.contains("the token is REJECTED (HTTP 401)"), "{out}");
+        assert!(out.contains("Plex token: REJECTED (HTTP 401)"), "{out}");
+        assert!(host.logged("Syncing is paused and nothing is lost: 1 change is waiting."));
+        // Fixed: the next check ends the pause.
+        let out = run(&s, &host, "health_check", "{}").unwrap();
+        assert!(!out.contains("REJECTED"), "{out}");
+        assert!(state(&host).state.auth.is_none());
+    }
+
+    #[test]
+    fn health_check_ends_an_outage_wait() {
+        let host = FakeHost::new();
+        let s = Settings::default();
+        let mut r = state(&host);
+        for _ in 0..5 {
+            r.record(&host, host.now(), crate::breaker::Outcome::Failure, Some("refused"));
+        }
+        r.save_if_changed(&host).unwrap();
+        let out = run(&s, &host, "health_check", "{}").unwrap();
+        assert!(out.contains("trial changes may run now"), "{out}");
+        assert_eq!(state(&host).state.breaker.kind(), Kind::HalfOpen);
+    }
+
+    #[test]
+    fn outage_summary_and_window() {
+        let host = FakeHost::new();
+        let s = Settings::default();
+        assert!(run(&s, &host, "outage_window", "{}").unwrap_err().contains("0 completed outage(s) recorded"));
+        let t0 = host.now();
+        let mut r = state(&host);
+        for _ in 0..5 {
+            r.record(&host, t0, crate::breaker::Outcome::Failure, Some("connection refused"));
+        }
+        r.probe_ok(&host, t0 + 40_000, "ok".into());
+        for _ in 0..3 {
+            r.state.breaker.permit(&r.cfg.breaker, t0 + 41_000);
+            r.record(&host, t0 + 41_000, crate::breaker::Outcome::Success { elapsed_ms: 3 }, None);
+        }
+        r.save_if_changed(&host).unwrap();
+        host.advance(60_000);
+        assert_eq!(run(&s, &host, "outage_window", r#"{"index":0}"#).unwrap(), format!("{} {}", t0, t0 + 41_000));
+        let out = run(&s, &host, "outage_summary", r#"{"days":7}"#).unwrap();
+        assert!(out.starts_with("Plex outages over the last 7 day(s)"), "{out}");
+        assert!(out.contains("1 outage(s), downtime 41s, MTTR 41s"), "{out}");
+        assert!(out.contains("cause: connection refused"), "{out}");
+    }
+}
