@@ -678,9 +678,11 @@ impl JobRun<'_> {
 
         if let ErrorClass::PlexUnauthorized { status } = c.class {
             let started = res.pause_for_auth(now, status, message);
-            let next = res.state.auth.as_ref().map_or(now, |p| p.next_check_ms);
             let writes = res.write();
-            let recorded = host.release(job.id, job.lease, next, &writes);
+            // Due at once: the pause itself keeps jobs from being claimed,
+            // and when the token is accepted again every change goes
+            // immediately instead of waiting out the check interval.
+            let recorded = host.release(job.id, job.lease, now, &writes);
             if started {
                 let waiting = host.counts().map(|c| resilience::pending(&c)).unwrap_or(1).max(1);
                 host.log(LogLevel::Error, &auth_message(status, waiting));

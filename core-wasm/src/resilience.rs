@@ -37,7 +37,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
-use crate::breaker::{self, Breaker, BreakerConfig, Kind, Outcome, Transition};
+use crate::breaker::{self, Breaker, BreakerConfig, Kind, Outcome, Transition, TripReason};
 use crate::budget::{self, Budget};
 use crate::host_api::{Host, LogLevel, QueueCounts, QueueError, StateWrite};
 use crate::outage::{self, DAY_MS, History};
@@ -233,15 +233,22 @@ impl Resilience {
     }
 
     /// React to transitions: outage record, probe schedule, ramp, log.
+    ///
+    /// The outage's cause says why the breaker tripped; for failure trips it
+    /// also carries the last error (for slow calls there is no error).
     pub fn apply(&mut self, host: &dyn Host, now: i64, transitions: &[Transition]) {
         for t in transitions {
             match *t {
                 Transition::Opened { reason, until } => {
-                    let cause = self.state.last_failure.clone();
+                    let cause = outage_cause(reason, &self.state.last_failure);
                     self.state.outages.opened(now, &cause, false);
                     self.state.probes.restart();
                     self.state.pacer.stop_ramp();
-                    let last = if cause.is_empty() { String::new() } else { format!("; last error: {cause}") };
+                    let last = match reason {
+                        TripReason::SlowCallRate(_) => String::new(),
+                        _ if self.state.last_failure.is_empty() => String::new(),
+                        _ => format!("; last error: {}", self.state.last_failure),
+                    };
                     host.log(
                         LogLevel::Warn,
                         &clip(
@@ -254,7 +261,7 @@ impl Resilience {
                     );
                 }
                 Transition::Reopened { reason, until } => {
-                    let cause = self.state.last_failure.clone();
+                    let cause = outage_cause(reason, &self.state.last_failure);
                     self.state.outages.opened(now, &cause, false);
                     self.state.probes.restart();
                     self.state.pacer.stop_ramp();
@@ -546,6 +553,15 @@ fn ramp_rate(event: RampEvent) -> String {
 /// Changes still to sync (for messages).
 pub fn pending(counts: &QueueCounts) -> u64 {
     counts.ready + counts.waiting + counts.running
+}
+
+/// What an outage record says caused it.
+fn outage_cause(reason: TripReason, last_failure: &str) -> String {
+    match reason {
+        TripReason::SlowCallRate(_) => format!("Plex answered too slowly ({reason})"),
+        _ if last_failure.is_empty() => reason.to_string(),
+        _ => last_failure.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -148,7 +148,7 @@ fn process_queue(env: &Env, args: &Map<String, Value>) -> Answer {
     let mode = if background { drain::DrainMode::BACKGROUND } else { drain::DrainMode::FOREGROUND };
     let mut total = Totals::default();
     let mut last: Option<Answer> = None;
-    let mut clean = false;
+    let mut stopped: Option<drain::Stopped> = None;
     // A background drainer re-checks after releasing the lock, so a change
     // recorded while it was finishing is never left behind (see autodrain).
     for _round in 0..100 {
@@ -156,17 +156,22 @@ fn process_queue(env: &Env, args: &Map<String, Value>) -> Answer {
             Ok(r) => r,
             Err(answer) => return last.unwrap_or(answer),
         };
-        // Only after a clean finish: a policy that keeps failing must not be
-        // re-run in a loop (its jobs stay queued for the next drainer).
-        let again = background && round.1 && ready_now(env) > 0;
-        clean = round.1;
+        // Only when the queue was empty at the end of the round and a job is
+        // due now: a hook recorded it while this drainer was finishing. Not
+        // after failures (a failing policy must not be re-run in a loop) and
+        // not when the policy chose to wait (breaker open, token pause).
+        let again = background && round.1 == drain::Stopped::Empty && ready_now(env) > 0;
+        stopped = Some(round.1.clone());
         last = Some(Answer::ok(round.0));
         if !again {
             break;
         }
     }
     let answer = last.unwrap_or_else(|| Answer::ok("nothing to do"));
-    if !background && clean && ready_now(env) > 0 && autodrain_allowed(env) {
+    // Work is left that a drainer should come back for (Plex down, token
+    // paused): hand over to a background drainer, not after failures.
+    let handover = matches!(stopped, Some(drain::Stopped::WaitLimit | drain::Stopped::OnlyWaits));
+    if !background && handover && ready_now(env) > 0 && autodrain_allowed(env) {
         // Plex did not come back while the task waited: hand over.
         match crate::autodrain::ensure_drainer(env) {
             Ok(true) => crate::info!("A background drainer keeps retrying; Stash's task queue is free again."),
@@ -192,11 +197,10 @@ fn autodrain_allowed(env: &Env) -> bool {
     crate::autodrain::enabled(cached.as_deref())
 }
 
-/// One drain under the lock: the summary, and whether it ended cleanly (the
-/// queue emptied, only waits remain, or it stopped waiting for Plex) rather
-/// than because the policy failed. `Err` carries the answer to give when
-/// nothing could be drained (busy, disabled, misconfigured).
-fn drain_once(env: &Env, mode: drain::DrainMode, total: &mut Totals) -> Result<(String, bool), Answer> {
+/// One drain under the lock: the summary, and why it stopped. `Err`
+/// carries the answer to give when nothing could be drained (busy,
+/// disabled, misconfigured).
+fn drain_once(env: &Env, mode: drain::DrainMode, total: &mut Totals) -> Result<(String, drain::Stopped), Answer> {
     let _lock = match drain::try_lock(&env.data_dir) {
         Ok(Some(lock)) => lock,
         Ok(None) => return Err(Answer::ok("another stash2plex process is already draining the queue")),
@@ -232,7 +236,6 @@ fn drain_once(env: &Env, mode: drain::DrainMode, total: &mut Totals) -> Result<(
         Some(t) => format!("; next retry in {}", human_secs((t - now).max(0) / 1000)),
         None => String::new(),
     };
-    let clean = matches!(report.stopped, drain::Stopped::Empty | drain::Stopped::OnlyWaits | drain::Stopped::WaitLimit);
     Ok((
         format!(
             "Processed {} job(s) with {} Plex request(s) ({} edits); {}. Left: {} due, {} waiting, {} dead-lettered{next}",
@@ -244,7 +247,7 @@ fn drain_once(env: &Env, mode: drain::DrainMode, total: &mut Totals) -> Result<(
             after.waiting,
             after.dead
         ),
-        clean,
+        report.stopped,
     ))
 }
 

@@ -21,6 +21,8 @@ pub struct SimWorld {
 
 impl SimWorld {
     pub fn new(n: usize) -> SimWorld {
+        // The policy logs a line per job; keep the test output readable.
+        stash2plex::stash_log::set_min_level(stash2plex::stash_log::Level::Warn);
         let stash = FakeStash::start(StashAuth::None).expect("fake Stash");
         let plex = FakePlex::start(Some(TOKEN)).expect("fake Plex");
         let scenes = fixtures::install_demo(&stash, &plex, n);
@@ -126,7 +128,18 @@ fn a_ten_minute_outage_in_the_middle_of_1000_scenes() {
         i += after[i..].iter().take_while(|s| s.at_ms / 1000 == second).count();
     }
 
+    // The ramp: far below full speed right after recovery, never above the
+    // steady rate (20 requests/s by default).
+    let first_10s: u64 = after.iter().filter(|s| s.at_ms < first_write + 10_000).map(|s| s.plex_requests).sum();
+    assert!(first_10s <= 40, "the drain ramps up after recovery: {first_10s} requests in the first 10 s");
+    assert!(max_per_second <= 22, "the request rate stays within its limit: {max_per_second}/s");
+
+    // One outage: the breaker opened and closed once.
     let summary = run_task(&mut sim, "outage_summary", json!({"days": 30}));
+    assert!(summary.contains("1 outage(s)"), "{summary}");
+    assert!(summary.contains("1 trip(s)"), "{summary}");
+    let status = run_task(&mut sim, "resilience_status", json!({}));
+    assert!(status.to_lowercase().contains("closed"), "the breaker ends closed: {status}");
     println!(
         "OUTAGE NUMBERS: requests during the outage {sent_during} ({probes} probes); recovery → first write {:.1} s; \
          total drain {:.1} simulated min; peak {max_per_second} requests/s after recovery; dead-lettered {}",
@@ -136,4 +149,108 @@ fn a_ten_minute_outage_in_the_middle_of_1000_scenes() {
     );
     println!("{summary}");
     assert!((0..=6 * MINUTE).contains(&recovery_to_write), "recovery detected within the probe cap");
+}
+
+/// Run until the queue is empty with `fault` active over the simulated
+/// window [from, until) (relative to the start of this run).
+fn run_with_fault(world: &SimWorld, sim: &mut Sim, fault: FaultMode, from: i64, until: i64) -> Stop {
+    let plex = world.plex.clone();
+    let t0 = sim.now_ms();
+    let mut active = false;
+    sim.run(
+        6 * 60 * MINUTE,
+        |now| {
+            let want = now >= t0 + from && now < t0 + until;
+            if want != active {
+                plex.faults().set(if want { fault.clone() } else { FaultMode::Up });
+                active = want;
+            }
+        },
+        |_| false,
+    )
+}
+
+fn synced_at(sim: &Sim) -> Vec<i64> {
+    sim.steps.iter().filter(|s| s.outcome.contains("synced")).map(|s| s.at_ms).collect()
+}
+
+#[test]
+fn database_migrations_503_wait_and_drain_without_dead_letters() {
+    let world = SimWorld::new(60);
+    let mut sim = world.sim(json!({}), 7);
+    for (id, _) in &world.scenes {
+        sim.scene_changed(id).expect("recorded");
+    }
+    // Plex answers 503 "Maintenance" to everything, /identity included,
+    // for 90 simulated seconds from the start.
+    let stop = run_with_fault(&world, &mut sim, FaultMode::maintenance(), 0, 90_000);
+    assert_eq!(stop, Stop::Empty);
+    world.assert_all_synced();
+    assert_eq!(sim.counts().dead, 0, "a restart is not a reason to give up on a change");
+    let first = synced_at(&sim)[0];
+    assert!(first >= START_MS + 90_000, "nothing was written while Plex was migrating");
+    let during: u64 = sim.steps.iter().filter(|s| s.at_ms < START_MS + 90_000).map(|s| s.plex_requests).sum();
+    assert!(during <= 25, "Plex is left alone while it migrates: {during} requests in 90 s");
+    let summary = run_task(&mut sim, "outage_summary", json!({}));
+    assert!(summary.contains("1 outage(s)"), "{summary}");
+}
+
+#[test]
+fn retry_after_from_a_429_is_honoured() {
+    let world = SimWorld::new(1);
+    let mut sim = world.sim(json!({}), 11);
+    sim.scene_changed(&world.scenes[0].0).expect("recorded");
+    world.plex.faults().fail_next(1, FaultMode::too_many_requests(120));
+    let stop = sim.run(60 * MINUTE, |_| {}, |_| false);
+    assert_eq!(stop, Stop::Empty);
+    world.assert_all_synced();
+    let synced = synced_at(&sim);
+    assert_eq!(synced.len(), 1);
+    assert!(synced[0] >= START_MS + 120_000, "the retry waited for Retry-After: {} ms", synced[0] - START_MS);
+    assert!(synced[0] <= START_MS + 10 * MINUTE, "and not much longer");
+    assert_eq!(sim.counts().dead, 0);
+}
+
+#[test]
+fn garbage_bodies_are_retried_not_dead_lettered() {
+    let world = SimWorld::new(5);
+    let mut sim = world.sim(json!({}), 13);
+    for (id, _) in &world.scenes {
+        sim.scene_changed(id).expect("recorded");
+    }
+    world.plex.faults().fail_next(3, FaultMode::Garbage);
+    let stop = sim.run(60 * MINUTE, |_| {}, |_| false);
+    assert_eq!(stop, Stop::Empty);
+    world.assert_all_synced();
+    assert_eq!(sim.counts().dead, 0);
+    assert!(
+        sim.steps.iter().any(|s| s.outcome.contains("retry") || s.outcome.contains("malformed")),
+        "the garbage was noticed: {:?}",
+        sim.steps.iter().take(6).map(|s| &s.outcome).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn slow_responses_trip_the_breaker_then_it_recovers() {
+    let world = SimWorld::new(12);
+    // A small window so a few real 1.5 s responses are enough.
+    let settings = json!({"breaker_slow_call_ms": 1000, "breaker_window": 4, "breaker_min_calls": 4,
+                          "breaker_slow_call_rate": 75});
+    let mut sim = world.sim(settings, 17);
+    for (id, _) in &world.scenes {
+        sim.scene_changed(id).expect("recorded");
+    }
+    world.plex.faults().set(FaultMode::Delay(std::time::Duration::from_millis(1500)));
+    // Plex is slow until the breaker notices (its first probe).
+    let stop = sim.run(60 * MINUTE, |_| {}, |s| s.steps.iter().any(|x| x.outcome.contains("probe")));
+    assert_eq!(stop, Stop::Condition, "slow calls opened the breaker");
+    let slow_requests: u64 = sim.steps.iter().map(|s| s.plex_requests).sum();
+    assert!(slow_requests <= 12, "the breaker stopped the slow calls early: {slow_requests}");
+    world.plex.faults().set(FaultMode::Up);
+    let stop = sim.run(60 * MINUTE, |_| {}, |_| false);
+    assert_eq!(stop, Stop::Empty);
+    world.assert_all_synced();
+    assert_eq!(sim.counts().dead, 0);
+    let summary = run_task(&mut sim, "outage_summary", json!({}));
+    assert!(summary.contains("1 outage(s)") && summary.to_lowercase().contains("slow"), "{summary}");
 }

@@ -221,3 +221,46 @@ fn a_hook_starts_a_background_drainer_that_syncs_without_a_button() {
     assert!(log.contains("Processed 1 job"), "the drainer logs to its own file: {log}");
     assert!(!log.contains(crate::harness::PLEX_TOKEN));
 }
+
+#[test]
+fn a_bad_token_pauses_without_using_up_retries_and_says_so() {
+    let world = World::new(2);
+    world.stash.set_plugin_settings(
+        "Stash2Plex",
+        json!({ "plex_url": world.plex.url(), "plex_token": "wrong-token-0000000" }),
+    );
+    for (id, _) in &world.scenes {
+        world.hook("Scene.Update.Post", id, &["id", "title"]).output();
+    }
+    let task = world.task("process_queue");
+    assert_eq!(task.code, 0, "a rejected token is a pause, not a crash: {}", task.stdout);
+    let said: Vec<&str> =
+        task.stderr.lines().filter(|l| l.starts_with("\u{1}e\u{2}") && l.contains("Plex rejected the token")).collect();
+    assert_eq!(said.len(), 1, "one plain message, at error level: {}", task.stderr);
+    assert!(
+        said[0].contains("Check plex_token in the plugin settings") && said[0].contains("nothing is lost"),
+        "{}",
+        said[0]
+    );
+    assert!(!task.stderr.contains("wrong-token-0000000"), "the token is never logged");
+    let puts = world.plex.count("PUT", "/");
+    assert_eq!(puts, 0);
+    let q = Queue::open(&world.queue_db()).unwrap();
+    let pending = q.pending(10).unwrap();
+    assert_eq!(pending.len(), 2, "both changes wait");
+    assert!(pending.iter().all(|p| p.attempt == 0), "no retries were used: {pending:?}");
+    assert_eq!(q.counts(0).unwrap().dead, 0);
+    drop(q);
+
+    // The user fixes the token: the next drain checks it at once and syncs.
+    world.stash.set_plugin_settings(
+        "Stash2Plex",
+        json!({ "plex_url": world.plex.url(), "plex_token": crate::harness::PLEX_TOKEN }),
+    );
+    let task = world.task("process_queue");
+    assert!(task.output().contains("the queue is empty"), "{}\n{}", task.stdout, task.stderr);
+    assert!(task.stderr.contains("Plex accepts the token again"), "{}", task.stderr);
+    for (_, rk) in &world.scenes {
+        assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"), "{}\n{}", task.stdout, task.stderr);
+    }
+}
