@@ -17,8 +17,10 @@
 //! **Pacing and ramp.** Plex requests are paced as "the next job may start
 //! at `next_send_at`": after a job that sent `n` requests at rate `r`
 //! requests/s, `next_send_at = max(next_send_at, job start) + n / r`. In
-//! normal operation `r` is `ramp_target_rps` (20/s), so the drain never
-//! hammers Plex. When the breaker closes after an outage, `r` starts at
+//! normal operation nothing is paced unless `max_rps` is set: requests go
+//! one at a time, so Plex's own speed is the limit, and the slow-call
+//! breaker backs off when Plex struggles. When the breaker closes after an
+//! outage, `r` starts at
 //! `ramp_start_rps` (1/s) and doubles every [`RAMP_STEP_MS`] (10 s) up to
 //! the target (1 → 2 → 4 → 8 → 16 → 20: full speed after 50 s). If errors
 //! return during the ramp (more than [`RAMP_ERROR_PCT`] % of at least
@@ -120,11 +122,15 @@ pub const MAX_PACE_WAIT_MS: i64 = 60_000;
 pub struct RampConfig {
     pub start_milli: u32,
     pub target_milli: u32,
+    /// Steady-state cap outside a ramp; 0 = none (requests go one at a
+    /// time, so Plex's own speed is the limit, and the slow-call breaker
+    /// backs off if Plex struggles).
+    pub steady_milli: u32,
 }
 
 impl Default for RampConfig {
     fn default() -> Self {
-        RampConfig { start_milli: 1_000, target_milli: 20_000 }
+        RampConfig { start_milli: 1_000, target_milli: 20_000, steady_milli: 0 }
     }
 }
 
@@ -167,11 +173,11 @@ pub struct Pacer {
 }
 
 impl Pacer {
-    /// The rate now, milli-requests per second.
-    pub fn rate_milli(&self, cfg: &RampConfig) -> u32 {
+    /// The rate now, milli-requests per second; `None` = not paced.
+    pub fn rate_milli(&self, cfg: &RampConfig) -> Option<u32> {
         match &self.ramp {
-            Some(r) => r.rate_milli.clamp(1, cfg.target_milli.max(1)),
-            None => cfg.target_milli.max(1),
+            Some(r) => Some(r.rate_milli.clamp(1, cfg.target_milli.max(1))),
+            None => (cfg.steady_milli > 0).then_some(cfg.steady_milli),
         }
     }
 
@@ -219,10 +225,10 @@ impl Pacer {
 
     /// A job that started at `started` sent `requests` requests.
     pub fn sent(&mut self, cfg: &RampConfig, started: i64, requests: u32) {
-        if requests == 0 {
+        let Some(rate) = self.rate_milli(cfg).filter(|_| requests > 0) else {
             return;
-        }
-        let per_request_ms = 1_000_000 / i64::from(self.rate_milli(cfg));
+        };
+        let per_request_ms = 1_000_000 / i64::from(rate);
         let base = self.next_send_at.max(started);
         self.next_send_at = base.saturating_add(per_request_ms.saturating_mul(i64::from(requests)));
         // Never further ahead than the longest wait (clock jumps).
@@ -324,7 +330,7 @@ mod tests {
         let cfg = RampConfig::default();
         let mut pacer = Pacer::default();
         assert_eq!(pacer.start_ramp(&cfg, 0), RampEvent::Started { rate_milli: 1_000 });
-        assert_eq!(pacer.rate_milli(&cfg), 1_000);
+        assert_eq!(pacer.rate_milli(&cfg), Some(1_000));
         assert!(pacer.tick(&cfg, 9_999).is_empty());
         let mut rates = Vec::new();
         for t in (10_000..=60_000).step_by(10_000) {
@@ -344,7 +350,9 @@ mod tests {
             ]
         );
         assert!(pacer.ramp.is_none());
-        assert_eq!(pacer.rate_milli(&cfg), 20_000);
+        assert_eq!(pacer.rate_milli(&cfg), None, "after the ramp, not paced by default");
+        let capped = RampConfig { steady_milli: 5_000, ..cfg };
+        assert_eq!(pacer.rate_milli(&capped), Some(5_000), "unless max_rps is set");
     }
 
     #[test]
@@ -353,7 +361,7 @@ mod tests {
         let mut pacer = Pacer::default();
         pacer.start_ramp(&cfg, 0);
         pacer.tick(&cfg, 30_000);
-        assert_eq!(pacer.rate_milli(&cfg), 8_000);
+        assert_eq!(pacer.rate_milli(&cfg), Some(8_000));
         // 1 failure in 4 = 25 %: fine. A second: 2 of 5 = 40 % > 30 %.
         for failed in [false, false, true, false] {
             assert_eq!(pacer.record(&cfg, 31_000, failed), None);
@@ -366,7 +374,7 @@ mod tests {
         for i in 0..40 {
             pacer.record(&cfg, 43_000 + i, true);
         }
-        assert_eq!(pacer.rate_milli(&cfg), 250);
+        assert_eq!(pacer.rate_milli(&cfg), Some(250));
         // Outside a ramp, outcomes change nothing.
         let mut idle = Pacer::default();
         assert_eq!(idle.record(&cfg, 0, true), None);
@@ -374,9 +382,13 @@ mod tests {
 
     #[test]
     fn pacing_spaces_requests_at_the_rate() {
-        let cfg = RampConfig::default();
+        // Not paced by default outside a ramp.
+        let mut unpaced = Pacer::default();
+        unpaced.sent(&RampConfig::default(), 1_000, 4);
+        assert_eq!(unpaced.wait_ms(1_000), 0);
+        let cfg = RampConfig { steady_milli: 20_000, ..RampConfig::default() };
         let mut pacer = Pacer::default();
-        // Steady state: 20/s → 4 requests take 200 ms.
+        // Steady state with max_rps 20: 4 requests take 200 ms.
         pacer.sent(&cfg, 1_000, 4);
         assert_eq!(pacer.next_send_at, 1_200);
         assert_eq!(pacer.wait_ms(1_050), 150);

@@ -508,13 +508,16 @@ impl Resilience {
                 let _ = writeln!(
                     out,
                     "Request rate: {} (ramping up to {} after a recovery, started {} ago)",
-                    recovery::rate_text(s.pacer.rate_milli(&self.cfg.ramp)),
+                    recovery::rate_text(s.pacer.rate_milli(&self.cfg.ramp).unwrap_or(self.cfg.ramp.target_milli)),
                     recovery::rate_text(self.cfg.ramp.target_milli),
                     duration_text(now.saturating_sub(r.started_at))
                 );
             }
             None => {
-                let _ = writeln!(out, "Request rate: up to {}", recovery::rate_text(self.cfg.ramp.target_milli));
+                let _ = match self.cfg.ramp.steady_milli {
+                    0 => writeln!(out, "Request rate: one request at a time, no fixed cap (max_rps)"),
+                    cap => writeln!(out, "Request rate: up to {} (max_rps)", recovery::rate_text(cap)),
+                };
             }
         }
         let (first, retries) = s.budget.totals(now);
@@ -643,7 +646,7 @@ mod tests {
         assert_eq!(r.state.breaker.kind(), Kind::Closed);
         let o = &r.state.outages.outages[0];
         assert_eq!((o.start_ms, o.end_ms), (T0, Some(T0 + 156_000)));
-        assert_eq!(r.state.pacer.rate_milli(&r.cfg.ramp), 1_000);
+        assert_eq!(r.state.pacer.rate_milli(&r.cfg.ramp), Some(1_000));
         assert!(
             host.logged("Plex has recovered after 2m 36s of trouble; syncing resumes at 1/s and speeds up to 20/s")
         );

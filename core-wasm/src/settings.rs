@@ -28,7 +28,8 @@
 //! | `probe_interval_secs` | 5 | 1–600 | first health-probe interval while open |
 //! | `probe_max_interval_secs` | 60 | 1–3600, ≥ interval | longest health-probe interval |
 //! | `ramp_start_rps` | 1 | 1–100 | Plex requests per second right after a recovery |
-//! | `ramp_target_rps` | 20 | 1–1000, ≥ start | steady Plex request rate (the ramp doubles up to it every 10 s) |
+//! | `ramp_target_rps` | 20 | 1–1000, ≥ start | where the ramp ends (it doubles every 10 s up to this) |
+//! | `max_rps` | 0 | 0–1000 | steady cap on Plex requests per second; 0 = none (one request at a time) |
 
 use serde_json::{Map, Value};
 
@@ -69,6 +70,7 @@ pub struct Settings {
     pub probe_max_interval_secs: u32,
     pub ramp_start_rps: u32,
     pub ramp_target_rps: u32,
+    pub max_rps: u32,
 }
 
 impl Default for Settings {
@@ -98,6 +100,7 @@ impl Default for Settings {
             probe_max_interval_secs: 60,
             ramp_start_rps: 1,
             ramp_target_rps: 20,
+            max_rps: 0,
         }
     }
 }
@@ -133,6 +136,7 @@ impl Settings {
         RampConfig {
             start_milli: self.ramp_start_rps.saturating_mul(1000),
             target_milli: self.ramp_target_rps.saturating_mul(1000),
+            steady_milli: self.max_rps.saturating_mul(1000),
         }
     }
 }
@@ -140,7 +144,7 @@ impl Settings {
 pub const MAX_RETRIES_RANGE: (u32, u32) = (1, 20);
 
 /// The whole-number reliability settings: key, range.
-const NUMBERS: [(&str, u32, u32); 16] = [
+const NUMBERS: [(&str, u32, u32); 17] = [
     ("max_retries", 1, 20),
     ("retry_budget_percent", 0, 100),
     ("breaker_failure_threshold", 1, 100),
@@ -157,6 +161,7 @@ const NUMBERS: [(&str, u32, u32); 16] = [
     ("probe_max_interval_secs", 1, 3_600),
     ("ramp_start_rps", 1, 100),
     ("ramp_target_rps", 1, 1_000),
+    ("max_rps", 0, 1_000),
 ];
 
 fn number_slot<'a>(settings: &'a mut Settings, key: &str) -> Option<&'a mut u32> {
@@ -177,6 +182,7 @@ fn number_slot<'a>(settings: &'a mut Settings, key: &str) -> Option<&'a mut u32>
         "probe_max_interval_secs" => &mut settings.probe_max_interval_secs,
         "ramp_start_rps" => &mut settings.ramp_start_rps,
         "ramp_target_rps" => &mut settings.ramp_target_rps,
+        "max_rps" => &mut settings.max_rps,
         _ => return None,
     })
 }

@@ -889,13 +889,11 @@ fn golden_trace_of_a_small_outage() {
     let shown: Vec<String> = trace.iter().map(|l| l.replace(PATH, "A")).collect();
     let golden = vec![
         "0.000 scene 12 (A): trying again in 4 s (not counted as an attempt): Plex could not be reached: connection refused (127.0.0.1:32400) (1 Plex request)",
-        "0.000 wait 50",
-        "0.050 scene 1 (/data/Movies/s1.mkv): trying again in 2 s (not counted as an attempt): Plex could not be reached: connection refused (127.0.0.1:32400) (1 Plex request)",
-        "0.050 wait 50",
-        "0.100 scene 2 (/data/Movies/s2.mkv): trying again in 6 s (not counted as an attempt): Plex could not be reached: connection refused (127.0.0.1:32400) (1 Plex request)",
-        "0.100 idle until 1.649",
-        "1.649 scene 1 (/data/Movies/s1.mkv): trying again in 14 s (not counted as an attempt): Plex could not be reached: connection refused (127.0.0.1:32400) (1 Plex request)",
-        "1.649 idle until 3.708",
+        "0.000 scene 1 (/data/Movies/s1.mkv): trying again in 2 s (not counted as an attempt): Plex could not be reached: connection refused (127.0.0.1:32400) (1 Plex request)",
+        "0.000 scene 2 (/data/Movies/s2.mkv): trying again in 6 s (not counted as an attempt): Plex could not be reached: connection refused (127.0.0.1:32400) (1 Plex request)",
+        "0.000 idle until 1.599",
+        "1.599 scene 1 (/data/Movies/s1.mkv): trying again in 14 s (not counted as an attempt): Plex could not be reached: connection refused (127.0.0.1:32400) (1 Plex request)",
+        "1.599 idle until 3.708",
         "3.708 scene 12 (A): Plex is unavailable (Plex could not be reached: connection refused (127.0.0.1:32400)); the change waits for Plex to recover (next check in 30s) (1 Plex request)",
         "3.708 idle until 33.708",
         "33.708 probe GET /identity: plex-unavailable; next probe in 2s",
@@ -910,11 +908,9 @@ fn golden_trace_of_a_small_outage() {
         "93.842 wait 40198",
         "134.040 probe GET /identity: Plex answers (Plex Media Server 1.41.3.9314-a0bfb8370, 3 ms)",
         "134.040 scene 2 (/data/Movies/s2.mkv): synced title, summary, originallyAvailableAt, studio to Plex item 202 (4 Plex requests)",
-        "134.040 wait 200",
-        "134.240 scene 1 (/data/Movies/s1.mkv): synced title, summary, originallyAvailableAt, studio to Plex item 201 (2 Plex requests)",
-        "134.240 wait 100",
-        "134.340 scene 12 (A): synced title, summary, originallyAvailableAt, studio to Plex item 108 (2 Plex requests)",
-        "134.340 idle",
+        "134.040 scene 1 (/data/Movies/s1.mkv): synced title, summary, originallyAvailableAt, studio to Plex item 201 (2 Plex requests)",
+        "134.040 scene 12 (A): synced title, summary, originallyAvailableAt, studio to Plex item 108 (2 Plex requests)",
+        "134.040 idle",
     ];
     assert_eq!(shown, golden, "{shown:#?}");
 }
