@@ -13,17 +13,15 @@
 
 use std::env;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const GUEST_PACKAGE: &str = "stash2plex-policy";
-const GUEST_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("host/ lives in the workspace root").to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
 
-    for watched in ["core-wasm/src", "core-wasm/Cargo.toml", "wit", "Cargo.lock"] {
+    for watched in ["core-wasm/src", "core-wasm/Cargo.toml", "wit", "Cargo.lock", "host/guest_build.rs"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=STASH2PLEX_GUEST_TARGET_DIR");
@@ -52,39 +50,10 @@ fn main() {
     std::fs::write(&dest, &component).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", dest.display())));
 }
 
+include!("guest_build.rs");
+
 fn build_guest(root: &Path, target_dir: &Path) -> PathBuf {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    cmd.current_dir(root)
-        .args(["build", "--locked", "-p", GUEST_PACKAGE, "--target", GUEST_TARGET, "--profile", "guest"])
-        .arg("--target-dir")
-        .arg(target_dir);
-    for var in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTC_WRAPPER",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_MAKEFLAGS",
-        "MAKEFLAGS",
-        "MFLAGS",
-    ] {
-        cmd.env_remove(var);
-    }
-    let status = cmd.status().unwrap_or_else(|e| fail(&format!("cannot run `{cargo}` to build the policy: {e}")));
-    if !status.success() {
-        fail(&format!(
-            "building the default policy failed ({status}). If the error says the `{GUEST_TARGET}` target \
-             is not installed, run: rustup target add {GUEST_TARGET}"
-        ));
-    }
-    let artifact = target_dir.join(GUEST_TARGET).join("guest").join("stash2plex_policy.wasm");
-    if !artifact.exists() {
-        fail(&format!("the policy build succeeded but {} is missing", artifact.display()));
-    }
-    artifact
+    build_guest_crate(root, target_dir, GUEST_PACKAGE, "stash2plex_policy").unwrap_or_else(|e| fail(&e))
 }
 
 fn fail(msg: &str) -> ! {

@@ -153,8 +153,8 @@ pub fn step(settings: &Settings, state: &mut DrainState, host: &dyn Host) -> Res
     if res.state.auth.is_some() {
         return auth_paused(state, &mut res, host, now);
     }
-    if let breaker::State::Open { until, .. } = res.state.breaker.state {
-        return breaker_open(&mut res, host, now, until);
+    if let breaker::State::Open { until, forced, .. } = res.state.breaker.state {
+        return breaker_open(&mut res, host, now, until, forced);
     }
     let pace = res.state.pacer.wait_ms(now);
     if pace > 0 {
@@ -220,8 +220,15 @@ fn nothing_due_or(res: &mut Resilience, host: &dyn Host, outcome: StepOutcome) -
 }
 
 /// The breaker is open: probe when due, else wait for the probe (or idle
-/// when nothing is due).
-fn breaker_open(res: &mut Resilience, host: &dyn Host, now: i64, until: i64) -> Result<StepOutcome, String> {
+/// when nothing is due). A manual pause (`breaker_open` task) is not an
+/// outage to ride out: the drain goes idle until the pause ends.
+fn breaker_open(
+    res: &mut Resilience,
+    host: &dyn Host,
+    now: i64,
+    until: i64,
+    forced: bool,
+) -> Result<StepOutcome, String> {
     let counts = host.counts().map_err(|e| format!("could not read the queue: {e}"))?;
     res.state.outages.note_pending(resilience::pending(&counts));
     if counts.ready == 0 {
@@ -230,6 +237,9 @@ fn breaker_open(res: &mut Resilience, host: &dyn Host, now: i64, until: i64) -> 
     }
     if now < until {
         res.save_if_changed(host).map_err(queue_text)?;
+        if forced {
+            return Ok(StepOutcome::Idle(Some(until)));
+        }
         return Ok(wait(until - now));
     }
     let summary = probe(res, host);

@@ -274,18 +274,7 @@ pub fn rate_text(milli: u32) -> String {
 mod tests {
     use super::*;
 
-    fn draws(seed: u64, n: usize) -> Vec<u64> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = s;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^ (z >> 31)
-            })
-            .collect()
-    }
+    use crate::test_support::draws;
 
     #[test]
     fn probe_intervals_grow_are_capped_and_never_near_zero() {

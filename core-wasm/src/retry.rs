@@ -197,19 +197,7 @@ impl RetryProfile {
 mod tests {
     use super::*;
 
-    /// The same splitmix64 stream the fake host uses.
-    fn draws(seed: u64, n: usize) -> Vec<u64> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-                let mut z = s;
-                z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                z ^ (z >> 31)
-            })
-            .collect()
-    }
+    use crate::test_support::draws;
 
     fn transient(jitter: Jitter) -> RetryProfile {
         profile(ErrorClass::PlexOverloaded { status: 502 }, RetrySettings { max_retries: 5, jitter })

@@ -527,19 +527,36 @@ pub fn scene(id: &str, title: &str, path: &str) -> Scene {
     }
 }
 
+/// One step of splitmix64: the new state and the value drawn.
+pub fn splitmix64(state: u64) -> (u64, u64) {
+    let s = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = s;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (s, z ^ (z >> 31))
+}
+
+/// The first `n` values the fake host's generator draws from `seed`.
+pub fn draws(seed: u64, n: usize) -> Vec<u64> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            let (next, v) = splitmix64(s);
+            s = next;
+            v
+        })
+        .collect()
+}
+
 impl Host for FakeHost {
     fn now_ms(&self) -> i64 {
         self.now.get()
     }
 
     fn random_u64(&self) -> u64 {
-        // splitmix64
-        let s = self.rng.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-        self.rng.set(s);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        let (state, value) = splitmix64(self.rng.get());
+        self.rng.set(state);
+        value
     }
 
     fn log(&self, level: LogLevel, message: &str) {

@@ -102,7 +102,12 @@ fn status(opts: app::Options) -> i32 {
         eprintln!("stash2plex status: pass --data-dir (or --plugin-dir)");
         return 2;
     };
-    let queue = match queue::Queue::open(&dir.join("queue.db")) {
+    let db = dir.join("queue.db");
+    if !db.is_file() {
+        eprintln!("stash2plex status: no queue at {} (nothing recorded yet, or a different data folder)", db.display());
+        return 1;
+    }
+    let queue = match queue::Queue::open(&db) {
         Ok(q) => q,
         Err(e) => {
             eprintln!("stash2plex status: {e}");

@@ -478,25 +478,9 @@ impl Queue {
         Ok(())
     }
 
+    /// The newest dead letters.
     pub fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, QueueError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, scene_id, payload, error_class, message, detail, attempts, first_enqueued, failed_at
-             FROM dead_letters ORDER BY failed_at DESC, id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map([limit], |r| {
-            Ok(DeadLetter {
-                id: r.get::<_, i64>(0)? as u64,
-                scene_id: r.get(1)?,
-                payload: r.get(2)?,
-                error_class: r.get(3)?,
-                message: r.get(4)?,
-                detail: r.get(5)?,
-                attempts: r.get::<_, i64>(6)?.clamp(0, i64::from(u32::MAX)) as u32,
-                first_enqueued_ms: r.get(7)?,
-                failed_ms: r.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        self.dead_letters_matching(&DeadFilter::all(), limit)
     }
 
     /// Dead letters matching `filter`, newest first.

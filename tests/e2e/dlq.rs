@@ -64,3 +64,29 @@ fn purge_removes_only_old_dead_letters_and_bad_args_are_explained() {
     assert!(cleared.contains("Removed 1"), "{cleared}");
     assert_eq!(dead(&world), 0);
 }
+
+#[test]
+fn pause_and_resume_syncing_from_tasks_and_check_health() {
+    let world = World::new(1);
+    let (scene_id, rk) = world.scenes[0].clone();
+    world.hook("Scene.Update.Post", &scene_id, &["id", "title"]).output();
+
+    let paused = task_with(&world, json!({"mode": "breaker_open", "minutes": "60"})).output();
+    assert!(!paused.is_empty());
+    let task = world.task("process_queue");
+    assert_eq!(task.code, 0, "{}", task.stdout);
+    assert_eq!(world.plex.count("PUT", "/"), 0, "nothing is written while syncing is paused");
+    assert!(!world.plex.item(&rk).unwrap().locked_fields.contains("title"));
+    let status = world.task("queue_status").output();
+    assert!(status.to_lowercase().contains("open"), "the status shows the pause: {status}");
+
+    let health = world.task("health_check").output();
+    assert!(health.to_lowercase().contains("identity") || health.contains("Plex"), "{health}");
+
+    task_with(&world, json!({"mode": "breaker_close"})).output();
+    let task = world.task("process_queue");
+    assert!(task.output().contains("the queue is empty"), "{}", task.stdout);
+    assert!(world.plex.item(&rk).unwrap().locked_fields.contains("title"), "resumed and synced");
+    let summary = task_with(&world, json!({"mode": "outage_summary", "days": "30"})).output();
+    assert!(!summary.is_empty());
+}

@@ -234,14 +234,14 @@ fn garbage_bodies_are_retried_not_dead_lettered() {
 #[test]
 fn slow_responses_trip_the_breaker_then_it_recovers() {
     let world = SimWorld::new(12);
-    // A small window so a few real 1.5 s responses are enough.
+    // A small window so a few real 2 s responses are enough.
     let settings = json!({"breaker_slow_call_ms": 1000, "breaker_window": 4, "breaker_min_calls": 4,
                           "breaker_slow_call_rate": 75});
     let mut sim = world.sim(settings, 17);
     for (id, _) in &world.scenes {
         sim.scene_changed(id).expect("recorded");
     }
-    world.plex.faults().set(FaultMode::Delay(std::time::Duration::from_millis(1500)));
+    world.plex.faults().set(FaultMode::Delay(std::time::Duration::from_secs(2)));
     // Plex is slow until the breaker notices (its first probe).
     let stop = sim.run(60 * MINUTE, |_| {}, |s| s.steps.iter().any(|x| x.outcome.contains("probe")));
     assert_eq!(stop, Stop::Condition, "slow calls opened the breaker");

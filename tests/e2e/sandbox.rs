@@ -30,6 +30,8 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 /// Stash stops reading a plugin's stderr at a line longer than this.
 const STASH_MAX_LINE: usize = 64 * 1024;
 
+include!("../../host/guest_build.rs");
+
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ lives in the workspace root").to_path_buf()
 }
@@ -46,36 +48,10 @@ fn misbehave_core() -> &'static [u8] {
     CORE.get_or_init(|| {
         let root = workspace_root();
         let target_dir = root.join("target").join("policy-build");
-        let cargo = option_env!("CARGO").map(str::to_string).unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(&cargo);
-        cmd.current_dir(&root)
-            .args(["build", "--locked", "-p", "stash2plex-misbehave", "--target", "wasm32-unknown-unknown"])
-            .args(["--profile", "guest", "--target-dir"])
-            .arg(&target_dir);
-        for var in [
-            "RUSTFLAGS",
-            "CARGO_ENCODED_RUSTFLAGS",
-            "CARGO_BUILD_RUSTFLAGS",
-            "RUSTC_WORKSPACE_WRAPPER",
-            "RUSTC_WRAPPER",
-            "CARGO_TARGET_DIR",
-            "CARGO_BUILD_TARGET",
-            "CARGO_MAKEFLAGS",
-            "MAKEFLAGS",
-            "MFLAGS",
-        ] {
-            cmd.env_remove(var);
-        }
         let started = Instant::now();
-        let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
-        assert!(
-            out.status.success(),
-            "building the misbehave policy failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let artifact = build_guest_crate(&root, &target_dir, "stash2plex-misbehave", "stash2plex_misbehave")
+            .unwrap_or_else(|e| panic!("{e}"));
         eprintln!("[sandbox] misbehave guest build: {:.2}s", started.elapsed().as_secs_f64());
-        let artifact = target_dir.join("wasm32-unknown-unknown/guest/stash2plex_misbehave.wasm");
         std::fs::read(&artifact).unwrap_or_else(|e| panic!("cannot read {}: {e}", artifact.display()))
     })
 }

@@ -856,8 +856,11 @@ fn a_failed_trial_reopens_for_longer_and_keeps_the_job() {
 #[test]
 fn a_manual_open_blocks_plex_until_closed() {
     let (host, mut policy) = setup();
+    let t0 = host.now();
     policy.run_task(&host, "breaker_open", r#"{"minutes":10}"#).unwrap();
-    assert_eq!(policy.step(&host), Ok(StepOutcome::WaitMs(60_000)));
+    // A pause by hand is not an outage to wait out: the drain goes idle
+    // until the pause ends (no probes).
+    assert_eq!(policy.step(&host), Ok(StepOutcome::Idle(Some(t0 + 600_000))));
     assert!(host.requests().is_empty());
     assert!(policy.run_task(&host, "resilience_status", "{}").unwrap().contains("opened by hand"));
     policy.run_task(&host, "breaker_close", "{}").unwrap();
