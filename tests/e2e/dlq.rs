@@ -90,3 +90,68 @@ fn pause_and_resume_syncing_from_tasks_and_check_health() {
     let summary = task_with(&world, json!({"mode": "outage_summary", "days": "30"})).output();
     assert!(!summary.is_empty());
 }
+
+#[test]
+fn dead_letters_from_an_outage_window_are_recovered() {
+    use stash2plex::queue::DeadLetterInfo;
+    use stash2plex::sim::{Sim, SimConfig, Stop};
+    use stash2plex_testkit::FaultMode;
+
+    // The in-process simulator talks to Stash without a session cookie.
+    let world = World::with_auth(3, stash2plex_testkit::fake_stash::StashAuth::None);
+    let nothing = task_with(&world, json!({"mode": "recover_outage_jobs"})).output();
+    assert!(nothing.contains("No completed outage"), "{nothing}");
+
+    // Record a real outage in this plugin's state: the real policy, on a
+    // fake clock two hours ago, with Plex refusing connections for 10 min.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let start = now - 2 * 3_600_000;
+    let mut sim = Sim::new(SimConfig {
+        data_dir: &world.data_dir(),
+        plex_url: &world.plex.url(),
+        plex_token: crate::harness::PLEX_TOKEN,
+        stash_url: &world.stash.url(),
+        policy_settings: "{}".into(),
+        seed: 5,
+        start_ms: start,
+        step_cost_ms: 20,
+    })
+    .unwrap();
+    for (id, _) in &world.scenes[..2] {
+        sim.scene_changed(id).unwrap();
+    }
+    let plex = world.plex.clone();
+    let mut down = false;
+    let stop = sim.run(
+        60 * 60_000,
+        |t| {
+            let want = t < start + 10 * 60_000;
+            if want != down || t == start {
+                plex.faults().set(if want { FaultMode::Refuse } else { FaultMode::Up });
+                down = want;
+            }
+        },
+        |_| false,
+    );
+    assert_eq!(stop, Stop::Empty);
+    drop(sim);
+
+    // A change that failed for good during that outage, and one long before.
+    let mut q = Queue::open(&world.queue_db()).unwrap();
+    let info =
+        DeadLetterInfo { error_class: "plex-overloaded".into(), message: "HTTP 502".into(), detail: String::new() };
+    let (inside, outside) = (&world.scenes[2].0, &world.scenes[0].0);
+    for (scene, at) in [(inside, start + 5 * 60_000), (outside, start - 3_600_000)] {
+        q.enqueue(scene, r#"{"v":1}"#, at, at).unwrap();
+        let j = q.claim(1000, at, 77).unwrap().unwrap();
+        q.dead_letter(j.id, j.lease, &info, &[], at).unwrap();
+    }
+    drop(q);
+
+    let out = task_with(&world, json!({"mode": "recover_outage_jobs"})).output();
+    assert!(out.contains("Re-queued 1 dead letter(s) from that outage"), "{out}");
+    assert_eq!(dead(&world), 1, "the older dead letter stays");
+    world.task("process_queue").output();
+    let rk = &world.scenes[2].1;
+    assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"), "the recovered change synced");
+}

@@ -86,3 +86,80 @@ fn a_closed_stdout_does_not_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// Stash loads the plugin YAML strictly: an unknown key or a bad setting type
+/// makes the whole plugin fail to load. Check the shape we ship, and that
+/// every task mode and setting it declares is one the binary knows.
+#[test]
+fn the_plugin_yaml_only_uses_keys_stash_accepts_and_modes_we_handle() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin/Stash2Plex.yml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let top_allowed =
+        ["name", "description", "version", "url", "interface", "exec", "errLog", "tasks", "hooks", "settings", "ui"];
+    let mut top = Vec::new();
+    let mut section = String::new();
+    let mut modes = Vec::new();
+    let mut settings = Vec::new();
+    let mut types = Vec::new();
+    let mut triggers = Vec::new();
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()) {
+        let indent = line.len() - line.trim_start().len();
+        let trimmed = line.trim();
+        if indent == 0 {
+            let key = trimmed.split(':').next().unwrap().to_string();
+            section = key.clone();
+            top.push(key);
+            continue;
+        }
+        if let Some(mode) = trimmed.strip_prefix("mode: ") {
+            modes.push(mode.trim().to_string());
+        }
+        if section == "settings" && indent == 2 {
+            settings.push(trimmed.trim_end_matches(':').to_string());
+        }
+        if let Some(t) = trimmed.strip_prefix("type: ") {
+            types.push(t.trim().to_string());
+        }
+        if section == "hooks" && trimmed.starts_with("- ") && indent >= 6 {
+            triggers.push(trimmed[2..].trim().to_string());
+        }
+    }
+    for key in &top {
+        assert!(top_allowed.contains(&key.as_str()), "unknown top-level key {key:?}");
+    }
+    assert!(text.contains("interface: raw") && text.contains("exec:\n  - stash2plex\n"));
+    let known: Vec<&str> = stash2plex::tasks::MODES.iter().map(|(m, _)| *m).collect();
+    assert!(modes.len() >= 5, "{modes:?}");
+    for m in &modes {
+        assert!(known.contains(&m.as_str()), "task mode {m:?} is not handled by the binary");
+    }
+    for t in &types {
+        assert!(["STRING", "NUMBER", "BOOLEAN"].contains(&t.as_str()), "bad setting type {t:?}");
+    }
+    assert_eq!(types.len(), settings.len(), "every setting declares its type");
+    for t in ["Scene.Update.Post", "Scene.Create.Post"] {
+        assert!(triggers.iter().any(|x| x == t), "{triggers:?}");
+    }
+    // Every declared setting is accepted by the binary and the policy:
+    // a Process Queue with all of them set to valid values runs.
+    let world = World::new(1);
+    let mut values = serde_json::Map::new();
+    for key in &settings {
+        let v = match key.as_str() {
+            "plex_url" => json!(world.plex.url()),
+            "plex_token" => json!(crate::harness::PLEX_TOKEN),
+            "plex_library" => json!("Stash"),
+            "max_retries" => json!(5),
+            "connect_timeout" => json!(5),
+            "read_timeout" => json!(30),
+            k if k.starts_with("sync_") || k == "enabled" || k == "strict_matching" => json!(true),
+            _ => json!(false),
+        };
+        values.insert(key.clone(), v);
+    }
+    world.stash.set_plugin_settings("Stash2Plex", serde_json::Value::Object(values));
+    let (scene_id, _) = world.scenes[0].clone();
+    world.hook("Scene.Update.Post", &scene_id, &["id"]).output();
+    let out = world.task("process_queue");
+    assert!(out.output().contains("the queue is empty"), "{}\n{}", out.stdout, out.stderr);
+}
