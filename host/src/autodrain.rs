@@ -4,7 +4,8 @@
 //! process holds the drain lock, it starts this binary again, detached (its
 //! own process group, stdin/stdout/stderr not shared with Stash), as a
 //! background Process Queue. The hook returns at once; Stash never waits for
-//! the drain, and the drainer's log goes to `<data>/drainer.log`.
+//! the drain, and the drainer's log goes to `<data>/drainer.log` (rotated to
+//! `drainer.log.1` at 1 MiB).
 //!
 //! Why not a Stash task (`runPluginTask`)? Stash runs one task at a time: a
 //! drain waiting out a Plex outage would hold up the user's scans, and a
@@ -19,12 +20,11 @@
 use crate::app::Env;
 use crate::settings::parse_bool;
 use serde_json::{Value, json};
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-/// Rotate the drainer log to `.1` beyond this size.
-const LOG_MAX_BYTES: u64 = 1 << 20;
+/// The drainer log rotates to `.1` beyond this size.
+pub const LOG_MAX_BYTES: u64 = 1 << 20;
 
 /// Is starting background drainers allowed? `STASH2PLEX_AUTODRAIN=0` (for
 /// operators and tests) or the `auto_drain` setting (as the last task saw
@@ -54,17 +54,10 @@ pub fn spawn(env: &Env) -> Result<(), String> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let log_path = env.data_dir.join("drainer.log");
-    if std::fs::metadata(&log_path).is_ok_and(|m| m.len() > LOG_MAX_BYTES) {
-        let _ = std::fs::rename(&log_path, env.data_dir.join("drainer.log.1"));
-    }
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
     let mut cmd = Command::new(exe);
     cmd.arg("plugin")
-        .arg("--plain-log")
+        .arg("--log-file")
+        .arg(&log_path)
         .arg("--plugin-id")
         .arg(&env.opts.plugin_id)
         .arg("--data-dir")
@@ -75,7 +68,7 @@ pub fn spawn(env: &Env) -> Result<(), String> {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
+        .stderr(Stdio::null())
         .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot start a background drainer: {e}"))?;

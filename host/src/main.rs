@@ -21,10 +21,10 @@ struct Cli {
     /// Run this policy component instead of the built-in one.
     #[arg(long, global = true)]
     policy: Option<PathBuf>,
-    /// Plain, timestamped log lines instead of Stash's log framing (used by
-    /// the background drainer, whose log goes to a file).
+    /// Write plain, timestamped log lines to this file (rotated at 1 MiB)
+    /// instead of Stash's log framing on stderr (the background drainer).
     #[arg(long, global = true, hide = true)]
-    plain_log: bool,
+    log_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -64,7 +64,7 @@ fn main() {
         ..app::Options::default()
     };
     let code = match cli.command {
-        None | Some(Command::Plugin) => plugin_mode(opts, cli.plain_log),
+        None | Some(Command::Plugin) => plugin_mode(opts, cli.log_file.as_deref()),
         Some(Command::Demo { scenes }) => {
             stash_log::set_stash_format(false);
             stash_log::set_min_level(stash_log::Level::Warn);
@@ -83,9 +83,14 @@ fn main() {
     std::process::exit(code);
 }
 
-fn plugin_mode(opts: app::Options, plain_log: bool) -> i32 {
-    stash_log::set_stash_format(!plain_log);
-    stash_log::set_timestamps(plain_log);
+fn plugin_mode(opts: app::Options, log_file: Option<&std::path::Path>) -> i32 {
+    let to_file = log_file.is_some_and(|path| {
+        stash_log::log_to_file(path, stash2plex::autodrain::LOG_MAX_BYTES)
+            .inspect_err(|e| eprintln!("cannot write the log file {}: {e}", path.display()))
+            .is_ok()
+    });
+    stash_log::set_stash_format(!to_file);
+    stash_log::set_timestamps(to_file);
     let answer = match plugin_io::read_stdin() {
         Ok(raw) => app::run_plugin(&raw, opts),
         Err(e) => plugin_io::Answer::Error(e),

@@ -131,13 +131,59 @@ pub fn format_utc(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// A log file that rotates itself (the background drainer's log).
+struct LogFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    written: u64,
+    max_bytes: u64,
+}
+
+static LOG_FILE: Mutex<Option<LogFile>> = Mutex::new(None);
+
+/// Send log lines to `path` (appending) instead of stderr. When the file
+/// passes `max_bytes` it is renamed to `<path>.1` (replacing the previous
+/// one) and a new file is started, so a long drain never fills the disk.
+pub fn log_to_file(path: &std::path::Path, max_bytes: u64) -> std::io::Result<()> {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if let Ok(mut slot) = LOG_FILE.lock() {
+        *slot = Some(LogFile { path: path.to_path_buf(), file, written, max_bytes });
+    }
+    Ok(())
+}
+
+fn rotated(path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".1");
+    std::path::PathBuf::from(name)
+}
+
+fn write_line(line: &str) {
+    if let Ok(mut slot) = LOG_FILE.lock()
+        && let Some(log) = slot.as_mut()
+    {
+        if log.written + line.len() as u64 > log.max_bytes
+            && std::fs::rename(&log.path, rotated(&log.path)).is_ok()
+            && let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&log.path)
+        {
+            log.file = f;
+            log.written = 0;
+        }
+        if log.file.write_all(line.as_bytes()).is_ok() {
+            log.written += line.len() as u64;
+            return;
+        }
+    }
+    // A closed or full stderr is not worth dying for.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
 pub fn log(level: Level, message: &str) {
     if (level as u8) < MIN_LEVEL.load(Ordering::Relaxed) {
         return;
     }
-    let line = frame(level.letter(), level.word(), message);
-    // A closed or full stderr is not worth dying for.
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    write_line(&frame(level.letter(), level.word(), message));
 }
 
 /// Task progress, clamped to 0.0–1.0. Only meaningful in Stash format.
@@ -180,6 +226,24 @@ mod tests {
     fn secrets_are_scrubbed() {
         register_secret("tok-123456789");
         assert_eq!(scrub("X-Plex-Token=tok-123456789&a=1"), "X-Plex-Token=****&a=1");
+    }
+
+    #[test]
+    fn a_log_file_rotates_instead_of_growing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drainer.log");
+        log_to_file(&path, 200).unwrap();
+        for i in 0..40 {
+            write_line(&format!("line {i:03} with some padding to make it longer\n"));
+        }
+        let current = std::fs::metadata(&path).unwrap().len();
+        let old = std::fs::metadata(rotated(&path)).unwrap().len();
+        assert!(current <= 200 && old <= 200, "{current} {old}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("line 039"), "the newest line is in the current file");
+        if let Ok(mut slot) = LOG_FILE.lock() {
+            *slot = None;
+        }
     }
 
     #[test]
