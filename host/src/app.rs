@@ -94,6 +94,18 @@ impl Env {
         let seed = self.opts.seed.unwrap_or_else(|| fastrand::u64(..));
         HostState::new(self.opts.clock.clone(), seed, queue)
     }
+
+    /// For invocations that do not ask Stash for the settings (hooks,
+    /// offline reports): the copy the last task saved, and whether it asks
+    /// for path obfuscation in logs.
+    pub fn cached_policy_settings(queue: &Queue) -> (String, bool) {
+        let json = queue.host_get("policy_settings").ok().flatten().unwrap_or_else(|| "{}".into());
+        let obfuscate = serde_json::from_str::<serde_json::Value>(&json)
+            .ok()
+            .and_then(|v| v.get("obfuscate_paths").and_then(crate::settings::parse_bool))
+            .unwrap_or(false);
+        (json, obfuscate)
+    }
 }
 
 pub fn resolve_data_dir(opts: &Options, input: &PluginInput) -> Result<PathBuf, String> {

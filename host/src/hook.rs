@@ -21,7 +21,7 @@ pub fn run(env: &Env, ctx: &HookContext) -> Answer {
         Err(e) => return Answer::Error(e),
     };
     // The last settings a drainer saw (hooks don't ask Stash for them).
-    let settings = queue.host_get("policy_settings").ok().flatten().unwrap_or_else(|| "{}".into());
+    let (settings, obfuscate) = Env::cached_policy_settings(&queue);
     let auto_drain = crate::autodrain::enabled(queue.host_get("auto_drain").ok().flatten().as_deref());
     let event = Event {
         trigger: ctx.trigger.clone(),
@@ -31,6 +31,7 @@ pub fn run(env: &Env, ctx: &HookContext) -> Answer {
     };
 
     let mut state = env.host_state(queue);
+    state.obfuscator = crate::obfuscate::Obfuscator::new(obfuscate);
     state.plex_forbidden_reason =
         Some("hooks never talk to Plex; the change is synced by the Process Queue task".into());
 

@@ -84,6 +84,14 @@ fn main() {
 }
 
 fn plugin_mode(opts: app::Options, log_file: Option<&std::path::Path>) -> i32 {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        eprintln!(
+            "stash2plex is run by Stash as a plugin: it reads Stash's JSON on stdin.\n\
+             To try it without Stash, run `stash2plex demo`; see `stash2plex --help` for more."
+        );
+        return 2;
+    }
     let to_file = log_file.is_some_and(|path| {
         stash_log::log_to_file(path, stash2plex::autodrain::LOG_MAX_BYTES)
             .inspect_err(|e| eprintln!("cannot write the log file {}: {e}", path.display()))

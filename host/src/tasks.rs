@@ -136,8 +136,9 @@ fn connected_session(env: &Env) -> Result<(PolicySession, HostSettings), String>
 /// A policy with only the queue (reports that need no network).
 fn offline_session(env: &Env) -> Result<PolicySession, String> {
     let queue = env.open_queue()?;
-    let settings = queue.host_get("policy_settings").ok().flatten().unwrap_or_else(|| "{}".into());
+    let (settings, obfuscate) = Env::cached_policy_settings(&queue);
     let mut state = env.host_state(queue);
+    state.obfuscator = Obfuscator::new(obfuscate);
     state.plex_forbidden_reason = Some("this task does not contact Plex".into());
     let runtime = env.load_runtime()?;
     PolicySession::start(runtime, state, settings).map_err(|e| e.to_string())

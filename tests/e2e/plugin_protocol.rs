@@ -163,3 +163,30 @@ fn the_plugin_yaml_only_uses_keys_stash_accepts_and_modes_we_handle() {
     let out = world.task("process_queue");
     assert!(out.output().contains("the queue is empty"), "{}\n{}", out.stdout, out.stderr);
 }
+
+#[test]
+fn obfuscate_paths_hides_every_path_in_the_logs() {
+    let world = World::new(3);
+    world.stash.set_plugin_settings(
+        "Stash2Plex",
+        json!({ "plex_url": world.plex.url(), "plex_token": crate::harness::PLEX_TOKEN, "obfuscate_paths": true }),
+    );
+    // One scene Plex has not scanned yet, so its path shows up in a warning.
+    let mut scene = stash2plex_testkit::fake_stash::SceneSpec::new("90");
+    scene.title = Some("Secret Title".into());
+    scene.files =
+        vec![stash2plex_testkit::fake_stash::SceneFile::new("990", "/data/Stash/Private Folder/secret-file.mp4")];
+    world.stash.upsert_scene(scene);
+    let mut stderr = String::new();
+    for id in ["1", "2", "90"] {
+        stderr.push_str(&world.hook("Scene.Update.Post", id, &["id", "title"]).stderr);
+    }
+    let task = world.task("process_queue");
+    stderr.push_str(&task.stderr);
+    stderr.push_str(&world.task("queue_status").stderr);
+    assert!(task.output().contains("Processed"), "{}", task.stdout);
+    assert!(stderr.contains(".mp4"), "paths are still logged, in disguise: {stderr}");
+    for secret in ["/data/Stash", "Private Folder", "secret-file", "Northwind Pictures", "Quiet Harbor (2019"] {
+        assert!(!stderr.contains(secret), "{secret:?} leaked into the log:\n{stderr}");
+    }
+}
