@@ -77,7 +77,11 @@ impl Env {
                 ),
             }
         }
-        Runtime::load(runtime::DEFAULT_POLICY, Some(&cache), Limits::default()).map_err(|e| e.to_string())
+        let rt = Runtime::load(runtime::DEFAULT_POLICY, Some(&cache), Limits::default()).map_err(|e| e.to_string())?;
+        let how =
+            if rt.load_stats.cache_hit { "from the compiled cache" } else { "compiled (first run after an install)" };
+        crate::debug!("Built-in policy loaded {how} in {:.1} ms", rt.load_stats.load_ms);
+        Ok(rt)
     }
 
     fn policy_file(&self) -> Option<PathBuf> {

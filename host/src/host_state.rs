@@ -42,7 +42,6 @@ pub struct HostState {
     open_claims: Vec<(u64, u64)>,
     /// Set while `info` runs: the policy's state namespace is not known yet.
     pub state_closed: bool,
-    host_failure: Option<String>,
     guest_panic: Option<String>,
 }
 
@@ -61,13 +60,8 @@ impl HostState {
             plex_forbidden_reason: None,
             open_claims: Vec::new(),
             state_closed: false,
-            host_failure: None,
             guest_panic: None,
         }
-    }
-
-    pub fn take_host_failure(&mut self) -> Option<String> {
-        self.host_failure.take()
     }
 
     pub fn take_guest_panic(&mut self) -> Option<String> {

@@ -53,8 +53,6 @@ pub enum PolicyError {
     OutOfMemory(usize),
     #[error("the policy trapped: {0}")]
     Trap(String),
-    #[error("a host capability failed during the call: {0}")]
-    Host(String),
 }
 
 pub struct Runtime {
@@ -165,9 +163,6 @@ impl Instance {
     }
 
     fn classify(&mut self, e: wasmtime::Error) -> PolicyError {
-        if let Some(host) = self.store.data_mut().take_host_failure() {
-            return PolicyError::Host(host);
-        }
         match e.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => PolicyError::OutOfFuel(self.limits.fuel_per_call),
             Some(trap) => {
