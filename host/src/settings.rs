@@ -24,6 +24,9 @@ pub struct HostSettings {
     pub debug_logging: bool,
     /// Hooks start a background drainer after recording a change.
     pub auto_drain: bool,
+    /// Dead letters older than this many days are deleted at the start of
+    /// a drain; 0 keeps them forever.
+    pub dlq_retention_days: u32,
 }
 
 /// Parse and validate. Every problem is reported, each as a sentence naming
@@ -64,6 +67,7 @@ pub fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) 
     let obfuscate_paths = bool_setting(map, "obfuscate_paths", false, &mut problems);
     let debug_logging = bool_setting(map, "debug_logging", false, &mut problems);
     let auto_drain = bool_setting(map, "auto_drain", true, &mut problems);
+    let dlq_retention_days = whole_setting(map, "dlq_retention_days", 30, 0..=3650, &mut problems);
 
     if problems.is_empty() {
         Ok(HostSettings {
@@ -75,6 +79,7 @@ pub fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) 
             obfuscate_paths,
             debug_logging,
             auto_drain,
+            dlq_retention_days,
         })
     } else {
         Err(problems)
@@ -134,6 +139,32 @@ fn bool_setting(map: &Map<String, Value>, key: &str, default: bool, problems: &m
             problems.push(format!("{key} must be true or false, got {v}"));
             default
         }),
+    }
+}
+
+fn whole_setting(
+    map: &Map<String, Value>,
+    key: &str,
+    default: u32,
+    range: std::ops::RangeInclusive<u32>,
+    problems: &mut Vec<String>,
+) -> u32 {
+    let v = match map.get(key) {
+        None | Some(Value::Null) => return default,
+        Some(Value::String(s)) if s.trim().is_empty() => return default,
+        Some(v) => v,
+    };
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    match n.and_then(|n| u32::try_from(n).ok()).filter(|n| range.contains(n)) {
+        Some(n) => n,
+        None => {
+            problems.push(format!("{key} must be a whole number from {} to {}, got {v}", range.start(), range.end()));
+            default
+        }
     }
 }
 
@@ -212,6 +243,19 @@ mod tests {
         assert!(all.contains("plex_token is not set"), "{all}");
         assert!(all.contains("enabled must be true or false"), "{all}");
         assert!(all.contains("read_timeout must be a number of seconds between 5 and 120"), "{all}");
+    }
+
+    #[test]
+    fn retention_days() {
+        let base = json!({"plex_url":"http://p","plex_token":"abcdefghijkl"});
+        let s = from_map(&map(base.clone()), &no_env).unwrap();
+        assert_eq!(s.dlq_retention_days, 30);
+        let mut m = map(base);
+        m.insert("dlq_retention_days".into(), json!("0"));
+        assert_eq!(from_map(&m, &no_env).unwrap().dlq_retention_days, 0);
+        m.insert("dlq_retention_days".into(), json!(7.5));
+        let errs = from_map(&m, &no_env).unwrap_err();
+        assert!(errs[0].contains("dlq_retention_days must be a whole number from 0 to 3650"), "{errs:?}");
     }
 
     #[test]

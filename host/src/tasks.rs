@@ -216,6 +216,19 @@ fn drain_once(env: &Env, mode: drain::DrainMode, total: &mut Totals) -> Result<(
     if mode.linger_ms > 0 && !settings.auto_drain {
         return Err(Answer::ok("auto_drain is off: background draining is disabled"));
     }
+    if settings.dlq_retention_days > 0
+        && let Some(state) = session.state_mut()
+    {
+        let before = env.opts.clock.now_ms() - i64::from(settings.dlq_retention_days) * DAY_MS;
+        match state.queue.purge_dead(before) {
+            Ok(0) => {}
+            Ok(n) => crate::info!(
+                "Removed {n} dead letter(s) older than {} day(s) (dlq_retention_days)",
+                settings.dlq_retention_days
+            ),
+            Err(e) => crate::warn!("Could not purge old dead letters: {e}"),
+        }
+    }
     let now = env.opts.clock.now_ms();
     let Some(before) = session.state().and_then(|s| s.queue.counts(now).ok()) else {
         return Err(Answer::Error("cannot read the queue".into()));

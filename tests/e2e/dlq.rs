@@ -155,3 +155,25 @@ fn dead_letters_from_an_outage_window_are_recovered() {
     let rk = &world.scenes[2].1;
     assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"), "the recovered change synced");
 }
+
+#[test]
+fn old_dead_letters_are_purged_automatically_by_a_drain() {
+    use stash2plex::queue::DeadLetterInfo;
+    let world = World::new(2);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let day = 86_400_000;
+    std::fs::create_dir_all(world.data_dir()).unwrap();
+    let mut q = Queue::open(&world.queue_db()).unwrap();
+    let info =
+        DeadLetterInfo { error_class: "ambiguous-match".into(), message: "two items".into(), detail: String::new() };
+    for (scene, age_days) in [(&world.scenes[0].0, 40), (&world.scenes[1].0, 10)] {
+        let at = now - age_days * day;
+        q.enqueue(scene, r#"{"v":1}"#, at, at).unwrap();
+        let j = q.claim(1000, at, 5).unwrap().unwrap();
+        q.dead_letter(j.id, j.lease, &info, &[], at).unwrap();
+    }
+    drop(q);
+    let task = world.task("process_queue");
+    assert!(task.stderr.contains("Removed 1 dead letter(s) older than 30 day(s)"), "{}", task.stderr);
+    assert_eq!(dead(&world), 1, "the 10-day-old one is kept");
+}

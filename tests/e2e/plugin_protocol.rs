@@ -152,6 +152,7 @@ fn the_plugin_yaml_only_uses_keys_stash_accepts_and_modes_we_handle() {
             "max_retries" => json!(5),
             "connect_timeout" => json!(5),
             "read_timeout" => json!(30),
+            "dlq_retention_days" => json!(30),
             k if k.starts_with("sync_") || k == "enabled" || k == "strict_matching" => json!(true),
             _ => json!(false),
         };
