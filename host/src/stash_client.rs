@@ -37,7 +37,11 @@ impl From<StashError> for wit::StashError {
 pub struct StashClient {
     http: HttpClient,
     base_url: String,
-    cookie: Option<String>,
+    /// The session cookie. Stash answers each request authenticated by it
+    /// with a fresh one (`Set-Cookie`), and refuses an old one after
+    /// `max_session_age` (an hour by default), so a long drain keeps the
+    /// newest.
+    cookie: std::sync::Mutex<Option<String>>,
     api_key: Option<String>,
 }
 
@@ -69,7 +73,7 @@ impl StashClient {
         StashClient {
             http,
             base_url: base_url.trim_end_matches('/').to_string(),
-            cookie: cookie.map(str::to_string),
+            cookie: std::sync::Mutex::new(cookie.map(str::to_string)),
             api_key: api_key.filter(|k| !k.is_empty()).map(str::to_string),
         }
     }
@@ -80,7 +84,7 @@ impl StashClient {
 
     fn auth_headers(&self) -> Vec<(String, String)> {
         let mut h = Vec::new();
-        if let Some(c) = &self.cookie {
+        if let Some(c) = self.cookie.lock().ok().and_then(|c| c.clone()) {
             h.push(("Cookie".into(), format!("session={c}")));
         }
         if let Some(k) = &self.api_key {
@@ -101,6 +105,7 @@ impl StashClient {
             TransportError::TooLarge(n) => StashError::Malformed(format!("response larger than {n} bytes")),
             other => StashError::Unreachable { url: self.base_url.clone(), detail: other.to_string() },
         })?;
+        self.keep_fresh_cookie(&resp.headers);
         if resp.status == 401 || resp.status == 403 {
             return Err(StashError::Unauthorized(resp.status));
         }
@@ -139,6 +144,21 @@ impl StashClient {
             Some(other) => return Err(StashError::Malformed(format!("plugin settings are not an object: {other}"))),
         };
         Ok((settings, api_key))
+    }
+
+    /// Take the refreshed session cookie from a response, if there is one.
+    fn keep_fresh_cookie(&self, headers: &[(String, String)]) {
+        let fresh = headers
+            .iter()
+            .filter(|(k, _)| k == "set-cookie")
+            .filter_map(|(_, v)| v.split(';').next()?.trim().strip_prefix("session="))
+            .rfind(|v| !v.is_empty());
+        if let Some(value) = fresh
+            && let Ok(mut c) = self.cookie.lock()
+        {
+            crate::stash_log::register_secret(value);
+            *c = Some(value.to_string());
+        }
     }
 
     /// Use Stash's API key from now on (it outlives the session cookie).
@@ -192,6 +212,7 @@ impl StashClient {
             )));
         }
         let resp = self.http.send(Method::Get, url, &self.auth_headers(), None, None)?;
+        self.keep_fresh_cookie(&resp.headers);
         if resp.status != 200 {
             return Err(TransportError::InvalidRequest(format!("Stash answered HTTP {} for the image", resp.status)));
         }

@@ -264,3 +264,20 @@ fn a_bad_token_pauses_without_using_up_retries_and_says_so() {
         assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"), "{}\n{}", task.stdout, task.stderr);
     }
 }
+
+#[test]
+fn a_long_drain_keeps_the_refreshed_stash_session() {
+    // Stash refuses a session cookie after a while and refreshes it on every
+    // request; here each cookie is good for 3 requests, and the drain makes 7.
+    let world = World::new(6);
+    world.stash.set_session_lifetime(3);
+    for (id, _) in &world.scenes {
+        world.hook("Scene.Update.Post", id, &["id", "title"]).output();
+    }
+    let task = world.task("process_queue");
+    assert!(task.output().contains("the queue is empty"), "{}\n{}", task.stdout, task.stderr);
+    for (_, rk) in &world.scenes {
+        assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"));
+    }
+    assert!(!task.stderr.contains("fresh-session-"), "refreshed cookies are never logged");
+}

@@ -2,7 +2,7 @@
 //! `authenticateHandler`, gqlgen's status codes and error shapes, and the
 //! queries a sync plugin uses (see `stash-plugin-protocol.md` §3–§4).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -242,6 +242,24 @@ struct StashShared {
     requests: Mutex<Vec<StashRequest>>,
     fail_next: Mutex<VecDeque<String>>,
     latency: Mutex<Duration>,
+    /// Session expiry (see [`FakeStash::set_session_lifetime`]).
+    sessions: Mutex<Option<Sessions>>,
+}
+
+/// Real Stash signs a timestamp into the session cookie, refuses it after
+/// `max_session_age`, and answers every request authenticated by it with a
+/// fresh `Set-Cookie`. Modelled with a use count instead of time.
+struct Sessions {
+    uses_per_cookie: u32,
+    remaining: HashMap<String, u32>,
+    issued: u64,
+}
+
+enum AuthResult {
+    Denied,
+    Allowed,
+    /// Allowed by a session cookie; send this fresh one back.
+    Refreshed(String),
 }
 
 struct Inner {
@@ -278,6 +296,7 @@ impl FakeStash {
             requests: Mutex::new(Vec::new()),
             fail_next: Mutex::new(VecDeque::new()),
             latency: Mutex::new(Duration::ZERO),
+            sessions: Mutex::new(None),
         });
         let server = HttpServer::start(shared.clone())?;
         Ok(FakeStash { inner: Arc::new(Inner { server, shared }) })
@@ -416,6 +435,19 @@ impl FakeStash {
     pub fn set_latency(&self, latency: Duration) {
         *lock(&self.shared().latency) = latency;
     }
+
+    /// Make session cookies expire like real ones: each cookie (the
+    /// configured one included) authenticates at most `uses` requests, and
+    /// every request it authenticates is answered with
+    /// `Set-Cookie: session=<fresh>` good for another `uses`. Only for
+    /// [`StashAuth::Session`].
+    pub fn set_session_lifetime(&self, uses: u32) {
+        let mut remaining = HashMap::new();
+        if let StashAuth::Session { cookie_value, .. } = &self.shared().auth {
+            remaining.insert(cookie_value.clone(), uses);
+        }
+        *lock(&self.shared().sessions) = Some(Sessions { uses_per_cookie: uses, remaining, issued: 0 });
+    }
 }
 
 impl StashAuth {
@@ -471,24 +503,42 @@ impl Handler for StashShared {
 }
 
 impl StashShared {
-    fn authenticated(&self, req: &Request) -> bool {
+    fn authenticated(&self, req: &Request) -> AuthResult {
         let key = req
             .header("apikey")
             .filter(|k| !k.is_empty())
             .or_else(|| req.query_param("apikey").filter(|k| !k.is_empty()));
         if let Some(k) = key {
-            return self.auth.api_key() == Some(k);
+            return if self.auth.api_key() == Some(k) { AuthResult::Allowed } else { AuthResult::Denied };
         }
-        match &self.auth {
-            StashAuth::None => true,
-            StashAuth::ApiKey(_) => false,
-            StashAuth::Session { cookie_value, .. } => req
-                .headers
-                .iter()
-                .filter(|(n, _)| n == "cookie")
-                .flat_map(|(_, v)| v.split(';'))
-                .filter_map(|c| c.trim().split_once('='))
-                .any(|(n, v)| n == "session" && v == cookie_value),
+        let cookie = req
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "cookie")
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(n, _)| *n == "session")
+            .map(|(_, v)| v.to_string());
+        match (&self.auth, cookie) {
+            (StashAuth::None, _) => AuthResult::Allowed,
+            (StashAuth::ApiKey(_), _) | (StashAuth::Session { .. }, None) => AuthResult::Denied,
+            (StashAuth::Session { cookie_value, .. }, Some(sent)) => {
+                let mut sessions = lock(&self.sessions);
+                match sessions.as_mut() {
+                    None if &sent == cookie_value => AuthResult::Allowed,
+                    None => AuthResult::Denied,
+                    Some(s) => match s.remaining.get_mut(&sent) {
+                        Some(n) if *n > 0 => {
+                            *n -= 1;
+                            s.issued += 1;
+                            let fresh = format!("fresh-session-{}", s.issued);
+                            s.remaining.insert(fresh.clone(), s.uses_per_cookie);
+                            AuthResult::Refreshed(fresh)
+                        }
+                        _ => AuthResult::Denied,
+                    },
+                }
+            }
         }
     }
 
@@ -502,10 +552,20 @@ impl StashShared {
         if !known {
             return go_not_found();
         }
-        if !self.authenticated(req) {
-            return Response::new(401);
+        let refreshed = match self.authenticated(req) {
+            AuthResult::Denied => return Response::new(401),
+            AuthResult::Allowed => None,
+            AuthResult::Refreshed(c) => Some(c),
+        };
+        let resp = self.route_authenticated(req, info, &segs);
+        match refreshed {
+            Some(c) => resp.header("Set-Cookie", format!("session={c}; Path=/; HttpOnly; SameSite=Lax")),
+            None => resp,
         }
-        match (req.method.as_str(), segs.as_slice()) {
+    }
+
+    fn route_authenticated(&self, req: &Request, info: &mut GqlInfo, segs: &[&str]) -> Response {
+        match (req.method.as_str(), segs) {
             ("POST" | "GET", ["graphql"]) => self.graphql_http(req, info),
             ("GET" | "HEAD", ["scene", id, "screenshot"]) => {
                 if lock(&self.data).scenes.contains_key(*id) {
@@ -1348,6 +1408,23 @@ mod tests {
             bad_sort.json(),
             json!({"errors": [{"message": "invalid sort: nope", "path": ["findScenes"]}], "data": null})
         );
+    }
+
+    #[test]
+    fn session_cookies_expire_and_are_refreshed_like_stash() {
+        let stash =
+            FakeStash::start(StashAuth::Session { cookie_value: "first".into(), api_key: None }).expect("start");
+        stash.set_session_lifetime(2);
+        let q = "{ version { version } }";
+        let with = |c: &str| gql(&stash, q, Json::Null, &[("Cookie", &format!("session={c}"))]);
+        let r1 = with("first");
+        assert_eq!(r1.status, 200);
+        let fresh = r1.header("set-cookie").and_then(|v| v.split(';').next()).and_then(|v| v.strip_prefix("session="));
+        let fresh = fresh.expect("a refreshed cookie").to_string();
+        assert_eq!(with("first").status, 200, "the first cookie has one use left");
+        assert_eq!(with("first").status, 401, "then it has expired");
+        assert_eq!(with(&fresh).status, 200, "the refreshed one works");
+        assert_eq!(with("made-up").status, 401);
     }
 
     #[test]
