@@ -43,13 +43,18 @@ pub struct StashClient {
     /// newest.
     cookie: std::sync::Mutex<Option<String>>,
     api_key: Option<String>,
+    /// Set once Stash says it has no `Scene.groups` (older than v0.27).
+    no_groups: std::sync::atomic::AtomicBool,
 }
 
-const SCENE_FIELDS: &str = "id title code details director date rating100 organized urls created_at updated_at \
+const BASE_SCENE_FIELDS: &str = "id title code details director date rating100 organized urls created_at updated_at \
      files { path size duration } paths { screenshot } \
      studio { id name parent_studio { name } } \
      performers { id name disambiguation gender image_path } \
-     tags { id name } groups { scene_index group { id name } }";
+     tags { id name }";
+
+/// `Scene.groups` exists since Stash v0.27 (before, groups were "movies").
+const GROUP_FIELDS: &str = "groups { scene_index group { id name } }";
 
 impl StashClient {
     pub fn new(base_url: &str, cookie: Option<&str>, api_key: Option<&str>) -> StashClient {
@@ -75,6 +80,7 @@ impl StashClient {
             base_url: base_url.trim_end_matches('/').to_string(),
             cookie: std::sync::Mutex::new(cookie.map(str::to_string)),
             api_key: api_key.filter(|k| !k.is_empty()).map(str::to_string),
+            no_groups: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -169,9 +175,34 @@ impl StashClient {
         self.api_key = key.filter(|k| !k.is_empty());
     }
 
+    fn scene_fields(&self) -> String {
+        if self.no_groups.load(std::sync::atomic::Ordering::Relaxed) {
+            BASE_SCENE_FIELDS.to_string()
+        } else {
+            format!("{BASE_SCENE_FIELDS} {GROUP_FIELDS}")
+        }
+    }
+
+    /// Run a scene query; if this Stash predates `Scene.groups`, remember
+    /// that and ask again without it.
+    fn scene_query(&self, build: impl Fn(&str) -> String, variables: Value) -> Result<Value, StashError> {
+        match self.graphql(&build(&self.scene_fields()), variables.clone()) {
+            Err(StashError::Graphql(m))
+                if m.contains("\"groups\"") && !self.no_groups.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
+                crate::debug!("This Stash has no scene groups (older than v0.27); asking without them");
+                self.no_groups.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.graphql(&build(&self.scene_fields()), variables)
+            }
+            other => other,
+        }
+    }
+
     pub fn find_scene(&self, id: &str) -> Result<Option<wit::Scene>, StashError> {
-        let q = format!("query FindScene($id: ID!) {{ findScene(id: $id) {{ {SCENE_FIELDS} }} }}");
-        let data = self.graphql(&q, json!({ "id": id }))?;
+        let data = self.scene_query(
+            |fields| format!("query FindScene($id: ID!) {{ findScene(id: $id) {{ {fields} }} }}"),
+            json!({ "id": id }),
+        )?;
         match data.get("findScene") {
             None => Err(StashError::Malformed("no findScene in the answer".into())),
             Some(Value::Null) => Ok(None),
@@ -180,10 +211,6 @@ impl StashClient {
     }
 
     pub fn find_scenes(&self, query: &wit::SceneQuery) -> Result<wit::ScenePage, StashError> {
-        let q = format!(
-            "query FindScenes($filter: FindFilterType, $scene_filter: SceneFilterType) {{ \
-             findScenes(filter: $filter, scene_filter: $scene_filter) {{ count scenes {{ {SCENE_FIELDS} }} }} }}"
-        );
         let mut scene_filter = json!({});
         if let Some(after) = &query.updated_after {
             scene_filter = json!({ "updated_at": { "value": after, "modifier": "GREATER_THAN" } });
@@ -192,7 +219,15 @@ impl StashClient {
             "filter": { "page": query.page.max(1), "per_page": query.per_page.clamp(1, 1000), "sort": "updated_at", "direction": "ASC" },
             "scene_filter": scene_filter,
         });
-        let data = self.graphql(&q, vars)?;
+        let data = self.scene_query(
+            |fields| {
+                format!(
+                    "query FindScenes($filter: FindFilterType, $scene_filter: SceneFilterType) {{ \
+                     findScenes(filter: $filter, scene_filter: $scene_filter) {{ count scenes {{ {fields} }} }} }}"
+                )
+            },
+            vars,
+        )?;
         let result =
             data.get("findScenes").ok_or_else(|| StashError::Malformed("no findScenes in the answer".into()))?;
         let count = result.get("count").and_then(Value::as_u64).unwrap_or(0);

@@ -281,3 +281,20 @@ fn a_long_drain_keeps_the_refreshed_stash_session() {
     }
     assert!(!task.stderr.contains("fresh-session-"), "refreshed cookies are never logged");
 }
+
+#[test]
+fn an_older_stash_without_scene_groups_still_syncs() {
+    let world = World::new(2);
+    world.stash.set_version("v0.26.2");
+    for (id, _) in &world.scenes {
+        world.hook("Scene.Update.Post", id, &["id", "title"]).output();
+    }
+    let task = world.task("process_queue");
+    assert!(task.output().contains("the queue is empty"), "{}\n{}", task.stdout, task.stderr);
+    for (_, rk) in &world.scenes {
+        assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"));
+    }
+    // It asked once with groups, then without for the rest of the drain.
+    let with_groups = world.stash.graphql_count("groups");
+    assert_eq!(with_groups, 1, "the fallback is remembered");
+}

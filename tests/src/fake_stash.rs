@@ -244,6 +244,8 @@ struct StashShared {
     latency: Mutex<Duration>,
     /// Session expiry (see [`FakeStash::set_session_lifetime`]).
     sessions: Mutex<Option<Sessions>>,
+    /// The version this fake pretends to be (see [`FakeStash::set_version`]).
+    version: Mutex<String>,
 }
 
 /// Real Stash signs a timestamp into the session cookie, refuses it after
@@ -297,6 +299,7 @@ impl FakeStash {
             fail_next: Mutex::new(VecDeque::new()),
             latency: Mutex::new(Duration::ZERO),
             sessions: Mutex::new(None),
+            version: Mutex::new(STASH_VERSION.to_string()),
         });
         let server = HttpServer::start(shared.clone())?;
         Ok(FakeStash { inner: Arc::new(Inner { server, shared }) })
@@ -436,6 +439,12 @@ impl FakeStash {
         *lock(&self.shared().latency) = latency;
     }
 
+    /// Pretend to be another Stash version. Before v0.27 the schema has no
+    /// `Scene.groups`, so a query selecting it fails validation (HTTP 422).
+    pub fn set_version(&self, version: &str) {
+        *lock(&self.shared().version) = version.to_string();
+    }
+
     /// Make session cookies expire like real ones: each cookie (the
     /// configured one included) authenticates at most `uses` requests, and
     /// every request it authenticates is answered with
@@ -503,6 +512,17 @@ impl Handler for StashShared {
 }
 
 impl StashShared {
+    fn version(&self) -> String {
+        lock(&self.version).clone()
+    }
+
+    fn schema(&self) -> StashSchema {
+        let v = self.version();
+        let mut parts = v.trim_start_matches('v').split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        StashSchema { has_groups: (major, minor) >= (0, 27) }
+    }
+
     fn authenticated(&self, req: &Request) -> AuthResult {
         let key = req
             .header("apikey")
@@ -657,7 +677,8 @@ impl StashShared {
             return gql_errors(406, vec![json!({"message": "GET requests only allow query operations"})]);
         }
         let mut errors = Vec::new();
-        graphql::validate(&StashSchema, root, &op.selection_set, &mut errors);
+        let schema = self.schema();
+        graphql::validate(&schema, root, &op.selection_set, &mut errors);
         graphql::validate_variables(op, &vars, &mut errors);
         if !errors.is_empty() {
             let errs = errors.iter().map(|e| e.to_json(Some("GRAPHQL_VALIDATION_FAILED"))).collect();
@@ -690,7 +711,7 @@ impl StashShared {
                 ("Query", "findScene") => Ok((self.find_scene(&args, base), "Scene")),
                 ("Query", "findScenes") => self.find_scenes(&args, base).map(|v| (v, "FindScenesResultType")),
                 ("Query", "version") => Ok((
-                    json!({"version": STASH_VERSION, "hash": "0000000", "build_time": "2025-12-18 00:00:00"}),
+                    json!({"version": self.version(), "hash": "0000000", "build_time": "2025-12-18 00:00:00"}),
                     "Version",
                 )),
                 ("Query", "jobQueue") => Ok((self.job_queue(), "Job")),
@@ -700,7 +721,7 @@ impl StashShared {
             match result {
                 Ok((value, ty)) => {
                     let projected = match &f.selection_set {
-                        Some(sub) => graphql::project(&StashSchema, ty, &value, sub, vars),
+                        Some(sub) => graphql::project(&self.schema(), ty, &value, sub, vars),
                         None => value,
                     };
                     data.insert(key, projected);
@@ -1112,7 +1133,11 @@ fn scene_json(s: &SceneSpec, base: &str, api_key: Option<&str>) -> Json {
 // Schema (the subset of Stash's schema the fake serves)
 // ---------------------------------------------------------------------------
 
-struct StashSchema;
+/// The schema of one Stash version: before v0.27 there is no
+/// `Scene.groups` (groups were still "movies").
+struct StashSchema {
+    has_groups: bool,
+}
 
 const NO_ARGS: &[&str] = &[];
 
@@ -1168,7 +1193,7 @@ impl Schema for StashSchema {
             ("Scene", "files") => object("VideoFile"),
             ("Scene", "paths") => object("ScenePathsType"),
             ("Scene", "studio") => object("Studio"),
-            ("Scene", "groups") => object("SceneGroup"),
+            ("Scene", "groups") if self.has_groups => object("SceneGroup"),
             ("Scene", "movies") => object("SceneMovie"),
             ("Scene", "tags") => object("Tag"),
             ("Scene", "performers") => object("Performer"),
@@ -1408,6 +1433,20 @@ mod tests {
             bad_sort.json(),
             json!({"errors": [{"message": "invalid sort: nope", "path": ["findScenes"]}], "data": null})
         );
+    }
+
+    #[test]
+    fn older_versions_have_no_groups() {
+        let stash = FakeStash::start(StashAuth::None).expect("start");
+        stash.upsert_scene(full_scene("1"));
+        let q = "{ findScene(id: 1) { id groups { scene_index } } }";
+        assert_eq!(gql(&stash, q, Json::Null, &[]).status, 200);
+        stash.set_version("v0.26.2");
+        let old = gql(&stash, q, Json::Null, &[]);
+        assert_eq!(old.status, 422);
+        assert_eq!(old.json()["errors"][0]["message"], json!("Cannot query field \"groups\" on type \"Scene\"."));
+        let v = gql(&stash, "{ version { version } }", Json::Null, &[]).json();
+        assert_eq!(v["data"]["version"]["version"], json!("v0.26.2"));
     }
 
     #[test]
