@@ -197,7 +197,10 @@ fn load_component(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> Res
         // bytes `precompile_component` produced, renamed into place
         // atomically; the file name pins the wasm hash and engine settings.
         match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(c) => return Ok((c, true)),
+            Ok(c) => {
+                mark_used(&path);
+                return Ok((c, true));
+            }
             Err(e) => {
                 crate::warn!("Ignoring an unreadable compiled-policy cache file ({e}); compiling again");
                 let _ = std::fs::remove_file(&path);
@@ -209,7 +212,46 @@ fn load_component(engine: &Engine, wasm: &[u8], cache_dir: Option<&Path>) -> Res
     if let Err(e) = write_atomically(dir, &path, &compiled) {
         crate::debug!("Could not write the compiled-policy cache at {}: {e}", path.display());
     }
+    prune_cache(dir, std::time::SystemTime::now());
     Ok((component, false))
+}
+
+/// Cached artifacts unused for this long are deleted (after upgrades, or a
+/// user policy that was replaced).
+const CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+/// A used artifact's mtime is refreshed at most this often (one small write
+/// a day, not one per hook).
+const CACHE_TOUCH_EVERY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+fn mark_used(path: &Path) {
+    let now = std::time::SystemTime::now();
+    let stale = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > CACHE_TOUCH_EVERY));
+    if stale && let Ok(f) = std::fs::File::options().append(true).open(path) {
+        let _ = f.set_modified(now);
+    }
+}
+
+/// Delete `policy-*.cwasm` files not used for `CACHE_MAX_AGE`. Returns how many.
+pub fn prune_cache(dir: &Path, now: std::time::SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("policy-") && name.ends_with(".cwasm")
+        })
+        .filter(|e| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).is_ok_and(|age| age > CACHE_MAX_AGE))
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
 }
 
 fn cache_path(engine: &Engine, wasm: &[u8], dir: &Path) -> PathBuf {
@@ -248,4 +290,31 @@ fn describe_mismatch(engine: &Engine, component: &Component, e: &wasmtime::Error
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
     format!("{e:#}; the component imports {imports:?} and exports {exports:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn old_cache_artifacts_are_pruned_and_used_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let make = |name: &str, age_days: u64| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, b"x").unwrap();
+            let f = std::fs::File::options().append(true).open(&p).unwrap();
+            f.set_modified(now - Duration::from_secs(age_days * 86_400)).unwrap();
+            p
+        };
+        let old = make("policy-old.cwasm", 45);
+        let used = make("policy-used.cwasm", 45);
+        let recent = make("policy-recent.cwasm", 3);
+        let other = make("notes.txt", 400);
+        mark_used(&used);
+        assert_eq!(prune_cache(dir.path(), now), 1);
+        assert!(!old.exists());
+        assert!(used.exists() && recent.exists() && other.exists());
+    }
 }
