@@ -306,7 +306,8 @@ impl queue::Host for HostState {
     ) -> wasmtime::Result<Result<(), queue::QueueError>> {
         let error: String = error.chars().take(4000).collect();
         self.settle(job_id);
-        Ok(self.queue.retry_at(job_id, lease, not_before_ms, &error, &writes(state)).map_err(qerr))
+        let now = self.now();
+        Ok(self.queue.retry_at(job_id, lease, not_before_ms, &error, &writes(state), now).map_err(qerr))
     }
 
     fn release(

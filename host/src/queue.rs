@@ -87,6 +87,9 @@ pub struct DeadLetter {
     pub detail: String,
     pub attempts: u32,
     pub first_enqueued_ms: i64,
+    /// The first failed attempt of this change.
+    pub first_failed_ms: i64,
+    /// The last one (when it was dead-lettered).
     pub failed_ms: i64,
 }
 
@@ -155,7 +158,8 @@ impl Queue {
                      dirty           INTEGER NOT NULL DEFAULT 0,
                      first_enqueued  INTEGER NOT NULL,
                      last_enqueued   INTEGER NOT NULL,
-                     last_error      TEXT
+                     last_error      TEXT,
+                     first_failed    INTEGER
                  );
                  CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, not_before, id);
                  CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (state, lease_until);
@@ -168,6 +172,7 @@ impl Queue {
                      detail          TEXT NOT NULL,
                      attempts        INTEGER NOT NULL,
                      first_enqueued  INTEGER NOT NULL,
+                     first_failed    INTEGER NOT NULL,
                      failed_at       INTEGER NOT NULL
                  );
                  CREATE INDEX IF NOT EXISTS dead_letters_failed ON dead_letters (failed_at);
@@ -337,7 +342,7 @@ impl Queue {
         if dirty {
             tx.execute(
                 "UPDATE jobs SET state = 'ready', not_before = ?2, attempt = 0, lease = NULL, lease_until = NULL,
-                 dirty = 0, last_error = NULL WHERE id = ?1",
+                 dirty = 0, last_error = NULL, first_failed = NULL WHERE id = ?1",
                 params![job_id as i64, now_ms],
             )?;
         } else {
@@ -357,14 +362,16 @@ impl Queue {
         not_before_ms: i64,
         error: &str,
         state: &[StateWrite],
+        now_ms: i64,
     ) -> Result<(), QueueError> {
         let ns = self.namespace.clone();
         let tx = self.tx()?;
         let dirty = Self::check_lease(&tx, job_id, lease)?;
         tx.execute(
             "UPDATE jobs SET state = 'ready', not_before = ?2, lease = NULL, lease_until = NULL, dirty = 0,
-             last_error = ?3, attempt = CASE WHEN ?4 THEN 0 ELSE attempt END WHERE id = ?1",
-            params![job_id as i64, not_before_ms, error, dirty],
+             last_error = ?3, attempt = CASE WHEN ?4 THEN 0 ELSE attempt END,
+             first_failed = CASE WHEN ?4 THEN NULL ELSE COALESCE(first_failed, ?5) END WHERE id = ?1",
+            params![job_id as i64, not_before_ms, error, dirty, now_ms],
         )?;
         Self::apply_state(&tx, &ns, state)?;
         tx.commit()?;
@@ -406,14 +413,16 @@ impl Queue {
         let tx = self.tx()?;
         let dirty = Self::check_lease(&tx, job_id, lease)?;
         tx.execute(
-            "INSERT INTO dead_letters (scene_id, payload, error_class, message, detail, attempts, first_enqueued, failed_at)
-             SELECT scene_id, payload, ?2, ?3, ?4, attempt, first_enqueued, ?5 FROM jobs WHERE id = ?1",
+            "INSERT INTO dead_letters
+                 (scene_id, payload, error_class, message, detail, attempts, first_enqueued, first_failed, failed_at)
+             SELECT scene_id, payload, ?2, ?3, ?4, attempt, first_enqueued, COALESCE(first_failed, ?5), ?5
+             FROM jobs WHERE id = ?1",
             params![job_id as i64, info.error_class, info.message, info.detail, now_ms],
         )?;
         if dirty {
             tx.execute(
                 "UPDATE jobs SET state = 'ready', not_before = ?2, attempt = 0, lease = NULL, lease_until = NULL,
-                 dirty = 0, last_error = NULL, first_enqueued = last_enqueued WHERE id = ?1",
+                 dirty = 0, last_error = NULL, first_failed = NULL, first_enqueued = last_enqueued WHERE id = ?1",
                 params![job_id as i64, now_ms],
             )?;
         } else {
@@ -486,7 +495,8 @@ impl Queue {
     /// Dead letters matching `filter`, newest first.
     pub fn dead_letters_matching(&self, filter: &DeadFilter, limit: u32) -> Result<Vec<DeadLetter>, QueueError> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, scene_id, payload, error_class, message, detail, attempts, first_enqueued, failed_at
+            "SELECT id, scene_id, payload, error_class, message, detail, attempts, first_enqueued, failed_at,
+                    first_failed
              FROM dead_letters
              WHERE (?1 IS NULL OR error_class = ?1) AND failed_at >= ?2 AND failed_at <= ?3
              ORDER BY failed_at DESC, id DESC LIMIT ?4",
@@ -502,6 +512,7 @@ impl Queue {
                 attempts: r.get::<_, i64>(6)?.clamp(0, i64::from(u32::MAX)) as u32,
                 first_enqueued_ms: r.get(7)?,
                 failed_ms: r.get(8)?,
+                first_failed_ms: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -611,7 +622,7 @@ mod tests {
         q.enqueue("1", "a", 0, 0).unwrap();
         q.enqueue("2", "b", 0, 0).unwrap();
         let j1 = q.claim(1000, 1, 1).unwrap().unwrap();
-        q.retry_at(j1.id, j1.lease, 10_000, "boom", &[]).unwrap();
+        q.retry_at(j1.id, j1.lease, 10_000, "boom", &[], 1).unwrap();
         let j2 = q.claim(1000, 2, 2).unwrap().unwrap();
         assert_eq!(j2.scene_id, "2");
         q.complete(j2.id, j2.lease, &[], 3).unwrap();
@@ -666,8 +677,18 @@ mod tests {
         let dl = q.dead_letters(10).unwrap();
         assert_eq!(dl.len(), 1);
         assert_eq!((dl[0].scene_id.as_str(), dl[0].attempts, dl[0].first_enqueued_ms, dl[0].failed_ms), ("9", 1, 5, 7));
-        assert_eq!(q.counts(8).unwrap().dead, 1);
-        assert!(q.claim(1000, 8, 2).unwrap().is_none());
+        assert_eq!(dl[0].first_failed_ms, 7, "failed for good on its first attempt");
+
+        // A job that failed, retried, then failed for good keeps both times.
+        q.enqueue("10", "p", 0, 10).unwrap();
+        let j = q.claim(1000, 20, 3).unwrap().unwrap();
+        q.retry_at(j.id, j.lease, 30, "timeout", &[], 21).unwrap();
+        let j = q.claim(1000, 30, 4).unwrap().unwrap();
+        q.dead_letter(j.id, j.lease, &info, &[], 40).unwrap();
+        let dl = q.dead_letters(1).unwrap();
+        assert_eq!((dl[0].first_failed_ms, dl[0].failed_ms, dl[0].attempts), (21, 40, 2));
+        assert_eq!(q.counts(50).unwrap().dead, 2);
+        assert!(q.claim(1000, 50, 5).unwrap().is_none(), "dead letters are never claimed");
     }
 
     #[test]

@@ -380,12 +380,13 @@ fn dlq_list(env: &Env, args: &Map<String, Value>) -> Answer {
     let mut out = format!("=== Dead letters ({} shown) ===\n", rows.len());
     for d in rows {
         out.push_str(&format!(
-            "#{} scene {} [{}] {} attempt(s), first recorded {} ago, failed {} ago: {}\n    {}\n",
+            "#{} scene {} [{}] {} attempt(s); change recorded {} ago, first failed {} ago, last failed {} ago: {}\n    {}\n",
             d.id,
             d.scene_id,
             d.error_class,
             d.attempts,
             human_secs((now - d.first_enqueued_ms).max(0) / 1000),
+            human_secs((now - d.first_failed_ms).max(0) / 1000),
             human_secs((now - d.failed_ms).max(0) / 1000),
             d.message,
             d.detail.replace('\n', "\n    ")
