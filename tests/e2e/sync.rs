@@ -271,14 +271,7 @@ fn a_long_drain_keeps_the_refreshed_stash_session() {
     // request; here each cookie is good for 3 requests, and the drain makes 7.
     let world = World::new(6);
     world.stash.set_session_lifetime(3);
-    for (id, _) in &world.scenes {
-        world.hook("Scene.Update.Post", id, &["id", "title"]).output();
-    }
-    let task = world.task("process_queue");
-    assert!(task.output().contains("the queue is empty"), "{}\n{}", task.stdout, task.stderr);
-    for (_, rk) in &world.scenes {
-        assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"));
-    }
+    let task = record_all_and_drain(&world);
     assert!(!task.stderr.contains("fresh-session-"), "refreshed cookies are never logged");
 }
 
@@ -286,6 +279,14 @@ fn a_long_drain_keeps_the_refreshed_stash_session() {
 fn an_older_stash_without_scene_groups_still_syncs() {
     let world = World::new(2);
     world.stash.set_version("v0.26.2");
+    record_all_and_drain(&world);
+    // It asked once with groups, then without for the rest of the drain.
+    let with_groups = world.stash.graphql_count("groups");
+    assert_eq!(with_groups, 1, "the fallback is remembered");
+}
+
+/// A hook for every scene, one Process Queue, and every scene synced.
+fn record_all_and_drain(world: &World) -> crate::harness::Outcome {
     for (id, _) in &world.scenes {
         world.hook("Scene.Update.Post", id, &["id", "title"]).output();
     }
@@ -294,7 +295,5 @@ fn an_older_stash_without_scene_groups_still_syncs() {
     for (_, rk) in &world.scenes {
         assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"));
     }
-    // It asked once with groups, then without for the rest of the drain.
-    let with_groups = world.stash.graphql_count("groups");
-    assert_eq!(with_groups, 1, "the fallback is remembered");
+    task
 }
