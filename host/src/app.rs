@@ -100,16 +100,25 @@ impl Env {
     }
 
     /// For invocations that do not ask Stash for the settings (hooks,
-    /// offline reports): the copy the last task saved, and whether it asks
-    /// for path obfuscation in logs.
-    pub fn cached_policy_settings(queue: &Queue) -> (String, bool) {
-        let json = queue.host_get("policy_settings").ok().flatten().unwrap_or_else(|| "{}".into());
-        let obfuscate = serde_json::from_str::<serde_json::Value>(&json)
-            .ok()
-            .and_then(|v| v.get("obfuscate_paths").and_then(crate::settings::parse_bool))
-            .unwrap_or(false);
-        (json, obfuscate)
+    /// offline reports): the copy the last task saved.
+    pub fn cached_settings(queue: &Queue) -> CachedSettings {
+        let policy_json = queue.host_get("policy_settings").ok().flatten().unwrap_or_else(|| "{}".into());
+        let map = serde_json::from_str::<serde_json::Value>(&policy_json).unwrap_or_default();
+        let flag = |key: &str, default: bool| map.get(key).and_then(crate::settings::parse_bool).unwrap_or(default);
+        CachedSettings {
+            obfuscate_paths: flag("obfuscate_paths", false),
+            auto_drain: flag("auto_drain", true),
+            policy_json,
+        }
     }
+}
+
+/// The settings as the last task saw them (the policy's copy, which holds
+/// every key but the token).
+pub struct CachedSettings {
+    pub policy_json: String,
+    pub obfuscate_paths: bool,
+    pub auto_drain: bool,
 }
 
 pub fn resolve_data_dir(opts: &Options, input: &PluginInput) -> Result<PathBuf, String> {

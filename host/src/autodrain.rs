@@ -27,15 +27,10 @@ use std::process::{Command, Stdio};
 pub const LOG_MAX_BYTES: u64 = 1 << 20;
 
 /// Is starting background drainers allowed? `STASH2PLEX_AUTODRAIN=0` (for
-/// operators and tests) or the `auto_drain` setting (as the last task saw
-/// it) turn it off.
-pub fn enabled(cached_auto_drain: Option<&str>) -> bool {
-    if let Ok(v) = std::env::var("STASH2PLEX_AUTODRAIN")
-        && parse_bool(&Value::String(v)) == Some(false)
-    {
-        return false;
-    }
-    cached_auto_drain.is_none_or(|v| v != "false")
+/// operators and tests) or the `auto_drain` setting turn it off.
+pub fn enabled(auto_drain_setting: bool) -> bool {
+    let env_off = std::env::var("STASH2PLEX_AUTODRAIN").is_ok_and(|v| parse_bool(&Value::String(v)) == Some(false));
+    auto_drain_setting && !env_off
 }
 
 /// Start a background drainer unless one is running. Returns whether one

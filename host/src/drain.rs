@@ -78,10 +78,7 @@ pub enum Stopped {
 #[derive(Debug, Clone)]
 pub struct DrainReport {
     pub steps_worked: u64,
-    pub policy_failures: u64,
     pub stopped: Stopped,
-    pub next_due_ms: Option<i64>,
-    pub waited_ms: u64,
 }
 
 impl DrainReport {
@@ -101,8 +98,8 @@ impl DrainReport {
 }
 
 pub fn run(session: &mut PolicySession, clock: &dyn Clock, total_hint: u64, mode: DrainMode) -> DrainReport {
-    let mut report =
-        DrainReport { steps_worked: 0, policy_failures: 0, stopped: Stopped::Empty, next_due_ms: None, waited_ms: 0 };
+    let mut report = DrainReport { steps_worked: 0, stopped: Stopped::Empty };
+    let mut waited_ms = 0u64;
     let mut consecutive = 0u32;
     let mut waits_without_work = 0u32;
     loop {
@@ -123,7 +120,6 @@ pub fn run(session: &mut PolicySession, clock: &dyn Clock, total_hint: u64, mode
                 u64::from(ms.clamp(MIN_WAIT_MS, MAX_WAIT_MS))
             }
             Ok(Ok(StepOutcome::Idle(next))) => {
-                report.next_due_ms = next;
                 let Some(due) = next else {
                     report.stopped = Stopped::Empty;
                     break;
@@ -137,13 +133,11 @@ pub fn run(session: &mut PolicySession, clock: &dyn Clock, total_hint: u64, mode
             }
             Ok(Err(msg)) => {
                 consecutive += 1;
-                report.policy_failures += 1;
                 crate::error!("The policy reported an error: {msg}");
                 0
             }
             Err(e) => {
                 consecutive += 1;
-                report.policy_failures += 1;
                 crate::error!("The policy failed and was restarted: {e}");
                 0
             }
@@ -158,11 +152,11 @@ pub fn run(session: &mut PolicySession, clock: &dyn Clock, total_hint: u64, mode
                 report.stopped = Stopped::NoProgress;
                 break;
             }
-            if report.waited_ms.saturating_add(wait) > mode.max_total_wait_ms {
+            if waited_ms.saturating_add(wait) > mode.max_total_wait_ms {
                 report.stopped = Stopped::WaitLimit;
                 break;
             }
-            report.waited_ms += wait;
+            waited_ms += wait;
             clock.sleep_ms(wait);
         }
     }

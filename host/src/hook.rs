@@ -21,8 +21,8 @@ pub fn run(env: &Env, ctx: &HookContext) -> Answer {
         Err(e) => return Answer::Error(e),
     };
     // The last settings a drainer saw (hooks don't ask Stash for them).
-    let (settings, obfuscate) = Env::cached_policy_settings(&queue);
-    let auto_drain = crate::autodrain::enabled(queue.host_get("auto_drain").ok().flatten().as_deref());
+    let cached = Env::cached_settings(&queue);
+    let auto_drain = crate::autodrain::enabled(cached.auto_drain);
     let event = Event {
         trigger: ctx.trigger.clone(),
         object_id: ctx.id.clone(),
@@ -31,14 +31,14 @@ pub fn run(env: &Env, ctx: &HookContext) -> Answer {
     };
 
     let mut state = env.host_state(queue);
-    state.obfuscator = crate::obfuscate::Obfuscator::new(obfuscate);
+    state.obfuscator = crate::obfuscate::Obfuscator::new(cached.obfuscate_paths);
     state.plex_forbidden_reason =
         Some("hooks never talk to Plex; the change is synced by the Process Queue task".into());
 
     let outcome = env
         .load_runtime()
         .map_err(|e| e.to_string())
-        .and_then(|rt| PolicySession::start(rt, state, settings).map_err(|e| e.to_string()))
+        .and_then(|rt| PolicySession::start(rt, state, cached.policy_json).map_err(|e| e.to_string()))
         .and_then(|mut session| match session.on_event(&event) {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(msg)) => Err(format!("the policy could not handle the event: {msg}")),

@@ -33,10 +33,6 @@ impl PolicySession {
         Ok(PolicySession { runtime, instance: Some(instance), settings_json, info })
     }
 
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
-    }
-
     pub fn state(&self) -> Option<&HostState> {
         self.instance.as_ref().map(|i| i.state())
     }
@@ -80,10 +76,6 @@ impl PolicySession {
         let inst = self.ensure_live()?;
         Ok(inst.call(|b, s| b.stash2plex_policy_policy().call_run_task(s, name, args))?)
     }
-
-    pub fn into_state(self) -> Option<HostState> {
-        self.instance.map(Instance::into_state)
-    }
 }
 
 /// Admission check for a user's component before it replaces the built-in
@@ -91,7 +83,7 @@ impl PolicySession {
 /// checks the export *types*), `info`, and the contract version. Calls no
 /// capability with effects: the queue is in memory and Plex is off limits.
 pub fn admit(runtime: &Runtime) -> Result<PolicyInfo, SessionError> {
-    let queue = crate::queue::Queue::open_in_memory().map_err(|e| SessionError::Version(e.to_string()))?;
+    let queue = crate::queue::Queue::open_in_memory().map_err(|e| PolicyError::Load(e.to_string()))?;
     let mut state = HostState::new(std::sync::Arc::new(crate::clock::SystemClock), 0, queue);
     state.plex_forbidden_reason = Some("admission check".into());
     state.state_closed = true;

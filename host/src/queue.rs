@@ -487,11 +487,6 @@ impl Queue {
         Ok(())
     }
 
-    /// The newest dead letters.
-    pub fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, QueueError> {
-        self.dead_letters_matching(&DeadFilter::all(), limit)
-    }
-
     /// Dead letters matching `filter`, newest first.
     pub fn dead_letters_matching(&self, filter: &DeadFilter, limit: u32) -> Result<Vec<DeadLetter>, QueueError> {
         let mut stmt = self.conn.prepare(
@@ -674,7 +669,7 @@ mod tests {
             detail: "PUT ...".into(),
         };
         q.dead_letter(j.id, j.lease, &info, &[], 7).unwrap();
-        let dl = q.dead_letters(10).unwrap();
+        let dl = q.dead_letters_matching(&DeadFilter::all(), 10).unwrap();
         assert_eq!(dl.len(), 1);
         assert_eq!((dl[0].scene_id.as_str(), dl[0].attempts, dl[0].first_enqueued_ms, dl[0].failed_ms), ("9", 1, 5, 7));
         assert_eq!(dl[0].first_failed_ms, 7, "failed for good on its first attempt");
@@ -685,7 +680,7 @@ mod tests {
         q.retry_at(j.id, j.lease, 30, "timeout", &[], 21).unwrap();
         let j = q.claim(1000, 30, 4).unwrap().unwrap();
         q.dead_letter(j.id, j.lease, &info, &[], 40).unwrap();
-        let dl = q.dead_letters(1).unwrap();
+        let dl = q.dead_letters_matching(&DeadFilter::all(), 1).unwrap();
         assert_eq!((dl[0].first_failed_ms, dl[0].failed_ms, dl[0].attempts), (21, 40, 2));
         assert_eq!(q.counts(50).unwrap().dead, 2);
         assert!(q.claim(1000, 50, 5).unwrap().is_none(), "dead letters are never claimed");

@@ -84,10 +84,6 @@ impl StashClient {
         }
     }
 
-    pub fn base_url(&self) -> &str {
-        &self.base_url
-    }
-
     fn auth_headers(&self) -> Vec<(String, String)> {
         let mut h = Vec::new();
         if let Some(c) = self.cookie.lock().ok().and_then(|c| c.clone()) {

@@ -97,10 +97,7 @@ pub fn connect(env: &Env, queue: &mut Queue) -> Result<Connected, String> {
     }
     let policy_settings = Value::Object(settings::for_policy(&map, &settings.plex_token)).to_string();
     // Hooks run the policy with the settings the last task saw.
-    let saved = queue
-        .host_set("policy_settings", &policy_settings)
-        .and_then(|()| queue.host_set("auto_drain", if settings.auto_drain { "true" } else { "false" }));
-    if let Err(e) = saved {
+    if let Err(e) = queue.host_set("policy_settings", &policy_settings) {
         crate::warn!("Could not save the settings for hooks: {e}");
     }
     Ok(Connected { settings, policy_settings, stash })
@@ -136,24 +133,24 @@ fn connected_session(env: &Env) -> Result<(PolicySession, HostSettings), String>
 /// A policy with only the queue (reports that need no network).
 fn offline_session(env: &Env) -> Result<PolicySession, String> {
     let queue = env.open_queue()?;
-    let (settings, obfuscate) = Env::cached_policy_settings(&queue);
+    let cached = Env::cached_settings(&queue);
     let mut state = env.host_state(queue);
-    state.obfuscator = Obfuscator::new(obfuscate);
+    state.obfuscator = Obfuscator::new(cached.obfuscate_paths);
     state.plex_forbidden_reason = Some("this task does not contact Plex".into());
     let runtime = env.load_runtime()?;
-    PolicySession::start(runtime, state, settings).map_err(|e| e.to_string())
+    PolicySession::start(runtime, state, cached.policy_json).map_err(|e| e.to_string())
 }
 
 fn process_queue(env: &Env, args: &Map<String, Value>) -> Answer {
     let background = args.get("background").and_then(settings::parse_bool).unwrap_or(false);
     let mode = if background { drain::DrainMode::BACKGROUND } else { drain::DrainMode::FOREGROUND };
-    let mut total = Totals::default();
+    let mut jobs = 0u64;
     let mut last: Option<Answer> = None;
     let mut stopped: Option<drain::Stopped> = None;
     // A background drainer re-checks after releasing the lock, so a change
     // recorded while it was finishing is never left behind (see autodrain).
     for _round in 0..100 {
-        let round = match drain_once(env, mode, &mut total) {
+        let round = match drain_once(env, mode, &mut jobs) {
             Ok(r) => r,
             Err(answer) => return last.unwrap_or(answer),
         };
@@ -172,7 +169,7 @@ fn process_queue(env: &Env, args: &Map<String, Value>) -> Answer {
     // Work is left that a drainer should come back for (Plex down, token
     // paused): hand over to a background drainer, not after failures.
     let handover = matches!(stopped, Some(drain::Stopped::WaitLimit | drain::Stopped::OnlyWaits));
-    if !background && handover && ready_now(env) > 0 && autodrain_allowed(env) {
+    if !background && handover && handover_allowed(env) {
         // Plex did not come back while the task waited: hand over.
         match crate::autodrain::ensure_drainer(env) {
             Ok(true) => crate::info!("A background drainer keeps retrying; Stash's task queue is free again."),
@@ -184,24 +181,23 @@ fn process_queue(env: &Env, args: &Map<String, Value>) -> Answer {
     answer
 }
 
-#[derive(Default)]
-struct Totals {
-    jobs: u64,
-}
-
 fn ready_now(env: &Env) -> u64 {
     env.open_queue().ok().and_then(|q| q.counts(env.opts.clock.now_ms()).ok()).map(|c| c.ready).unwrap_or(0)
 }
 
-fn autodrain_allowed(env: &Env) -> bool {
-    let cached = env.open_queue().ok().and_then(|q| q.host_get("auto_drain").ok().flatten());
-    crate::autodrain::enabled(cached.as_deref())
+/// Jobs are due and background drainers are allowed.
+fn handover_allowed(env: &Env) -> bool {
+    let Ok(queue) = env.open_queue() else {
+        return false;
+    };
+    let ready = queue.counts(env.opts.clock.now_ms()).map(|c| c.ready).unwrap_or(0);
+    ready > 0 && crate::autodrain::enabled(Env::cached_settings(&queue).auto_drain)
 }
 
 /// One drain under the lock: the summary, and why it stopped. `Err`
 /// carries the answer to give when nothing could be drained (busy,
 /// disabled, misconfigured).
-fn drain_once(env: &Env, mode: drain::DrainMode, total: &mut Totals) -> Result<(String, drain::Stopped), Answer> {
+fn drain_once(env: &Env, mode: drain::DrainMode, jobs: &mut u64) -> Result<(String, drain::Stopped), Answer> {
     let _lock = match drain::try_lock(&env.data_dir) {
         Ok(Some(lock)) => lock,
         Ok(None) => return Err(Answer::ok("another stash2plex process is already draining the queue")),
@@ -240,7 +236,7 @@ fn drain_once(env: &Env, mode: drain::DrainMode, total: &mut Totals) -> Result<(
         before.dead
     );
     let report = drain::run(&mut session, env.opts.clock.as_ref(), before.ready, mode);
-    total.jobs += report.steps_worked;
+    *jobs += report.steps_worked;
     let Some(state) = session.state() else {
         return Err(Answer::Error("the policy session ended unexpectedly".into()));
     };
@@ -253,7 +249,7 @@ fn drain_once(env: &Env, mode: drain::DrainMode, total: &mut Totals) -> Result<(
     Ok((
         format!(
             "Processed {} job(s) with {} Plex request(s) ({} edits); {}. Left: {} due, {} waiting, {} dead-lettered{next}",
-            total.jobs,
+            *jobs,
             state.stats.plex_requests,
             state.stats.plex_puts,
             report.describe(),
@@ -349,7 +345,7 @@ fn arg_str<'a>(args: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
 fn arg_u64(args: &Map<String, Value>, key: &str, default: u64, max: u64) -> Result<u64, String> {
     match args.get(key) {
         None | Some(Value::Null) => Ok(default),
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v <= max) => Ok(n.as_u64().unwrap_or(default)),
+        Some(Value::Number(n)) if let Some(v) = n.as_u64().filter(|v| *v <= max) => Ok(v),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(default),
         Some(Value::String(s)) => match s.trim().parse::<u64>() {
             Ok(v) if v <= max => Ok(v),

@@ -18,7 +18,7 @@ fn malformed_stdin_is_an_error_and_touches_nothing() {
             crate::harness::run_in(bad, &["plugin", "--plugin-dir", dir.path().to_str().unwrap()], Some(dir.path()));
         assert_eq!(out.code, 1, "input {bad:?} must fail: {}", out.stdout);
         let err = out.error();
-        assert!(!err.is_empty());
+        assert!(err.contains("stdin"), "the error says what was wrong with the input: {err}");
         assert!(out.stderr.contains("\u{1}e\u{2}"), "the error is logged at error level: {:?}", out.stderr);
     }
     assert!(!dir.path().join("data").exists(), "no queue is created for bad input");
