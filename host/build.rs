@@ -32,7 +32,10 @@ fn main() {
     if let Some(prebuilt) = env::var_os("STASH2PLEX_POLICY_WASM") {
         let prebuilt = PathBuf::from(prebuilt);
         println!("cargo:rerun-if-changed={}", prebuilt.display());
-        std::fs::copy(&prebuilt, &dest).unwrap_or_else(|e| fail(&format!("cannot copy {}: {e}", prebuilt.display())));
+        let bytes =
+            std::fs::read(&prebuilt).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", prebuilt.display())));
+        std::fs::write(&dest, &bytes).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", dest.display())));
+        write_digest(&out_dir, &bytes);
         return;
     }
 
@@ -48,6 +51,15 @@ fn main() {
         .and_then(|enc| enc.encode())
         .unwrap_or_else(|e| fail(&format!("cannot encode the policy as a component: {e:#}")));
     std::fs::write(&dest, &component).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", dest.display())));
+    write_digest(&out_dir, &component);
+}
+
+/// `OUT_DIR/policy.sha256`: the component's SHA-256, 32 raw bytes.
+fn write_digest(out_dir: &Path, component: &[u8]) {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(component);
+    let path = out_dir.join("policy.sha256");
+    std::fs::write(&path, digest).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
 }
 
 include!("guest_build.rs");

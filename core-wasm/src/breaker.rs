@@ -108,16 +108,6 @@ impl State {
     }
 }
 
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Closed => "closed",
-            Kind::Open => "open",
-            Kind::HalfOpen => "half-open",
-        }
-    }
-}
-
 /// Why the breaker opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TripReason {
@@ -162,7 +152,9 @@ pub enum Transition {
 }
 
 impl Transition {
-    /// The state kinds this transition may leave (`None` = any) and enter.
+    /// The state kinds this transition may leave (`None` = any) and enter
+    /// (the property tests check every transition against it).
+    #[cfg(test)]
     pub fn edge(&self) -> (Option<Kind>, Kind) {
         match self {
             Transition::Opened { .. } => (Some(Kind::Closed), Kind::Open),

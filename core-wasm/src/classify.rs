@@ -30,7 +30,7 @@
 //! HTTP-date) is read from every non-2xx answer and capped at
 //! [`MAX_RETRY_AFTER_MS`].
 
-use crate::host_api::{PlexResponse, StashError, TransportError};
+use crate::host::{Describe, PlexResponse, StashError, TransportError};
 use crate::text::clip;
 
 /// The longest `Retry-After` honoured (a server asking for more is believed
@@ -64,18 +64,6 @@ pub enum TransportKind {
     Other,
 }
 
-impl TransportKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TransportKind::Refused => "refused",
-            TransportKind::Reset => "reset",
-            TransportKind::Dns => "dns",
-            TransportKind::Tls => "tls",
-            TransportKind::Other => "other",
-        }
-    }
-}
-
 /// Every kind of failure the policy tells apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -97,7 +85,8 @@ pub enum ErrorClass {
     StashMalformed,
 }
 
-/// Every class name, for documentation and tests.
+/// Every class name (the tests check `ErrorClass::name` against it).
+#[cfg(test)]
 pub const CLASS_NAMES: &[&str] = &[
     "plex-unavailable",
     "plex-timeout",
@@ -225,7 +214,7 @@ pub fn response(endpoint: Endpoint, response: &PlexResponse, what: &str, now_ms:
 
 /// Classify a failure to get any answer.
 pub fn transport(error: &TransportError) -> Classified {
-    let text = clip(&error.to_string(), 300);
+    let text = clip(&error.describe(), 300);
     let class = match error {
         TransportError::Refused(_) => ErrorClass::PlexUnreachable(TransportKind::Refused),
         TransportError::Reset(_) => ErrorClass::PlexUnreachable(TransportKind::Reset),
@@ -293,78 +282,9 @@ pub fn retry_after_ms(value: &str, now_ms: i64) -> Option<u64> {
         let secs: u64 = value.parse().unwrap_or(u64::MAX);
         return Some(secs.saturating_mul(1000).min(MAX_RETRY_AFTER_MS));
     }
-    let at = http_date_ms(value)?;
+    let at = crate::calendar::http_date_ms(value)?;
     let delta = at.saturating_sub(now_ms).max(0);
     Some(u64::try_from(delta).unwrap_or(0).min(MAX_RETRY_AFTER_MS))
-}
-
-const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
-
-fn month(token: &str) -> Option<u32> {
-    let lower = token.to_ascii_lowercase();
-    MONTHS.iter().position(|m| *m == lower).and_then(|i| u32::try_from(i + 1).ok())
-}
-
-/// Milliseconds since the epoch of an HTTP-date (RFC 9110 §5.6.7).
-pub fn http_date_ms(value: &str) -> Option<i64> {
-    let tokens: Vec<&str> = value.split([' ', ',']).filter(|t| !t.is_empty()).collect();
-    // Skip the weekday.
-    let rest = tokens.get(1..)?;
-    let (year, month, day, time) = match rest {
-        // RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
-        [date, time, zone] if date.contains('-') && zone.eq_ignore_ascii_case("GMT") => {
-            let mut parts = date.split('-');
-            let day: u32 = parts.next()?.parse().ok()?;
-            let month = month(parts.next()?)?;
-            let yy = parts.next()?;
-            let mut year: i64 = yy.parse().ok()?;
-            if yy.len() == 2 {
-                year += if year < 70 { 2000 } else { 1900 };
-            }
-            (year, month, day, *time)
-        }
-        // asctime: Sun Nov  6 08:49:37 1994
-        [mon, day, time, year] if month(mon).is_some() => (year.parse().ok()?, month(mon)?, day.parse().ok()?, *time),
-        // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-        [day, mon, year, time, zone] if zone.eq_ignore_ascii_case("GMT") => {
-            (year.parse().ok()?, month(mon)?, day.parse().ok()?, *time)
-        }
-        _ => return None,
-    };
-    let mut hms = time.split(':');
-    let h: i64 = hms.next()?.parse().ok()?;
-    let m: i64 = hms.next()?.parse().ok()?;
-    let s: i64 = hms.next()?.parse().ok()?;
-    if hms.next().is_some() || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    Some(((days * 24 + h) * 60 + m) * 60_000 + s * 1000)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `(year, month, day)` of a day number since 1970-01-01.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, u32::try_from(month).unwrap_or(1), u32::try_from(day).unwrap_or(1))
 }
 
 #[cfg(test)]
@@ -507,17 +427,5 @@ mod tests {
         for bad in ["", "-5", "1.5", "soon", "Tue, 32 Nov 2023 22:14:50 GMT", "Tue, 14 Foo 2023 22:14:50 GMT"] {
             assert_eq!(retry_after_ms(bad, NOW), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn http_dates_and_civil_days() {
-        assert_eq!(http_date_ms("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777_000));
-        assert_eq!(http_date_ms("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        for days in [-1_000_000, -1, 0, 59, 11_016, 19_675, 2_000_000] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
-        assert_eq!(civil_from_days(19_675), (2023, 11, 14));
     }
 }

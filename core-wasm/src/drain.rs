@@ -31,8 +31,8 @@ use crate::breaker::{self, Outcome, Permit};
 use crate::classify::{self, Classified, Endpoint, ErrorClass};
 use crate::edits;
 use crate::health;
-use crate::host_api::{
-    DeadLetterInfo, Host, Job, LogLevel, Method, PlexRequest, PlexResponse, QueueError, Scene, StepOutcome,
+use crate::host::{
+    DeadLetterInfo, Describe, Host, Job, LogLevel, Method, PlexRequest, PlexResponse, QueueError, Scene, StepOutcome,
 };
 use crate::matching::{self, PathIndex, Resolution, Section};
 use crate::plex_json::{self, ListingPage, PlexItem};
@@ -136,7 +136,7 @@ struct JobRun<'a> {
 }
 
 fn queue_text(e: QueueError) -> String {
-    format!("could not use the queue: {e}")
+    format!("could not use the queue: {}", e.describe())
 }
 
 /// `wait-ms` for `ms`, clamped to 1 ms – [`MAX_WAIT_MS`].
@@ -147,7 +147,8 @@ fn wait(ms: i64) -> StepOutcome {
 /// Run one step.
 pub fn step(settings: &Settings, state: &mut DrainState, host: &dyn Host) -> Result<StepOutcome, String> {
     let now = host.now_ms();
-    let mut res = Resilience::load(host, settings, now).map_err(|e| format!("could not read the policy state: {e}"))?;
+    let mut res = Resilience::load(host, settings, now)
+        .map_err(|e| format!("could not read the policy state: {}", e.describe()))?;
     res.tick(host, now);
 
     if res.state.auth.is_some() {
@@ -175,10 +176,10 @@ pub fn step(settings: &Settings, state: &mut DrainState, host: &dyn Host) -> Res
                 res.record(host, now, Outcome::Ignored, None);
             }
             res.save_if_changed(host).map_err(queue_text)?;
-            let counts = host.counts().map_err(|e| format!("could not read the queue: {e}"))?;
+            let counts = host.counts().map_err(|e| format!("could not read the queue: {}", e.describe()))?;
             return Ok(StepOutcome::Idle(counts.next_due_ms));
         }
-        Err(e) => return Err(format!("could not claim a job: {e}")),
+        Err(e) => return Err(format!("could not claim a job: {}", e.describe())),
     };
 
     if !res.budget_allows(job.attempt, now) {
@@ -212,7 +213,7 @@ pub fn step(settings: &Settings, state: &mut DrainState, host: &dyn Host) -> Res
 /// keep a drain busy).
 fn nothing_due_or(res: &mut Resilience, host: &dyn Host, outcome: StepOutcome) -> Result<StepOutcome, String> {
     res.save_if_changed(host).map_err(queue_text)?;
-    let counts = host.counts().map_err(|e| format!("could not read the queue: {e}"))?;
+    let counts = host.counts().map_err(|e| format!("could not read the queue: {}", e.describe()))?;
     if counts.ready == 0 {
         return Ok(StepOutcome::Idle(counts.next_due_ms));
     }
@@ -229,7 +230,7 @@ fn breaker_open(
     until: i64,
     forced: bool,
 ) -> Result<StepOutcome, String> {
-    let counts = host.counts().map_err(|e| format!("could not read the queue: {e}"))?;
+    let counts = host.counts().map_err(|e| format!("could not read the queue: {}", e.describe()))?;
     res.state.outages.note_pending(resilience::pending(&counts));
     if counts.ready == 0 {
         res.save_if_changed(host).map_err(queue_text)?;
@@ -274,7 +275,7 @@ fn auth_paused(state: &mut DrainState, res: &mut Resilience, host: &dyn Host, no
     let Some(pause) = res.state.auth.clone() else {
         return Ok(StepOutcome::Worked("no credential pause".into()));
     };
-    let counts = host.counts().map_err(|e| format!("could not read the queue: {e}"))?;
+    let counts = host.counts().map_err(|e| format!("could not read the queue: {}", e.describe()))?;
     let waiting = resilience::pending(&counts);
     let due = now >= pause.next_check_ms || !state.auth_checked;
     if waiting == 0 || !due {
@@ -558,7 +559,7 @@ impl JobRun<'_> {
                 }
             }
             Err(error) => {
-                self.last_exchange = Some(format!("{summary} → {}", clip(&error.to_string(), 300)));
+                self.last_exchange = Some(format!("{summary} → {}", clip(&error.describe(), 300)));
                 Err(classify::transport(&error).into())
             }
         }
@@ -754,7 +755,7 @@ impl JobRun<'_> {
         }
     }
 
-    fn bury(&self, class: &str, message: &str, writes: &[crate::host_api::StateWrite]) -> Result<(), QueueError> {
+    fn bury(&self, class: &str, message: &str, writes: &[crate::host::StateWrite]) -> Result<(), QueueError> {
         let mut detail = self.last_exchange.clone().unwrap_or_else(|| "no Plex request was sent".to_string());
         let _ = write!(detail, "; attempt {}; {} Plex requests in the last attempt", self.job.attempt, self.requests);
         if let Some(previous) = &self.job.last_error {

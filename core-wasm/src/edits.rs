@@ -7,7 +7,7 @@
 //! from reverting what Stash wrote, and makes the next sync of an unchanged
 //! scene send nothing.
 
-use crate::host_api::Scene;
+use crate::host::Scene;
 use crate::plex_json::PlexItem;
 use crate::settings::Settings;
 use crate::text::{clip, truncate_chars};
@@ -195,25 +195,16 @@ pub fn normalise_date(raw: &str) -> Option<String> {
         [y, m, d] => (number(y, 4)?, number(m, 2)?, number(d, 2)?),
         _ => return None,
     };
-    if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+    if year == 0 || !(1..=12).contains(&month) || day == 0 || day > crate::calendar::days_in_month(year, month) {
         return None;
     }
     Some(format!("{year:04}-{month:02}-{day:02}"))
 }
 
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,
-        _ => 28,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host_api::Studio;
+    use crate::host::Studio;
 
     fn scene() -> Scene {
         Scene {

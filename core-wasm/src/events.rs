@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::host_api::{Event, EventOutcome, Host};
+use crate::host::{Describe, Event, EventOutcome, Host};
 use crate::text::{clip, truncate_chars};
 
 /// Payload format version.
@@ -47,14 +47,14 @@ pub fn on_event(host: &dyn Host, event: &Event) -> Result<EventOutcome, String> 
     let payload = serde_json::to_string(&payload).map_err(|e| format!("payload: {e}"))?;
     let outcome = host
         .enqueue(id, &payload, host.now_ms())
-        .map_err(|e| format!("could not record the change to scene {id}: {e}"))?;
+        .map_err(|e| format!("could not record the change to scene {id}: {}", e.describe()))?;
     Ok(EventOutcome::Enqueued(format!("scene {id}: {}", outcome.as_str())))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host_api::QueueError;
+    use crate::host::QueueError;
     use crate::test_support::FakeHost;
 
     fn event(trigger: &str, id: Option<&str>, fields: &[&str]) -> Event {

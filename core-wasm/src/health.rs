@@ -7,7 +7,7 @@
 //!   syncing is paused because Plex rejected the token.
 
 use crate::classify::{self, Classified, Endpoint, ErrorClass};
-use crate::host_api::{Host, PlexRequest};
+use crate::host::{Host, PlexRequest};
 use crate::recovery::PROBE_TIMEOUT_MS;
 
 /// `GET /identity`: `Ok("PMS 1.41.3, 12 ms")` when Plex answers with its
@@ -51,7 +51,7 @@ pub fn unauthorized_status(c: &Classified) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host_api::TransportError;
+    use crate::host::TransportError;
     use crate::test_support::{FakeHost, Reply, status_response};
 
     #[test]

@@ -1,32 +1,35 @@
 //! The default stash2plex policy.
 //!
-//! Everything but `glue` is plain Rust that builds and tests natively; the
-//! policy reaches the host only through [`host_api::Host`].
+//! The generated bindings (`wit`) are the policy's types on every target.
+//! Everything but `wasm` is plain Rust that builds and tests natively; the
+//! policy reaches the host only through [`host::Host`].
 
-pub mod breaker;
-pub mod budget;
-pub mod classify;
-pub mod drain;
-pub mod edits;
-pub mod events;
-pub mod health;
-pub mod host_api;
-pub mod matching;
-pub mod outage;
-pub mod plex_json;
-pub mod policy;
-pub mod recovery;
-pub mod resilience;
-pub mod retry;
-pub mod settings;
-pub mod tasks;
-pub mod text;
+mod breaker;
+mod budget;
+mod calendar;
+mod classify;
+mod drain;
+mod edits;
+mod events;
+mod health;
+pub mod host;
+mod matching;
+mod outage;
+mod plex_json;
+mod policy;
+mod recovery;
+mod resilience;
+mod retry;
+mod settings;
+mod tasks;
+mod text;
+mod wit;
 
 #[cfg(target_arch = "wasm32")]
-mod glue;
+mod wasm;
 
 #[cfg(test)]
-pub(crate) mod test_support;
+mod test_support;
 
-pub use host_api::Host;
+pub use host::Host;
 pub use policy::Policy;

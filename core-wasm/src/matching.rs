@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use crate::host_api::PlexRequest;
+use crate::host::PlexRequest;
 use crate::plex_json::{ListingPage, SectionInfo};
 
 /// Items per listing page (`X-Plex-Container-Size`).
@@ -247,7 +247,8 @@ impl PathIndex {
         self.sections.remove(section_key);
     }
 
-    /// Number of paths indexed for a section (for tests and reports).
+    /// Number of paths indexed for a section.
+    #[cfg(test)]
     pub fn len(&self, section_key: &str) -> usize {
         self.sections.get(section_key).map_or(0, |s| s.by_path.len())
     }

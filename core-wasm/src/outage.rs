@@ -22,6 +22,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
+use crate::host::OutageWindow;
 use crate::text::{clip, duration_text, utc_text};
 
 pub const MAX_OUTAGES: usize = 100;
@@ -201,9 +202,15 @@ impl History {
     }
 
     /// `<start_ms> <end_ms>` of the `index`-th most recent completed outage.
-    pub fn window_of(&self, index: usize) -> Option<(i64, i64)> {
-        let o = self.completed().nth(index)?;
-        Some((o.start_ms, o.end_ms.unwrap_or(o.start_ms)))
+    /// The completed outages, most recent first, as the host sees them.
+    pub fn windows(&self) -> Vec<OutageWindow> {
+        self.completed()
+            .map(|o| OutageWindow {
+                started_ms: o.start_ms,
+                ended_ms: o.end_ms.unwrap_or(o.start_ms),
+                cause: o.cause.clone(),
+            })
+            .collect()
     }
 
     /// The `outage_summary` report.
@@ -294,8 +301,9 @@ mod tests {
         assert!(h.closed(T0 + 11 * MIN).is_none());
         h.opened(T0 + 20 * MIN, "503", false);
         assert_eq!(h.outages.len(), 2);
-        assert_eq!(h.window_of(0), Some((T0, T0 + 10 * MIN)));
-        assert_eq!(h.window_of(1), None);
+        let windows = h.windows();
+        assert_eq!(windows.len(), 1);
+        assert_eq!((windows[0].started_ms, windows[0].ended_ms), (T0, T0 + 10 * MIN));
     }
 
     #[test]

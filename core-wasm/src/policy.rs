@@ -2,14 +2,12 @@
 
 use crate::drain::{self, DrainState};
 use crate::events;
-use crate::host_api::{Event, EventOutcome, Host, LogLevel, PolicyInfo, StepOutcome};
+use crate::host::{Event, EventOutcome, Host, LogLevel, PolicyInfo, PolicyStatus, Setting, StepOutcome};
 use crate::settings::{self, Settings};
 use crate::tasks;
 use crate::text::clip;
 
 pub const NAME: &str = "stash2plex-default";
-/// The WIT contract version this policy is written against.
-pub const API_VERSION: &str = "0.1.0";
 
 /// State for the life of one component instance (the host keeps one
 /// instance for a whole drain).
@@ -28,17 +26,19 @@ impl Policy {
         PolicyInfo {
             name: NAME.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            api_version: API_VERSION.to_string(),
+            settings: settings::schema(),
+            tasks: tasks::specs(),
         }
     }
 
+    #[cfg(test)]
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
 
     /// Check and take the settings. On errors the previous settings stay.
-    pub fn configure(&mut self, host: &dyn Host, json: &str) -> Result<(), Vec<String>> {
-        let parsed = settings::parse(json)?;
+    pub fn configure(&mut self, host: &dyn Host, values: &[Setting]) -> Result<(), Vec<String>> {
+        let parsed = settings::from_settings(values)?;
         if parsed != self.settings {
             // Library filter or matching rules may have changed.
             self.drain.reset();
@@ -92,38 +92,55 @@ impl Policy {
     pub fn run_task(&mut self, host: &dyn Host, name: &str, args: &str) -> Result<String, String> {
         tasks::run(&self.settings, host, name, args)
     }
+
+    pub fn status(&mut self, host: &dyn Host) -> Result<PolicyStatus, String> {
+        tasks::status(&self.settings, host)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::FakeHost;
+    use crate::host::{Condition, SettingValue};
+    use crate::test_support::{FakeHost, host_settings};
 
     #[test]
-    fn info_names_the_contract() {
+    fn info_names_the_policy_and_declares_its_settings_and_tasks() {
         let info = Policy::info();
         assert_eq!(info.name, "stash2plex-default");
-        assert_eq!(info.api_version, "0.1.0");
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+        let keys: Vec<&str> = info.settings.iter().map(|s| s.key.as_str()).collect();
+        for key in ["plex_library", "sync_master", "strict_matching", "max_retries", "retry_jitter", "max_rps"] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+        let tasks: Vec<&str> = info.tasks.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(tasks, ["health_check", "breaker_open", "breaker_close", "breaker_reset", "outage_summary"]);
     }
 
     #[test]
     fn configure_rejects_bad_settings_and_keeps_the_old_ones() {
         let host = FakeHost::new();
         let mut p = Policy::new();
-        p.configure(&host, r#"{"max_retries":9}"#).unwrap();
+        p.configure(&host, &host_settings(r#"{"max_retries":9}"#).unwrap()).unwrap();
         assert_eq!(p.settings().max_retries, 9);
-        let errs = p.configure(&host, r#"{"max_retries":99,"sync_date":"perhaps"}"#).unwrap_err();
-        assert_eq!(errs.len(), 2);
+        let crossed = [
+            Setting { key: "ramp_start_rps".into(), value: SettingValue::Whole(50) },
+            Setting { key: "ramp_target_rps".into(), value: SettingValue::Whole(20) },
+        ];
+        let errs = p.configure(&host, &crossed).unwrap_err();
+        assert_eq!(errs, ["ramp_start_rps (50) must not be larger than ramp_target_rps (20)."]);
         assert_eq!(p.settings().max_retries, 9);
     }
 
     #[test]
-    fn unknown_task_lists_the_known_ones() {
+    fn unknown_task_lists_the_known_ones_and_status_reports_health() {
         let host = FakeHost::new();
         let mut p = Policy::new();
         let err = p.run_task(&host, "frobnicate", "{}").unwrap_err();
         assert!(err.starts_with("unknown task frobnicate; known tasks: health_check, breaker_open"), "{err}");
-        assert!(p.run_task(&host, "resilience_status", "{}").unwrap().contains("Plex connection: healthy"));
+        let status = p.status(&host).unwrap();
+        assert_eq!(status.condition, Condition::Healthy);
+        assert!(status.summary.starts_with("Plex connection: healthy"), "{}", status.summary);
+        assert!(status.outages.is_empty());
     }
 }

@@ -39,7 +39,7 @@ use std::fmt::Write as _;
 
 use crate::breaker::{self, Breaker, BreakerConfig, Kind, Outcome, Transition, TripReason};
 use crate::budget::{self, Budget};
-use crate::host_api::{Host, LogLevel, QueueCounts, QueueError, StateWrite};
+use crate::host::{Condition, Host, LogLevel, QueueCounts, QueueError, StateWrite};
 use crate::outage::{self, DAY_MS, History};
 use crate::recovery::{self, Pacer, ProbeConfig, Probes, RampConfig, RampEvent};
 use crate::retry::{AUTH_PAUSE_MS, RetrySettings};
@@ -135,7 +135,8 @@ pub struct Resilience {
 }
 
 impl Resilience {
-    /// A fresh state (tests, `reset`).
+    /// A fresh state.
+    #[cfg(test)]
     pub fn fresh(settings: &Settings, now: i64) -> Self {
         Resilience { state: State::fresh(now), cfg: Config::from_settings(settings), saved: None }
     }
@@ -452,8 +453,22 @@ impl Resilience {
 
     // ------------------------------------------------------------ reports
 
-    /// The compact status (`resilience_status`, appended to the host's
-    /// queue status).
+    /// How syncing stands, in one word.
+    pub fn condition(&self, now: i64) -> Condition {
+        if self.state.auth.is_some() {
+            return Condition::PlexTokenRejected;
+        }
+        match self.state.breaker.state {
+            breaker::State::Open { forced: true, until, .. } if now < until => Condition::PausedByUser,
+            breaker::State::Open { .. } => Condition::PlexUnavailable,
+            breaker::State::HalfOpen { .. } => Condition::Recovering,
+            breaker::State::Closed if self.state.pacer.ramp.is_some() => Condition::Recovering,
+            breaker::State::Closed => Condition::Healthy,
+        }
+    }
+
+    /// The compact status (`status`: its first line is the summary, the
+    /// rest goes under the host's queue status).
     pub fn status(&self, now: i64, counts: Option<&QueueCounts>) -> String {
         let s = &self.state;
         let mut out = String::new();

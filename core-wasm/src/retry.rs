@@ -53,6 +53,9 @@ pub enum Jitter {
 }
 
 impl Jitter {
+    /// The spreads a user can choose (`retry_jitter`).
+    pub const ALL: [Jitter; 3] = [Jitter::Full, Jitter::Decorrelated, Jitter::Equal];
+
     pub fn parse(s: &str) -> Option<Jitter> {
         match s.trim().to_ascii_lowercase().as_str() {
             "full" => Some(Jitter::Full),

@@ -1,8 +1,8 @@
-//! Parsing and validating the plugin settings JSON.
-//!
-//! The host passes the plugin's whole settings map (minus secrets), so
-//! unknown keys are ignored. A key that is absent or `null` takes its
-//! default. Every error is a sentence naming the key and the bad value.
+//! The settings this policy reads: their declaration (`schema`, returned
+//! in `policy-info`), and the typed [`Settings`] built from the clean values
+//! the host passes to `configure`. The host parses what Stash stores with
+//! one rule per kind and checks every range declared here; this module only
+//! checks the rules that join two settings.
 //!
 //! Sync settings: `plex_library` (text, empty = all movie/TV libraries),
 //! `sync_master`, `sync_summary`, `sync_studio`, `sync_date` (true),
@@ -31,12 +31,10 @@
 //! | `ramp_target_rps` | 20 | 1–1000, ≥ start | where the ramp ends (it doubles every 10 s up to this) |
 //! | `max_rps` | 0 | 0–1000 | steady cap on Plex requests per second; 0 = none (one request at a time) |
 
-use serde_json::{Map, Value};
-
 use crate::breaker::BreakerConfig;
+use crate::host::{Setting, SettingKind, SettingSpec, SettingValue, WholeRange};
 use crate::recovery::{ProbeConfig, RampConfig};
 use crate::retry::{Jitter, RetrySettings};
-use crate::text::clip;
 
 /// The settings this policy reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,27 +139,35 @@ impl Settings {
     }
 }
 
-pub const MAX_RETRIES_RANGE: (u32, u32) = (1, 20);
+/// The whole-number reliability settings: key, range, what it does.
+const NUMBERS: [(&str, u32, u32, &str); 17] = [
+    ("max_retries", 1, 20, "Attempts for a change that fails for a temporary reason"),
+    ("retry_budget_percent", 0, 100, "Retries allowed per minute, as a share of first attempts"),
+    ("breaker_failure_threshold", 1, 100, "Failures in a row that open the circuit breaker"),
+    ("breaker_failure_rate", 1, 100, "Percent of failed calls in the window that opens the breaker"),
+    ("breaker_window", 2, 200, "Calls in the breaker's sliding window"),
+    ("breaker_min_calls", 1, 200, "Calls needed before the breaker judges rates"),
+    ("breaker_slow_call_ms", 100, 120_000, "A Plex response this slow (ms) is a slow call"),
+    ("breaker_slow_call_rate", 1, 100, "Percent of slow calls in the window that opens the breaker"),
+    ("breaker_half_open_trials", 1, 20, "Trial changes after Plex answers again"),
+    ("breaker_half_open_max_wait_secs", 10, 3_600, "Longest time in the trial state (seconds)"),
+    ("breaker_open_base_secs", 1, 3_600, "First open duration of the breaker (seconds)"),
+    ("breaker_open_max_secs", 1, 86_400, "Longest open duration of the breaker (seconds)"),
+    ("probe_interval_secs", 1, 600, "First health-probe interval while Plex is down (seconds)"),
+    ("probe_max_interval_secs", 1, 3_600, "Longest health-probe interval (seconds)"),
+    ("ramp_start_rps", 1, 100, "Plex requests per second right after a recovery"),
+    ("ramp_target_rps", 1, 1_000, "Where the recovery ramp ends (requests per second)"),
+    ("max_rps", 0, 1_000, "Steady cap on Plex requests per second; 0 = none"),
+];
 
-/// The whole-number reliability settings: key, range.
-const NUMBERS: [(&str, u32, u32); 17] = [
-    ("max_retries", 1, 20),
-    ("retry_budget_percent", 0, 100),
-    ("breaker_failure_threshold", 1, 100),
-    ("breaker_failure_rate", 1, 100),
-    ("breaker_window", 2, 200),
-    ("breaker_min_calls", 1, 200),
-    ("breaker_slow_call_ms", 100, 120_000),
-    ("breaker_slow_call_rate", 1, 100),
-    ("breaker_half_open_trials", 1, 20),
-    ("breaker_half_open_max_wait_secs", 10, 3_600),
-    ("breaker_open_base_secs", 1, 3_600),
-    ("breaker_open_max_secs", 1, 86_400),
-    ("probe_interval_secs", 1, 600),
-    ("probe_max_interval_secs", 1, 3_600),
-    ("ramp_start_rps", 1, 100),
-    ("ramp_target_rps", 1, 1_000),
-    ("max_rps", 0, 1_000),
+/// The yes/no settings: key, what it does.
+const FLAGS: [(&str, &str); 6] = [
+    ("sync_master", "Off stops all writes to Plex (jobs still complete)"),
+    ("sync_summary", "Write the scene's details as the Plex summary"),
+    ("sync_studio", "Write the scene's studio"),
+    ("sync_date", "Write the scene's date"),
+    ("preserve_plex_edits", "Only fill Plex fields that are empty; never overwrite or clear them"),
+    ("strict_matching", "When two Plex items have the scene's file, do not guess"),
 ];
 
 fn number_slot<'a>(settings: &'a mut Settings, key: &str) -> Option<&'a mut u32> {
@@ -187,78 +193,84 @@ fn number_slot<'a>(settings: &'a mut Settings, key: &str) -> Option<&'a mut u32>
     })
 }
 
-/// Parse the settings JSON text. Empty text or `null` means "nothing saved".
-pub fn parse(json: &str) -> Result<Settings, Vec<String>> {
-    let trimmed = json.trim();
-    if trimmed.is_empty() {
-        return Ok(Settings::default());
-    }
-    let value: Value = serde_json::from_str(trimmed)
-        .map_err(|e| vec![format!("The plugin settings are not valid JSON ({}).", clip(&e.to_string(), 200))])?;
-    match value {
-        Value::Null => Ok(Settings::default()),
-        Value::Object(map) => from_map(&map),
-        other => Err(vec![format!("The plugin settings must be a JSON object, not {}.", show(&other))]),
-    }
+fn flag_slot<'a>(settings: &'a mut Settings, key: &str) -> Option<&'a mut bool> {
+    Some(match key {
+        "sync_master" => &mut settings.sync_master,
+        "sync_summary" => &mut settings.sync_summary,
+        "sync_studio" => &mut settings.sync_studio,
+        "sync_date" => &mut settings.sync_date,
+        "preserve_plex_edits" => &mut settings.preserve_plex_edits,
+        "strict_matching" => &mut settings.strict_matching,
+        _ => return None,
+    })
 }
 
-fn from_map(map: &Map<String, Value>) -> Result<Settings, Vec<String>> {
+/// Every setting this policy reads, with its kind and default (the defaults
+/// are [`Settings::default`]'s).
+pub fn schema() -> Vec<SettingSpec> {
+    let mut defaults = Settings::default();
+    let mut specs = vec![SettingSpec {
+        key: "plex_library".into(),
+        kind: SettingKind::Text,
+        default_value: SettingValue::Text(String::new()),
+        description: "Comma-separated Plex library names to sync into (empty = every movie/TV library)".into(),
+    }];
+    for (key, description) in FLAGS {
+        let default = flag_slot(&mut defaults, key).map(|b| *b).unwrap_or(false);
+        specs.push(SettingSpec {
+            key: key.into(),
+            kind: SettingKind::Flag,
+            default_value: SettingValue::Flag(default),
+            description: description.into(),
+        });
+    }
+    for (key, lo, hi, description) in NUMBERS {
+        let default = number_slot(&mut defaults, key).map(|n| *n).unwrap_or(lo);
+        specs.push(SettingSpec {
+            key: key.into(),
+            kind: SettingKind::Whole(WholeRange { min: i64::from(lo), max: i64::from(hi) }),
+            default_value: SettingValue::Whole(i64::from(default)),
+            description: description.into(),
+        });
+    }
+    specs.push(SettingSpec {
+        key: "retry_jitter".into(),
+        kind: SettingKind::Choice(Jitter::ALL.iter().map(|j| j.as_str().to_string()).collect()),
+        default_value: SettingValue::Text(defaults.retry_jitter.as_str().into()),
+        description: "How retry delays are spread".into(),
+    });
+    specs
+}
+
+/// The typed settings from the clean values the host passes. A key that is
+/// missing or of the wrong kind keeps its default (the host fills every
+/// declared key; this only guards against a host that does not).
+pub fn from_settings(values: &[Setting]) -> Result<Settings, Vec<String>> {
     let mut settings = Settings::default();
-    let mut errors = Vec::new();
-
-    match present(map, "plex_library") {
-        None => {}
-        Some(Value::String(s)) => settings.plex_library = split_libraries(s),
-        Some(other) => errors
-            .push(format!("plex_library must be text: Plex library names separated by commas (got {}).", show(other))),
-    }
-
-    let booleans: [(&str, &mut bool); 6] = [
-        ("sync_master", &mut settings.sync_master),
-        ("sync_summary", &mut settings.sync_summary),
-        ("sync_studio", &mut settings.sync_studio),
-        ("sync_date", &mut settings.sync_date),
-        ("preserve_plex_edits", &mut settings.preserve_plex_edits),
-        ("strict_matching", &mut settings.strict_matching),
-    ];
-    for (key, slot) in booleans {
-        if let Some(value) = present(map, key) {
-            match parse_bool(value) {
-                Some(b) => *slot = b,
-                None => errors.push(format!("{key} must be true or false (got {}).", show(value))),
-            }
-        }
-    }
-
-    let mut bad_numbers = Vec::new();
-    for (key, lo, hi) in NUMBERS {
-        let Some(value) = present(map, key) else {
-            continue;
-        };
-        match parse_int(value) {
-            Some(n) if n >= i64::from(lo) && n <= i64::from(hi) => {
-                if let Some(slot) = number_slot(&mut settings, key) {
-                    // In range, so it fits.
-                    *slot = u32::try_from(n).unwrap_or(hi);
+    for Setting { key, value } in values {
+        match value {
+            SettingValue::Flag(b) => {
+                if let Some(slot) = flag_slot(&mut settings, key) {
+                    *slot = *b;
                 }
             }
-            _ => {
-                bad_numbers.push(key);
-                errors.push(format!("{key} must be a whole number from {lo} to {hi} (got {}).", show(value)));
+            SettingValue::Whole(n) => {
+                let range = NUMBERS.iter().find(|(k, ..)| k == key).map(|(_, lo, hi, _)| (*lo, *hi));
+                if let (Some((lo, hi)), Some(slot)) = (range, number_slot(&mut settings, key)) {
+                    *slot = u32::try_from(*n).unwrap_or(0).clamp(lo, hi);
+                }
             }
+            SettingValue::Text(text) if key == "plex_library" => settings.plex_library = split_libraries(text),
+            SettingValue::Text(text) if key == "retry_jitter" => {
+                if let Some(j) = Jitter::parse(text) {
+                    settings.retry_jitter = j;
+                }
+            }
+            SettingValue::Text(_) => {}
         }
     }
 
-    if let Some(value) = present(map, "retry_jitter") {
-        match value.as_str().and_then(Jitter::parse) {
-            Some(j) => settings.retry_jitter = j,
-            None => {
-                errors.push(format!("retry_jitter must be one of full, decorrelated or equal (got {}).", show(value)))
-            }
-        }
-    }
-
-    // Pairs that must be in order (only when both values were valid).
+    // Pairs that must be in order.
     let pairs: [(&str, u32, &str, u32); 4] = [
         ("breaker_min_calls", settings.breaker_min_calls, "breaker_window", settings.breaker_window),
         (
@@ -275,18 +287,12 @@ fn from_map(map: &Map<String, Value>) -> Result<Settings, Vec<String>> {
         ),
         ("ramp_start_rps", settings.ramp_start_rps, "ramp_target_rps", settings.ramp_target_rps),
     ];
-    for (low_key, low, high_key, high) in pairs {
-        if low > high && !bad_numbers.contains(&low_key) && !bad_numbers.contains(&high_key) {
-            errors.push(format!("{low_key} ({low}) must not be larger than {high_key} ({high})."));
-        }
-    }
-
+    let errors: Vec<String> = pairs
+        .iter()
+        .filter(|(_, low, _, high)| low > high)
+        .map(|(low_key, low, high_key, high)| format!("{low_key} ({low}) must not be larger than {high_key} ({high})."))
+        .collect();
     if errors.is_empty() { Ok(settings) } else { Err(errors) }
-}
-
-/// The value under `key`, treating `null` as absent.
-fn present<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    map.get(key).filter(|v| !v.is_null())
 }
 
 /// Comma-separated titles, trimmed, empties dropped, lower-cased for
@@ -302,56 +308,19 @@ pub fn split_libraries(s: &str) -> Vec<String> {
     out
 }
 
-/// A JSON bool, `"true"/"false"/"yes"/"no"/"1"/"0"` (any case, trimmed), or
-/// the numbers 0 and 1.
-pub fn parse_bool(value: &Value) -> Option<bool> {
-    match value {
-        Value::Bool(b) => Some(*b),
-        Value::Number(n) => {
-            let x = n.as_f64()?;
-            if x == 0.0 {
-                Some(false)
-            } else if x == 1.0 {
-                Some(true)
-            } else {
-                None
-            }
-        }
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "1" => Some(true),
-            "false" | "no" | "0" => Some(false),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-/// A whole number given as a JSON integer, an integral float (`5.0`) or a
-/// numeric string.
-fn parse_int(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(n) => {
-            n.as_i64().or_else(|| n.as_f64().filter(|x| x.fract() == 0.0 && x.abs() < 1e15).map(|x| x as i64))
-        }
-        Value::String(s) => s.trim().parse::<i64>().ok(),
-        _ => None,
-    }
-}
-
-/// A short rendering of a bad value for an error sentence.
-fn show(value: &Value) -> String {
-    clip(&value.to_string(), 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// As production parses them: the schema through the host's parser.
+    fn parse(json: &str) -> Result<Settings, Vec<String>> {
+        crate::test_support::parse_settings(json)
+    }
+
     #[test]
     fn empty_input_gives_defaults() {
-        assert_eq!(parse("").unwrap(), Settings::default());
-        assert_eq!(parse("null").unwrap(), Settings::default());
         assert_eq!(parse("{}").unwrap(), Settings::default());
+        assert_eq!(from_settings(&[]).unwrap(), Settings::default());
         let d = Settings::default();
         assert!(d.sync_master && d.sync_summary && d.sync_studio && d.sync_date);
         assert!(d.strict_matching && !d.preserve_plex_edits);
@@ -443,7 +412,7 @@ mod tests {
 
     #[test]
     fn every_reliability_number_is_range_checked() {
-        for (key, lo, hi) in NUMBERS {
+        for (key, lo, hi, _) in NUMBERS {
             let errs = parse(&format!(r#"{{"{key}":{}}}"#, u64::from(hi) + 1)).unwrap_err();
             assert_eq!(errs.len(), 1, "{key}: {errs:?}");
             assert!(errs[0].starts_with(key) && errs[0].contains(&format!("from {lo} to {hi}")), "{errs:?}");
@@ -456,25 +425,22 @@ mod tests {
 
     #[test]
     fn out_of_order_pairs_and_bad_jitter_are_explained() {
+        // Values the host cannot parse are reported by the host first; the
+        // policy's own rules join two valid values.
+        let errs = parse(r#"{"retry_jitter":"wobbly","breaker_window":20}"#).unwrap_err();
+        assert_eq!(errs, ["retry_jitter must be one of full, decorrelated or equal (got \"wobbly\")."]);
         let errs = parse(
             r#"{"breaker_min_calls":30,"breaker_window":20,"breaker_open_base_secs":700,
-                "probe_interval_secs":400,"ramp_start_rps":50,"retry_jitter":"wobbly"}"#,
+                "probe_interval_secs":400,"ramp_start_rps":50}"#,
         )
         .unwrap_err();
-        assert_eq!(errs.len(), 5, "{errs:?}");
+        assert_eq!(errs.len(), 4, "{errs:?}");
         assert!(errs.iter().any(|e| e == "breaker_min_calls (30) must not be larger than breaker_window (20)."));
         assert!(errs.iter().any(|e| e.contains("breaker_open_base_secs (700)")));
         assert!(errs.iter().any(|e| e.contains("probe_interval_secs (400)")));
         assert!(errs.iter().any(|e| e.contains("ramp_start_rps (50) must not be larger than ramp_target_rps (20)")));
-        assert!(errs.iter().any(|e| e.contains("retry_jitter must be one of full, decorrelated or equal")));
         // A bad number does not also produce an ordering complaint.
         let errs = parse(r#"{"breaker_window":1}"#).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
-    }
-
-    #[test]
-    fn non_object_and_invalid_json_are_errors() {
-        assert!(parse("[1]").unwrap_err()[0].contains("JSON object"));
-        assert!(parse("{").unwrap_err()[0].contains("not valid JSON"));
     }
 }

@@ -8,35 +8,62 @@
 //! | `breaker_close` | – | closes it (syncing resumes with the ramp) |
 //! | `breaker_reset` | – | closes it and clears its counters, the probe schedule, the ramp, the retry budget and a token pause (the outage history stays) |
 //! | `outage_summary` | `{"days": N}` (1–3650, default 30) | outage history with count, downtime, MTTR, MTBF and availability |
-//! | `outage_window` | `{"index": N}` (default 0 = most recent completed outage) | exactly `<start_ms> <end_ms>` |
-//! | `resilience_status` | – | compact multi-line status for the queue status report |
+//!
+//! `status` (its own export) says how syncing stands, for the host's queue
+//! status report and for the host's "Recover Outage Jobs" (the outages).
 
 use serde_json::{Map, Value};
 
 use crate::drain;
 use crate::health;
-use crate::host_api::{Host, LogLevel};
+use crate::host::{Describe, Host, LogLevel, PolicyStatus, TaskSpec};
 use crate::resilience::Resilience;
 use crate::settings::Settings;
 use crate::text::{clip, utc_text};
 
-pub const TASKS: &[&str] = &[
-    "health_check",
-    "breaker_open",
-    "breaker_close",
-    "breaker_reset",
-    "outage_summary",
-    "outage_window",
-    "resilience_status",
+/// The tasks, as `policy-info` declares them.
+pub const TASKS: &[(&str, &str)] = &[
+    ("health_check", "Probe Plex now, check the token, and show how syncing stands"),
+    ("breaker_open", "Pause syncing: open the circuit breaker (args: minutes, default 60)"),
+    ("breaker_close", "Resume syncing: close the circuit breaker"),
+    ("breaker_reset", "Reset the circuit breaker and its history of trips"),
+    ("outage_summary", "Plex outages with MTTR, MTBF and availability (args: days, default 30)"),
 ];
 
+pub fn specs() -> Vec<TaskSpec> {
+    TASKS
+        .iter()
+        .map(|(name, description)| TaskSpec { name: (*name).into(), description: (*description).into() })
+        .collect()
+}
+
+/// How syncing stands, without effects.
+pub fn status(settings: &Settings, host: &dyn Host) -> Result<PolicyStatus, String> {
+    let now = host.now_ms();
+    let mut res = Resilience::load(host, settings, now)
+        .map_err(|e| format!("could not read the policy state: {}", e.describe()))?;
+    res.tick(host, now);
+    let counts = host.counts().ok();
+    let text = res.status(now, counts.as_ref());
+    let mut lines = text.lines().map(str::to_string);
+    let summary = lines.next().unwrap_or_default();
+    Ok(PolicyStatus {
+        condition: res.condition(now),
+        summary,
+        details: lines.collect(),
+        outages: res.state.outages.windows(),
+    })
+}
+
 pub fn run(settings: &Settings, host: &dyn Host, name: &str, args: &str) -> Result<String, String> {
-    if !TASKS.contains(&name) {
-        return Err(format!("unknown task {}; known tasks: {}", clip(name, 100), TASKS.join(", ")));
+    if !TASKS.iter().any(|(t, _)| *t == name) {
+        let known: Vec<&str> = TASKS.iter().map(|(t, _)| *t).collect();
+        return Err(format!("unknown task {}; known tasks: {}", clip(name, 100), known.join(", ")));
     }
     let args = parse_args(args)?;
     let now = host.now_ms();
-    let mut res = Resilience::load(host, settings, now).map_err(|e| format!("could not read the policy state: {e}"))?;
+    let mut res = Resilience::load(host, settings, now)
+        .map_err(|e| format!("could not read the policy state: {}", e.describe()))?;
     res.tick(host, now);
     let out = match name {
         "health_check" => health_check(&mut res, host),
@@ -64,23 +91,9 @@ pub fn run(settings: &Settings, host: &dyn Host, name: &str, args: &str) -> Resu
             let days = number(&args, "days", 30, 1, 3_650)?;
             res.state.outages.report(now, days, res.state.since_ms)
         }
-        "outage_window" => {
-            let index = number(&args, "index", 0, 0, 1_000)?;
-            let completed = res.state.outages.completed().count();
-            let Some((start, end)) = res.state.outages.window_of(index as usize) else {
-                return Err(format!(
-                    "there is no completed outage number {index} (index 0 is the most recent; {completed} completed outage(s) recorded)"
-                ));
-            };
-            format!("{start} {end}")
-        }
-        // "resilience_status"
-        _ => {
-            let counts = host.counts().ok();
-            res.status(now, counts.as_ref())
-        }
+        other => return Err(format!("unknown task {}", clip(other, 100))),
     };
-    res.save_if_changed(host).map_err(|e| format!("could not save the policy state: {e}"))?;
+    res.save_if_changed(host).map_err(|e| format!("could not save the policy state: {}", e.describe()))?;
     Ok(out)
 }
 
@@ -160,9 +173,15 @@ fn number(args: &Map<String, Value>, key: &str, default: u32, lo: u32, hi: u32) 
 mod tests {
     use super::*;
     use crate::breaker::Kind;
-    use crate::host_api::TransportError;
+    use crate::host::TransportError;
     use crate::resilience::STATE_KEY;
     use crate::test_support::{FakeHost, Reply, status_response};
+
+    /// The status as the host prints it: the summary, then the details.
+    fn status_text(s: &Settings, host: &FakeHost) -> String {
+        let st = status(s, host).unwrap();
+        std::iter::once(st.summary).chain(st.details).collect::<Vec<_>>().join("\n")
+    }
 
     fn state(host: &FakeHost) -> Resilience {
         Resilience::load(host, &Settings::default(), host.now()).unwrap()
@@ -175,7 +194,7 @@ mod tests {
         let e = run(&s, &host, "frobnicate", "{}").unwrap_err();
         assert_eq!(
             e,
-            "unknown task frobnicate; known tasks: health_check, breaker_open, breaker_close, breaker_reset, outage_summary, outage_window, resilience_status"
+            "unknown task frobnicate; known tasks: health_check, breaker_open, breaker_close, breaker_reset, outage_summary"
         );
         assert!(run(&s, &host, "breaker_open", "{").unwrap_err().contains("not valid JSON"));
         assert!(run(&s, &host, "breaker_open", "[1]").unwrap_err().contains("JSON object"));
@@ -196,7 +215,7 @@ mod tests {
         let r = state(&host);
         assert_eq!(r.state.breaker.open_until(), Some(host.now() + 15 * 60_000));
         assert!(host.state_calls().iter().any(|(call, keys)| *call == "state-set" && keys == &[STATE_KEY]));
-        let status = run(&s, &host, "resilience_status", "").unwrap();
+        let status = status_text(&s, &host);
         assert!(status.contains("PAUSED, opened by hand"), "{status}");
         let out = run(&s, &host, "breaker_close", "{}").unwrap();
         assert!(out.starts_with("Circuit breaker closed by hand."), "{out}");
@@ -258,7 +277,7 @@ mod tests {
     fn outage_summary_and_window() {
         let host = FakeHost::new();
         let s = Settings::default();
-        assert!(run(&s, &host, "outage_window", "{}").unwrap_err().contains("0 completed outage(s) recorded"));
+        assert!(status(&s, &host).unwrap().outages.is_empty());
         let t0 = host.now();
         let mut r = state(&host);
         for _ in 0..5 {
@@ -271,7 +290,10 @@ mod tests {
         }
         r.save_if_changed(&host).unwrap();
         host.advance(60_000);
-        assert_eq!(run(&s, &host, "outage_window", r#"{"index":0}"#).unwrap(), format!("{} {}", t0, t0 + 41_000));
+        let outages = status(&s, &host).unwrap().outages;
+        assert_eq!(outages.len(), 1);
+        assert_eq!((outages[0].started_ms, outages[0].ended_ms), (t0, t0 + 41_000));
+        assert_eq!(outages[0].cause, "connection refused");
         let out = run(&s, &host, "outage_summary", r#"{"days":7}"#).unwrap();
         assert!(out.starts_with("Plex outages over the last 7 day(s)"), "{out}");
         assert!(out.contains("1 outage(s), downtime 41s, MTTR 41s"), "{out}");

@@ -1,18 +1,22 @@
-//! A fake host for native tests: a fake clock, a seeded generator, an
-//! in-memory queue with the real semantics (one live job per scene,
-//! coalescing, not-before, leases), scripted Stash scenes, and a small
-//! in-memory Plex Media Server that answers the endpoints the policy uses
-//! with PMS's JSON shapes and records every request.
+//! A test host for native tests: a fake clock, a seeded generator, the
+//! host's real SQLite queue (in memory: the one queue, the same code the
+//! plugin runs), scripted Stash scenes, and a small in-memory Plex Media
+//! Server that answers the endpoints the policy uses with PMS's JSON shapes
+//! and records every request. Settings go through the host's real parser.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use serde_json::{Value, json};
 
-use crate::host_api::{
+use crate::host::{
     DeadLetterInfo, EnqueueOutcome, Host, Job, LogLevel, Method, PlexRequest, PlexResponse, QueueCounts, QueueError,
-    Scene, ScenePage, SceneQuery, StashError, StateWrite, Studio, TransportError, VideoFile,
+    Scene, ScenePage, SceneQuery, Setting, StashError, StateWrite, Studio, TransportError, VideoFile,
 };
+use crate::settings::{self, Settings};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use stash2plex::store as real;
 
 // ---------------------------------------------------------------- fake Plex
 
@@ -275,59 +279,41 @@ impl FakePlex {
 
 // ---------------------------------------------------------------- fake queue
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct FakeJob {
-    pub id: u64,
-    pub scene_id: String,
-    pub payload: String,
-    pub attempt: u32,
-    pub first_enqueued_ms: i64,
-    pub last_enqueued_ms: i64,
-    pub not_before_ms: i64,
-    /// (token, lease expiry)
-    pub lease: Option<(u64, i64)>,
-    pub last_error: Option<String>,
-    /// A change that arrived while the job was running.
-    pub pending_payload: Option<String>,
-}
+/// A live job as tests look at it (the queue's own report of it).
+pub type FakeJob = real::JobRow;
 
+/// A dead letter as tests look at it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadJob {
-    pub job: FakeJob,
+    pub attempt: u32,
     pub info: DeadLetterInfo,
 }
 
-#[derive(Debug, Default)]
-struct FakeQueue {
-    next_id: u64,
-    next_lease: u64,
-    jobs: Vec<FakeJob>,
-    dead: Vec<DeadJob>,
-    completed: Vec<u64>,
+/// The same value in the other crate's generated types (the host's and the
+/// policy's bindings of one WIT type have the same serde form).
+pub fn convert<A: Serialize, B: DeserializeOwned>(a: A) -> B {
+    let value = serde_json::to_value(a).expect("a WIT value serializes");
+    serde_json::from_value(value).expect("the two bindings of one WIT type agree")
 }
 
-impl FakeQueue {
-    fn leased(&mut self, job_id: u64, lease: u64) -> Result<usize, QueueError> {
-        self.jobs
-            .iter()
-            .position(|j| j.id == job_id && j.lease.is_some_and(|(t, _)| t == lease))
-            .ok_or(QueueError::LeaseLost)
+fn queue_error(e: real::QueueError) -> QueueError {
+    match e {
+        real::QueueError::LeaseLost => QueueError::LeaseLost,
+        other => QueueError::Storage(other.to_string()),
     }
+}
 
-    /// After an attempt ended: a change that came in meanwhile makes the job
-    /// due again with the new payload.
-    fn settle(job: &mut FakeJob, now: i64) -> bool {
-        job.lease = None;
-        match job.pending_payload.take() {
-            Some(p) => {
-                job.payload = p;
-                job.not_before_ms = now;
-                job.attempt = 0;
-                true
-            }
-            None => false,
-        }
-    }
+/// Settings JSON (as Stash stores it) through the host's parser, with this
+/// policy's schema: the clean values `configure` receives.
+pub fn host_settings(json: &str) -> Result<Vec<Setting>, Vec<String>> {
+    let map: serde_json::Map<String, Value> = serde_json::from_str(json).expect("test settings are a JSON object");
+    let specs: Vec<stash2plex::runtime::wit::policy::SettingSpec> = convert(settings::schema());
+    stash2plex::settings::parse::parse_all(&specs, &map).map(convert)
+}
+
+/// Settings JSON as production turns it into [`Settings`].
+pub fn parse_settings(json: &str) -> Result<Settings, Vec<String>> {
+    settings::from_settings(&host_settings(json)?)
 }
 
 // ---------------------------------------------------------------- the host
@@ -355,9 +341,10 @@ pub struct FakeHost {
     requests: RefCell<Vec<PlexRequest>>,
     scripts: RefCell<VecDeque<Script>>,
     scenes: RefCell<HashMap<String, Result<Option<Scene>, StashError>>>,
-    queue: RefCell<FakeQueue>,
+    queue: RefCell<real::Queue>,
     queue_failure: RefCell<Option<QueueError>>,
-    state: RefCell<BTreeMap<String, String>>,
+    completed: RefCell<Vec<u64>>,
+    next_lease: Cell<u64>,
     renewals: Cell<u32>,
     /// (queue call, state keys written with it), in order.
     state_calls: RefCell<Vec<(&'static str, Vec<String>)>>,
@@ -382,9 +369,10 @@ impl FakeHost {
             requests: RefCell::default(),
             scripts: RefCell::default(),
             scenes: RefCell::default(),
-            queue: RefCell::default(),
+            queue: RefCell::new(real::Queue::open_in_memory().expect("an in-memory queue opens")),
             queue_failure: RefCell::default(),
-            state: RefCell::default(),
+            completed: RefCell::default(),
+            next_lease: Cell::new(0),
             renewals: Cell::new(0),
             state_calls: RefCell::default(),
             advance_per_request: Cell::new(0),
@@ -434,16 +422,7 @@ impl FakeHost {
     }
     /// The policy state under `key`.
     pub fn state_value(&self, key: &str) -> Option<String> {
-        self.state.borrow().get(key).cloned()
-    }
-    fn apply_state(&self, writes: &[StateWrite]) {
-        let mut state = self.state.borrow_mut();
-        for w in writes {
-            match &w.value {
-                Some(v) => state.insert(w.key.clone(), v.clone()),
-                None => state.remove(&w.key),
-            };
-        }
+        self.queue.borrow().state_get(key).expect("the queue answers")
     }
     fn note_state_call(&self, call: &'static str, writes: &[StateWrite]) {
         self.state_calls.borrow_mut().push((call, writes.iter().map(|w| w.key.clone()).collect()));
@@ -484,13 +463,23 @@ impl FakeHost {
 
     // queue
     pub fn jobs(&self) -> Vec<FakeJob> {
-        self.queue.borrow().jobs.clone()
+        self.queue.borrow().jobs(u32::MAX, self.now()).expect("the queue answers")
     }
+    /// Dead letters, oldest first.
     pub fn dead(&self) -> Vec<DeadJob> {
-        self.queue.borrow().dead.clone()
+        let mut rows =
+            self.queue.borrow().dead_letters_matching(&real::DeadFilter::all(), u32::MAX).expect("the queue answers");
+        rows.reverse();
+        rows.into_iter()
+            .map(|d| DeadJob {
+                attempt: d.attempts,
+                info: DeadLetterInfo { error_class: d.error_class, message: d.message, detail: d.detail },
+            })
+            .collect()
     }
+    /// Ids of the jobs the policy completed, in order.
     pub fn completed(&self) -> Vec<u64> {
-        self.queue.borrow().completed.clone()
+        self.completed.borrow().clone()
     }
     pub fn fail_queue(&self, error: QueueError) {
         *self.queue_failure.borrow_mut() = Some(error);
@@ -571,8 +560,6 @@ impl Host for FakeHost {
         }
     }
 
-    fn progress(&self, _fraction: f64) {}
-
     fn plex_server_label(&self) -> String {
         "http://plex.test:32400".into()
     }
@@ -581,10 +568,12 @@ impl Host for FakeHost {
         self.requests.borrow_mut().push(request.clone());
         self.advance(self.advance_per_request.get());
         if self.steal_leases_at_request.get() == Some(self.requests.borrow().len()) {
-            for job in &mut self.queue.borrow_mut().jobs {
-                if let Some((token, until)) = job.lease {
-                    job.lease = Some((token + 1_000_000, until));
-                }
+            // Another drainer takes every running job: it claims them as of
+            // a time when their leases have expired.
+            let running = self.jobs().iter().filter(|j| j.running).count();
+            let later = self.now() + 1_000_000_000;
+            for n in 0..running {
+                let _ = self.queue.borrow_mut().claim(60_000, later, 9_000_000 + n as u64);
             }
         }
         let scripted = {
@@ -624,69 +613,23 @@ impl Host for FakeHost {
     fn enqueue(&self, scene_id: &str, payload: &str, not_before_ms: i64) -> Result<EnqueueOutcome, QueueError> {
         self.queue_check()?;
         let now = self.now();
-        let mut q = self.queue.borrow_mut();
-        if let Some(job) = q.jobs.iter_mut().find(|j| j.scene_id == scene_id) {
-            job.last_enqueued_ms = now;
-            if job.lease.is_some_and(|(_, until)| until > now) {
-                job.pending_payload = Some(payload.into());
-                return Ok(EnqueueOutcome::RequeuedAfterRunning);
-            }
-            job.lease = None;
-            job.payload = payload.into();
-            job.not_before_ms = job.not_before_ms.min(not_before_ms);
-            return Ok(EnqueueOutcome::Coalesced);
-        }
-        q.next_id += 1;
-        let id = q.next_id;
-        q.jobs.push(FakeJob {
-            id,
-            scene_id: scene_id.into(),
-            payload: payload.into(),
-            attempt: 0,
-            first_enqueued_ms: now,
-            last_enqueued_ms: now,
-            not_before_ms,
-            lease: None,
-            last_error: None,
-            pending_payload: None,
-        });
-        Ok(EnqueueOutcome::Created)
+        self.queue.borrow_mut().enqueue(scene_id, payload, not_before_ms, now).map(convert).map_err(queue_error)
     }
 
     fn claim(&self, lease_ms: u32) -> Result<Option<Job>, QueueError> {
         self.queue_check()?;
         let now = self.now();
-        let mut q = self.queue.borrow_mut();
-        q.next_lease += 1;
-        let token = q.next_lease;
-        let Some(job) = q
-            .jobs
-            .iter_mut()
-            .filter(|j| j.not_before_ms <= now && j.lease.is_none_or(|(_, until)| until <= now))
-            .min_by_key(|j| (j.not_before_ms, j.id))
-        else {
-            return Ok(None);
-        };
-        job.attempt += 1;
-        job.lease = Some((token, now + i64::from(lease_ms)));
-        Ok(Some(Job {
-            id: job.id,
-            scene_id: job.scene_id.clone(),
-            payload: job.payload.clone(),
-            attempt: job.attempt,
-            first_enqueued_ms: job.first_enqueued_ms,
-            last_enqueued_ms: job.last_enqueued_ms,
-            lease: token,
-            last_error: job.last_error.clone(),
-        }))
+        // The host draws lease tokens from its own generator, not the
+        // policy's: a claim does not move the policy's random sequence.
+        self.next_lease.set(self.next_lease.get() + 1);
+        let token = self.next_lease.get();
+        self.queue.borrow_mut().claim(lease_ms, now, token).map(convert).map_err(queue_error)
     }
 
     fn renew(&self, job_id: u64, lease: u64, lease_ms: u32) -> Result<(), QueueError> {
         self.queue_check()?;
         let now = self.now();
-        let mut q = self.queue.borrow_mut();
-        let i = q.leased(job_id, lease)?;
-        q.jobs[i].lease = Some((lease, now + i64::from(lease_ms)));
+        self.queue.borrow_mut().renew(job_id, lease, lease_ms, now).map_err(queue_error)?;
         self.renewals.set(self.renewals.get() + 1);
         Ok(())
     }
@@ -695,14 +638,9 @@ impl Host for FakeHost {
         self.queue_check()?;
         self.note_state_call("complete", state);
         let now = self.now();
-        let mut q = self.queue.borrow_mut();
-        let i = q.leased(job_id, lease)?;
-        if !FakeQueue::settle(&mut q.jobs[i], now) {
-            q.jobs.remove(i);
-        }
-        q.completed.push(job_id);
-        drop(q);
-        self.apply_state(state);
+        let writes: Vec<real::StateWrite> = convert(state);
+        self.queue.borrow_mut().complete(job_id, lease, &writes, now).map_err(queue_error)?;
+        self.completed.borrow_mut().push(job_id);
         Ok(())
     }
 
@@ -717,37 +655,15 @@ impl Host for FakeHost {
         self.queue_check()?;
         self.note_state_call("retry-at", state);
         let now = self.now();
-        let mut q = self.queue.borrow_mut();
-        let i = q.leased(job_id, lease)?;
-        let job = &mut q.jobs[i];
-        let attempt = job.attempt;
-        if FakeQueue::settle(job, now) {
-            // A new change is due now; keep the failure's count.
-            job.attempt = attempt;
-        } else {
-            job.not_before_ms = not_before_ms;
-        }
-        job.last_error = Some(error.into());
-        drop(q);
-        self.apply_state(state);
-        Ok(())
+        let writes: Vec<real::StateWrite> = convert(state);
+        self.queue.borrow_mut().retry_at(job_id, lease, not_before_ms, error, &writes, now).map_err(queue_error)
     }
 
     fn release(&self, job_id: u64, lease: u64, not_before_ms: i64, state: &[StateWrite]) -> Result<(), QueueError> {
         self.queue_check()?;
         self.note_state_call("release", state);
-        let mut q = self.queue.borrow_mut();
-        let i = q.leased(job_id, lease)?;
-        let job = &mut q.jobs[i];
-        job.lease = None;
-        job.attempt = job.attempt.saturating_sub(1);
-        job.not_before_ms = not_before_ms;
-        if let Some(p) = job.pending_payload.take() {
-            job.payload = p;
-        }
-        drop(q);
-        self.apply_state(state);
-        Ok(())
+        let writes: Vec<real::StateWrite> = convert(state);
+        self.queue.borrow_mut().release(job_id, lease, not_before_ms, &writes).map_err(queue_error)
     }
 
     fn dead_letter(
@@ -760,79 +676,32 @@ impl Host for FakeHost {
         self.queue_check()?;
         self.note_state_call("dead-letter", state);
         let now = self.now();
-        let mut q = self.queue.borrow_mut();
-        let i = q.leased(job_id, lease)?;
-        let snapshot = q.jobs[i].clone();
-        if !FakeQueue::settle(&mut q.jobs[i], now) {
-            q.jobs.remove(i);
-        }
-        q.dead.push(DeadJob { job: snapshot, info: info.clone() });
-        drop(q);
-        self.apply_state(state);
-        Ok(())
+        let writes: Vec<real::StateWrite> = convert(state);
+        let info: real::DeadLetterInfo = convert(info);
+        self.queue.borrow_mut().dead_letter(job_id, lease, &info, &writes, now).map_err(queue_error)
     }
 
     fn counts(&self) -> Result<QueueCounts, QueueError> {
         self.queue_check()?;
-        let now = self.now();
-        let q = self.queue.borrow();
-        let mut c = QueueCounts { dead: q.dead.len() as u64, ..QueueCounts::default() };
-        for j in &q.jobs {
-            if j.lease.is_some_and(|(_, until)| until > now) {
-                c.running += 1;
-            } else if j.not_before_ms <= now {
-                c.ready += 1;
-            } else {
-                c.waiting += 1;
-                c.next_due_ms = Some(c.next_due_ms.map_or(j.not_before_ms, |d| d.min(j.not_before_ms)));
-            }
-        }
-        Ok(c)
+        self.queue.borrow().counts(self.now()).map(convert).map_err(queue_error)
     }
 
     fn state_get(&self, key: &str) -> Result<Option<String>, QueueError> {
         self.queue_check()?;
-        Ok(self.state.borrow().get(key).cloned())
+        self.queue.borrow().state_get(key).map_err(queue_error)
     }
 
     fn state_set(&self, writes: &[StateWrite]) -> Result<(), QueueError> {
         self.queue_check()?;
         self.note_state_call("state-set", writes);
-        self.apply_state(writes);
-        Ok(())
+        let writes: Vec<real::StateWrite> = convert(writes);
+        self.queue.borrow_mut().state_set(&writes).map_err(queue_error)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fake_queue_semantics() {
-        let h = FakeHost::new();
-        assert_eq!(h.enqueue("1", "a", h.now() + 10), Ok(EnqueueOutcome::Created));
-        assert_eq!(h.enqueue("2", "b", h.now()), Ok(EnqueueOutcome::Created));
-        // Job 1 waits for its time and does not block job 2.
-        let j = h.claim(1000).unwrap().unwrap();
-        assert_eq!(j.scene_id, "2");
-        assert_eq!(j.attempt, 1);
-        assert_eq!(h.claim(1000).unwrap(), None);
-        let c = h.counts().unwrap();
-        assert_eq!((c.ready, c.waiting, c.running), (0, 1, 1));
-        assert_eq!(c.next_due_ms, Some(h.now() + 10));
-        // A stale lease token is refused.
-        assert_eq!(h.complete(j.id, j.lease + 1, &[]), Err(QueueError::LeaseLost));
-        h.complete(j.id, j.lease, &[]).unwrap();
-        h.advance(10);
-        let j = h.claim(1000).unwrap().unwrap();
-        assert_eq!(j.scene_id, "1");
-        // Lease expiry hands the job to the next claim with a new token.
-        h.advance(1000);
-        let again = h.claim(1000).unwrap().unwrap();
-        assert_eq!(again.id, j.id);
-        assert_ne!(again.lease, j.lease);
-        assert_eq!(again.attempt, 2);
-    }
 
     #[test]
     fn fake_plex_pages_and_edits() {

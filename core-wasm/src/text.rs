@@ -51,7 +51,7 @@ pub fn duration_text(ms: i64) -> String {
 /// `2023-11-14 22:13:20 UTC` for a time in milliseconds since the epoch.
 pub fn utc_text(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
-    let (y, mo, d) = crate::classify::civil_from_days(secs.div_euclid(86_400));
+    let (y, mo, d) = crate::calendar::civil_from_days(secs.div_euclid(86_400));
     let t = secs.rem_euclid(86_400);
     format!("{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02} UTC", t / 3_600, t % 3_600 / 60, t % 60)
 }

@@ -1,7 +1,9 @@
 //! Time, injectable. Production uses the system clock; the simulator and
 //! tests drive a fake clock so long outages run in milliseconds.
 
+#[cfg(feature = "sim")]
 use std::sync::Arc;
+#[cfg(feature = "sim")]
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,10 +25,12 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to.
+/// A clock that only moves when told to (the simulator).
+#[cfg(feature = "sim")]
 #[derive(Clone, Default)]
 pub struct FakeClock(Arc<AtomicI64>);
 
+#[cfg(feature = "sim")]
 impl FakeClock {
     pub fn new(start_ms: i64) -> FakeClock {
         FakeClock(Arc::new(AtomicI64::new(start_ms)))
@@ -34,11 +38,9 @@ impl FakeClock {
     pub fn advance(&self, ms: i64) {
         self.0.fetch_add(ms, Ordering::SeqCst);
     }
-    pub fn set(&self, ms: i64) {
-        self.0.store(ms, Ordering::SeqCst);
-    }
 }
 
+#[cfg(feature = "sim")]
 impl Clock for FakeClock {
     fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)

@@ -4,12 +4,12 @@
 //! (`on-event`); if the policy cannot run, the host records the change
 //! itself so nothing is lost.
 
-use crate::app::Env;
-use crate::bindings::exported::{Event, EventOutcome};
-use crate::plugin_input::HookContext;
-use crate::plugin_io::Answer;
-use crate::policy_session::PolicySession;
-use crate::queue::Queue;
+use crate::connect::offline_session;
+use crate::drain::background;
+use crate::env::Env;
+use crate::plugin::answer::Answer;
+use crate::plugin::input::HookContext;
+use crate::runtime::wit::policy::{Event, EventOutcome};
 use serde_json::json;
 
 /// Triggers whose change must never be dropped when the policy is broken.
@@ -17,29 +17,21 @@ const SCENE_CHANGE_TRIGGERS: &[&str] = &["Scene.Update.Post", "Scene.Create.Post
 
 pub fn run(env: &Env, ctx: &HookContext) -> Answer {
     let queue = match env.open_queue() {
-        Ok(q) => q,
+        Ok(queue) => queue,
         Err(e) => return Answer::Error(e),
     };
     // The last settings a drainer saw (hooks don't ask Stash for them).
     let cached = Env::cached_settings(&queue);
-    let auto_drain = crate::autodrain::enabled(cached.auto_drain);
+    let auto_drain = background::enabled(cached.auto_drain);
     let event = Event {
         trigger: ctx.trigger.clone(),
         object_id: ctx.id.clone(),
         input_fields: ctx.input_fields.clone(),
         input: ctx.input.as_ref().map(|v| v.to_string()),
     };
-
-    let mut state = env.host_state(queue);
-    state.obfuscator = crate::obfuscate::Obfuscator::new(cached.obfuscate_paths);
-    state.plex_forbidden_reason =
-        Some("hooks never talk to Plex; the change is synced by the Process Queue task".into());
-
-    let outcome = env
-        .load_runtime()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| PolicySession::start(rt, state, cached.policy_json).map_err(|e| e.to_string()))
-        .and_then(|mut session| match session.on_event(&event) {
+    let forbidden = "hooks never talk to Plex; the change is synced by the Process Queue task";
+    let outcome =
+        offline_session(env, queue, &cached, forbidden).and_then(|mut session| match session.on_event(&event) {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(msg)) => Err(format!("the policy could not handle the event: {msg}")),
             Err(e) => Err(e.to_string()),
@@ -66,9 +58,8 @@ fn fallback(env: &Env, ctx: &HookContext, problem: &str, auto_drain: bool) -> An
     crate::error!("{problem}. Recording the change for scene {id} anyway; it will sync when the policy works again.");
     let payload =
         json!({ "v": 1, "trigger": ctx.trigger, "fields": ctx.input_fields, "recorded_by": "host" }).to_string();
-    let now = env.opts.clock.now_ms();
-    let result: Result<Queue, String> = env.open_queue();
-    match result.and_then(|mut q| q.enqueue(id, &payload, now, now).map_err(|e| e.to_string())) {
+    let now = env.now_ms();
+    match env.open_queue().and_then(|mut q| q.enqueue(id, &payload, now, now).map_err(|e| e.to_string())) {
         Ok(_) => {
             start_drainer(env, auto_drain);
             Answer::ok(format!("recorded scene {id} (policy failed: {problem})"))
@@ -82,7 +73,7 @@ fn start_drainer(env: &Env, auto_drain: bool) {
     if !auto_drain {
         return;
     }
-    match crate::autodrain::ensure_drainer(env) {
+    match background::ensure_drainer(env) {
         Ok(true) => crate::debug!("Started a background drainer"),
         Ok(false) => crate::debug!("A drainer is already running"),
         Err(e) => crate::warn!("{e}. The change is recorded; run the Process Queue task to sync it."),

@@ -1,29 +1,25 @@
-//! The stash2plex host as a library: the plugin protocol, the wasmtime
-//! embedding, the capabilities (Plex HTTP, Stash GraphQL, the SQLite queue,
-//! the clock) and the tasks. `main.rs` is a thin command line over it; tests
-//! and the simulator drive it in-process.
+//! The stash2plex host as a library: Stash's plugin protocol (`plugin`),
+//! one invocation (`invocation`, `env`, `hook`, `tasks`), draining
+//! (`drain`), the wasmtime embedding (`runtime`), what a policy may do
+//! (`capabilities`), the SQLite queue (`store`), the network (`net`) and the
+//! settings (`settings`). `main.rs` is a thin command line over it; the
+//! end-to-end tests, the policy's native tests and the lab (demo, bench)
+//! drive it in-process.
 
-pub mod app;
-pub mod autodrain;
-pub mod bench;
-pub mod bindings;
+#[macro_use]
+pub mod plugin;
+
+pub mod capabilities;
 pub mod clock;
-pub mod demo;
+mod connect;
 pub mod drain;
-pub mod hook;
-pub mod host_state;
-pub mod http_client;
-pub mod obfuscate;
-pub mod plex_client;
-pub mod plugin_input;
-pub mod plugin_io;
-pub mod plugin_spawn;
-pub mod policy_session;
-pub mod queue;
+pub mod env;
+mod hook;
+pub mod invocation;
+mod net;
+mod obfuscate;
 pub mod runtime;
 pub mod settings;
-pub mod sim;
-pub mod stash_client;
-#[macro_use]
-pub mod stash_log;
+pub mod store;
 pub mod tasks;
+mod text;

@@ -1,7 +1,9 @@
 //! `stash2plex`: the native host. Stash runs it once per hook and once per
-//! task (raw plugin interface); it also has a few commands for people.
+//! task (raw plugin interface); it also has a command for people.
 
-use stash2plex::{app, bench, clock, demo, error, plugin_io, queue, stash_log, tasks};
+use stash2plex::env::{DEFAULT_PLUGIN_ID, Options};
+use stash2plex::plugin::{answer, log};
+use stash2plex::{clock, drain, invocation, store, tasks};
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ struct Cli {
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// The plugin id Stash knows this plugin by (the YAML file's name).
-    #[arg(long, global = true, default_value = app::DEFAULT_PLUGIN_ID)]
+    #[arg(long, global = true, default_value = DEFAULT_PLUGIN_ID)]
     plugin_id: String,
     /// Run this policy component instead of the built-in one.
     #[arg(long, global = true)]
@@ -33,84 +35,58 @@ struct Cli {
 enum Command {
     /// Plugin mode (the default): read Stash's JSON on stdin, answer on stdout.
     Plugin,
-    /// Sync a simulated Stash library into a simulated Plex server on loopback
-    /// with the real engine, and show what changed.
-    Demo {
-        /// How many scenes the simulated library has.
-        #[arg(long, default_value_t = 12)]
-        scenes: usize,
-    },
     /// Show the queue in a data directory.
     Status,
-    /// Measure hook start-up, policy load, requests per scene and drain
-    /// speed against the loopback simulators, and print a report.
-    Bench {
-        /// Hook processes to time (after one warm-up).
-        #[arg(long, default_value_t = 50)]
-        spawns: usize,
-        /// Scenes in the simulated library.
-        #[arg(long, default_value_t = 200)]
-        scenes: usize,
-    },
 }
 
 fn main() {
     let cli = Cli::parse();
-    let opts = app::Options {
+    let opts = Options {
         plugin_id: cli.plugin_id.clone(),
         data_dir: cli.data_dir.clone(),
         plugin_dir: cli.plugin_dir.clone(),
         policy_path: cli.policy.clone(),
-        ..app::Options::default()
+        ..Options::default()
     };
     let code = match cli.command {
         None | Some(Command::Plugin) => plugin_mode(opts, cli.log_file.as_deref()),
-        Some(Command::Demo { scenes }) => {
-            stash_log::set_stash_format(false);
-            stash_log::set_min_level(stash_log::Level::Warn);
-            demo::run(scenes, opts)
-        }
-        Some(Command::Bench { spawns, scenes }) => {
-            stash_log::set_stash_format(false);
-            stash_log::set_min_level(stash_log::Level::Error);
-            bench::run(bench::BenchArgs { spawns, scenes }, opts)
-        }
         Some(Command::Status) => {
-            stash_log::set_stash_format(false);
+            log::set_stash_format(false);
             status(opts)
         }
     };
     std::process::exit(code);
 }
 
-fn plugin_mode(opts: app::Options, log_file: Option<&std::path::Path>) -> i32 {
+fn plugin_mode(opts: Options, log_file: Option<&std::path::Path>) -> i32 {
     use std::io::IsTerminal;
     if std::io::stdin().is_terminal() {
         eprintln!(
             "stash2plex is run by Stash as a plugin: it reads Stash's JSON on stdin.\n\
-             To try it without Stash, run `stash2plex demo`; see `stash2plex --help` for more."
+             To try it without Stash, run `cargo run --release -p stash2plex-lab -- demo` in its source tree;\n\
+             see `stash2plex --help` for more."
         );
         return 2;
     }
     let to_file = log_file.is_some_and(|path| {
-        stash_log::log_to_file(path, stash2plex::autodrain::LOG_MAX_BYTES)
+        log::log_to_file(path, drain::background::LOG_MAX_BYTES)
             .inspect_err(|e| eprintln!("cannot write the log file {}: {e}", path.display()))
             .is_ok()
     });
-    stash_log::set_stash_format(!to_file);
-    stash_log::set_timestamps(to_file);
-    let answer = match plugin_io::read_stdin() {
-        Ok(raw) => app::run_plugin(&raw, opts),
-        Err(e) => plugin_io::Answer::Error(e),
+    log::set_stash_format(!to_file);
+    log::set_timestamps(to_file);
+    let answer = match answer::read_stdin() {
+        Ok(raw) => invocation::run_plugin(&raw, opts),
+        Err(e) => answer::Answer::Error(e),
     };
-    if let plugin_io::Answer::Error(e) = &answer {
-        error!("{e}");
+    if let answer::Answer::Error(e) = &answer {
+        stash2plex::error!("{e}");
     }
-    plugin_io::write_answer(&answer);
+    answer::write_answer(&answer);
     answer.exit_code()
 }
 
-fn status(opts: app::Options) -> i32 {
+fn status(opts: Options) -> i32 {
     let Some(dir) = opts.data_dir.clone().or_else(|| opts.plugin_dir.as_ref().map(|d| d.join("data"))) else {
         eprintln!("stash2plex status: pass --data-dir (or --plugin-dir)");
         return 2;
@@ -120,7 +96,7 @@ fn status(opts: app::Options) -> i32 {
         eprintln!("stash2plex status: no queue at {} (nothing recorded yet, or a different data folder)", db.display());
         return 1;
     }
-    let queue = match queue::Queue::open(&db) {
+    let queue = match store::Queue::open(&db) {
         Ok(q) => q,
         Err(e) => {
             eprintln!("stash2plex status: {e}");

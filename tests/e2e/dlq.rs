@@ -3,7 +3,7 @@
 
 use crate::harness::{World, run};
 use serde_json::json;
-use stash2plex::queue::Queue;
+use stash2plex::store::Queue;
 use stash2plex_testkit::FaultMode;
 
 fn task_with(world: &World, args: serde_json::Value) -> crate::harness::Outcome {
@@ -98,8 +98,8 @@ fn pause_and_resume_syncing_from_tasks_and_check_health() {
 
 #[test]
 fn dead_letters_from_an_outage_window_are_recovered() {
-    use stash2plex::queue::DeadLetterInfo;
-    use stash2plex::sim::{Sim, SimConfig, Stop};
+    use stash2plex::drain::sim::{Sim, SimConfig, Stop};
+    use stash2plex::store::DeadLetterInfo;
     use stash2plex_testkit::FaultMode;
 
     // The in-process simulator talks to Stash without a session cookie.
@@ -116,7 +116,7 @@ fn dead_letters_from_an_outage_window_are_recovered() {
         plex_url: &world.plex.url(),
         plex_token: crate::harness::PLEX_TOKEN,
         stash_url: &world.stash.url(),
-        policy_settings: "{}".into(),
+        settings: serde_json::json!({}),
         seed: 5,
         start_ms: start,
         step_cost_ms: 20,
@@ -163,7 +163,7 @@ fn dead_letters_from_an_outage_window_are_recovered() {
 
 #[test]
 fn old_dead_letters_are_purged_automatically_by_a_drain() {
-    use stash2plex::queue::DeadLetterInfo;
+    use stash2plex::store::DeadLetterInfo;
     let world = World::new(2);
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let day = 86_400_000;

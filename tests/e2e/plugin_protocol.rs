@@ -3,6 +3,8 @@
 
 use crate::harness::{World, run};
 use serde_json::json;
+use stash2plex::runtime::wit::policy::SettingKind;
+use stash2plex::runtime::{DEFAULT_POLICY, Limits, Runtime};
 
 #[test]
 fn malformed_stdin_is_an_error_and_touches_nothing() {
@@ -128,15 +130,30 @@ fn the_plugin_yaml_only_uses_keys_stash_accepts_and_modes_we_handle() {
         assert!(top_allowed.contains(&key.as_str()), "unknown top-level key {key:?}");
     }
     assert!(text.contains("interface: raw") && text.contains("exec:\n  - stash2plex\n"));
-    let known: Vec<&str> = stash2plex::tasks::MODES.iter().map(|(m, _)| *m).collect();
+    // The modes the host runs and the ones the built-in policy declares.
+    let runtime = Runtime::load(DEFAULT_POLICY, None, Limits::default()).expect("the built-in policy loads");
+    let info = stash2plex::runtime::session::admit(&runtime).expect("the built-in policy is admitted");
+    let mut known: Vec<String> = stash2plex::tasks::HOST_MODES.iter().map(|(m, _)| m.to_string()).collect();
+    known.extend(info.tasks.iter().map(|t| t.name.clone()));
     assert!(modes.len() >= 5, "{modes:?}");
     for m in &modes {
-        assert!(known.contains(&m.as_str()), "task mode {m:?} is not handled by the binary");
-    }
-    for t in &types {
-        assert!(["STRING", "NUMBER", "BOOLEAN"].contains(&t.as_str()), "bad setting type {t:?}");
+        assert!(known.contains(m), "task mode {m:?} is not handled by the binary");
     }
     assert_eq!(types.len(), settings.len(), "every setting declares its type");
+    // Every setting is declared by the host or the policy, with the kind its
+    // Stash type stores.
+    let mut specs = stash2plex::settings::host_specs();
+    specs.extend(info.settings.iter().cloned());
+    for (key, ty) in settings.iter().zip(&types) {
+        let spec = specs.iter().find(|s| &s.key == key).unwrap_or_else(|| panic!("{key} is read by nobody"));
+        let fits = matches!(
+            (ty.as_str(), &spec.kind),
+            ("BOOLEAN", SettingKind::Flag)
+                | ("NUMBER", SettingKind::Whole(_))
+                | ("STRING", SettingKind::Text | SettingKind::Choice(_))
+        );
+        assert!(fits, "{key} is {ty} in the YAML but {:?} in the binary", spec.kind);
+    }
     for t in ["Scene.Update.Post", "Scene.Create.Post"] {
         assert!(triggers.iter().any(|x| x == t), "{triggers:?}");
     }

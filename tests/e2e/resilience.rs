@@ -3,7 +3,8 @@
 //! injected faults. Simulated hours run in seconds and are reproducible.
 
 use serde_json::json;
-use stash2plex::sim::{Sim, SimConfig, Stop};
+use stash2plex::drain::sim::{Sim, SimConfig, Stop};
+use stash2plex::runtime::wit::policy::Condition;
 use stash2plex_testkit::fake_stash::StashAuth;
 use stash2plex_testkit::{FakePlex, FakeStash, FaultMode, fixtures};
 
@@ -22,7 +23,7 @@ pub struct SimWorld {
 impl SimWorld {
     pub fn new(n: usize) -> SimWorld {
         // The policy logs a line per job; keep the test output readable.
-        stash2plex::stash_log::set_min_level(stash2plex::stash_log::Level::Warn);
+        stash2plex::plugin::log::set_min_level(stash2plex::plugin::log::Level::Warn);
         let stash = FakeStash::start(StashAuth::None).expect("fake Stash");
         let plex = FakePlex::start(Some(TOKEN)).expect("fake Plex");
         let scenes = fixtures::install_demo(&stash, &plex, n);
@@ -35,7 +36,7 @@ impl SimWorld {
             plex_url: &self.plex.url(),
             plex_token: TOKEN,
             stash_url: &self.stash.url(),
-            policy_settings: settings.to_string(),
+            settings,
             seed,
             start_ms: START_MS,
             step_cost_ms: 20,
@@ -145,8 +146,12 @@ fn a_ten_minute_outage_in_the_middle_of_1000_scenes() {
     let summary = run_task(&mut sim, "outage_summary", json!({"days": 30}));
     assert!(summary.contains("1 outage(s)"), "{summary}");
     assert!(summary.contains("1 trip(s)"), "{summary}");
-    let status = run_task(&mut sim, "resilience_status", json!({}));
-    assert!(status.to_lowercase().contains("closed"), "the breaker ends closed: {status}");
+    let status = match sim.session.status() {
+        Ok(Ok(status)) => status,
+        other => panic!("the policy's status failed: {other:?}"),
+    };
+    assert_eq!(status.condition, Condition::Healthy, "{}", status.summary);
+    assert!(status.summary.to_lowercase().contains("closed"), "the breaker ends closed: {}", status.summary);
     println!(
         "OUTAGE NUMBERS: requests during the outage {sent_during} ({probes} probes); recovery → first write {:.1} s; \
          total drain {:.1} simulated min; peak {max_per_second} requests/s once ramped (20 ms simulated per job); dead-lettered {}",

@@ -13,15 +13,12 @@
 
 use crate::harness::{Outcome, PLEX_TOKEN, World};
 use serde_json::{Value, json};
-use stash2plex::clock::SystemClock;
-use stash2plex::host_state::HostState;
-use stash2plex::policy_session::PolicySession;
-use stash2plex::queue::{Counts, PendingJob, Queue};
 use stash2plex::runtime::{Limits, PolicyError, Runtime};
+use stash2plex::store::{JobRow, Queue, QueueCounts};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// No run here should come near this; it only keeps a host bug from hanging
@@ -70,19 +67,16 @@ fn misbehave_component() -> &'static [u8] {
     COMPONENT.get_or_init(|| componentize(misbehave_core()))
 }
 
-/// The misbehave policy whose `info` claims api-version 9.9.9. The host calls
-/// `info` before `configure`, so no setting can change its answer; instead the
-/// slot `misbehave-api-version=0.1.0` in the module's data is overwritten.
-fn bad_info_component() -> &'static [u8] {
-    static COMPONENT: OnceLock<Vec<u8>> = OnceLock::new();
-    COMPONENT.get_or_init(|| {
-        let (from, to) = (b"misbehave-api-version=0.1.0".as_slice(), b"misbehave-api-version=9.9.9".as_slice());
-        let mut core = misbehave_core().to_vec();
-        let at: Vec<usize> = core.windows(from.len()).enumerate().filter(|(_, w)| *w == from).map(|(i, _)| i).collect();
-        assert_eq!(at.len(), 1, "the api-version slot must occur exactly once in the module");
-        core[at[0]..at[0] + to.len()].copy_from_slice(to);
-        componentize(&core)
-    })
+/// A component built against `stash2plex:policy@{version}`: our world's
+/// WIT with only the package version changed (its core module is a dummy).
+fn component_for_version(version: &str) -> Vec<u8> {
+    let wit = std::fs::read_to_string(workspace_root().join("wit/since_v0.1.0/policy.wit")).expect("read policy.wit");
+    let released = "package stash2plex:policy@0.1.0;";
+    assert!(wit.contains(released), "policy.wit changed; update this test");
+    let mut resolve = wit_parser::Resolve::new();
+    let text = wit.replace(released, &format!("package stash2plex:policy@{version};"));
+    let pkg = resolve.push_str("policy.wit", &text).expect("WIT parses");
+    dummy_component(&resolve, pkg, "policy-component")
 }
 
 /// Stand-ins for interfaces outside our world: WASI's environment (what a
@@ -110,7 +104,7 @@ const FOREIGN_PACKAGES: &[(&str, &str)] = &[
 /// core module is a dummy: nothing in it may ever run.
 fn component_importing(extra: &str) -> Vec<u8> {
     let mut resolve = wit_parser::Resolve::new();
-    resolve.push_dir(workspace_root().join("wit")).expect("our WIT parses");
+    resolve.push_dir(workspace_root().join("wit/since_v0.1.0")).expect("our WIT parses");
     for (name, text) in FOREIGN_PACKAGES {
         resolve.push_str(name, text).expect("foreign WIT parses");
     }
@@ -128,7 +122,7 @@ fn component_importing(extra: &str) -> Vec<u8> {
 /// A component whose `policy` export has the right name but a wrong shape:
 /// `step` returns a bare `u32`.
 fn component_with_wrong_step_type() -> Vec<u8> {
-    let wit = std::fs::read_to_string(workspace_root().join("wit/policy.wit")).expect("read policy.wit");
+    let wit = std::fs::read_to_string(workspace_root().join("wit/since_v0.1.0/policy.wit")).expect("read policy.wit");
     let right = "step: func() -> result<step-outcome, string>;";
     assert!(wit.contains(right), "policy.wit changed; update this test");
     let mut resolve = wit_parser::Resolve::new();
@@ -279,12 +273,12 @@ fn now_ms() -> i64 {
 }
 
 /// Counts with every lease and retry time considered past.
-fn all_counts(world: &World) -> Counts {
+fn all_counts(world: &World) -> QueueCounts {
     Queue::open(&world.queue_db()).expect("queue opens").counts(i64::MAX / 2).expect("counts")
 }
 
-fn pending(world: &World) -> Vec<PendingJob> {
-    Queue::open(&world.queue_db()).expect("queue opens").pending(100).expect("pending")
+fn pending(world: &World) -> Vec<JobRow> {
+    Queue::open(&world.queue_db()).expect("queue opens").jobs(100, now_ms()).expect("jobs")
 }
 
 /// The stderr line that reports the hook's fallback.
@@ -304,7 +298,7 @@ fn assert_builtin_syncs(world: &World, index: usize, jobs: usize) {
     let task = world.task("process_queue");
     assert!(task.output().contains(&format!("Processed {jobs} job")), "{}\n{}", task.stdout, tail(&task.stderr));
     assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"), "the built-in policy synced it");
-    assert_eq!(all_counts(world), Counts::default(), "the queue is empty afterwards");
+    assert_eq!(all_counts(world), QueueCounts::default(), "the queue is empty afterwards");
 }
 
 /// Run a Process Queue with the misbehave policy in `mode` (the queue is
@@ -336,7 +330,7 @@ fn the_misbehave_policy_in_none_mode_runs_end_to_end() {
     log_time("none: process queue", took);
     assert!(task.output().contains("Processed 1 job(s) with 0 Plex request(s)"), "{}", task.stdout);
     assert!(task.output().contains("the queue is empty"), "{}", task.stdout);
-    assert_eq!(all_counts(&world), Counts::default());
+    assert_eq!(all_counts(&world), QueueCounts::default());
     assert!(world.plex.requests().is_empty(), "the misbehave policy never talks to Plex");
 }
 
@@ -381,7 +375,7 @@ fn a_policy_importing_anything_outside_the_world_is_refused_and_the_builtin_take
     for (_, rk) in &world.scenes {
         assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"), "the built-in policy synced {rk}");
     }
-    assert_eq!(all_counts(&world), Counts::default());
+    assert_eq!(all_counts(&world), QueueCounts::default());
 }
 
 #[test]
@@ -581,34 +575,23 @@ fn a_background_drainer_gives_up_on_a_failing_policy_in_bounded_time() {
 }
 
 #[test]
-fn a_policy_claiming_an_unknown_api_version_never_loses_a_change() {
-    // The fixture really says 9.9.9 (in-process, no Stash): either the host
-    // starts it and shows that answer, or it refuses it by that version.
-    let runtime = Runtime::load(bad_info_component(), None, Limits::default()).expect("loads");
-    let state = HostState::new(Arc::new(SystemClock), 1, Queue::open_in_memory().expect("queue"));
-    match PolicySession::start(runtime, state, "{}".into()) {
-        Ok(session) => assert_eq!(session.info.api_version, "9.9.9"),
-        Err(e) => assert!(e.to_string().contains("9.9.9"), "{e}"),
+fn a_policy_for_a_world_version_this_host_does_not_run_is_refused_by_name_and_loses_nothing() {
+    let refusal = "this policy targets stash2plex:policy@0.9.0, this host supports 0.1";
+    match Runtime::load(&component_for_version("0.9.0"), None, Limits::default()) {
+        Err(PolicyError::Contract(msg)) => assert!(msg.contains(refusal), "{msg}"),
+        Err(other) => panic!("refused for the wrong reason: {other}"),
+        Ok(_) => panic!("a policy for 0.9.0 was accepted"),
     }
+    // A patch release of the world this host runs is the same contract.
+    let patched = Runtime::load(&component_for_version("0.1.7"), None, Limits::default());
+    assert!(patched.is_ok(), "0.1.7 is compatible with 0.1.0: {:?}", patched.err());
 
     let world = World::new(1);
-    let policy = install_policy(&world, "user-policy.wasm", bad_info_component());
-    configure_for_hooks(&world, &policy, "bad-info");
+    let policy = install_policy(&world, "user-policy.wasm", &component_for_version("0.9.0"));
     let (scene_id, _) = world.scenes[0].clone();
     let (hook, _) = hook_with(&world, &policy, &scene_id);
     assert_eq!(hook.code, 0, "{}", hook.stderr);
-    assert!(hook.output().contains(&format!("scene {scene_id}")), "{}", hook.stdout);
-    assert_eq!(all_counts(&world).ready, 1, "recorded");
-}
-
-#[test]
-fn a_policy_claiming_an_unknown_api_version_is_refused_by_name() {
-    let world = World::new(1);
-    let policy = install_policy(&world, "user-policy.wasm", bad_info_component());
-    configure_for_hooks(&world, &policy, "bad-info");
-    let (scene_id, _) = world.scenes[0].clone();
-    let (hook, _) = hook_with(&world, &policy, &scene_id);
-    assert!(hook.stderr.contains("9.9.9"), "the refusal names the api-version: {}", tail(&hook.stderr));
+    assert!(hook.stderr.contains(refusal), "the refusal names the version: {}", tail(&hook.stderr));
     assert_eq!(hook.output(), format!("recorded: scene {scene_id}: created"), "the built-in policy recorded it");
     assert_builtin_syncs(&world, 0, 1);
 }

@@ -2,7 +2,7 @@
 
 use crate::harness::World;
 use serde_json::json;
-use stash2plex::queue::{Counts, Queue};
+use stash2plex::store::{Queue, QueueCounts as Counts};
 use stash2plex_testkit::fake_stash::StashAuth;
 use stash2plex_testkit::{FaultMode, ItemSpec, SectionKind};
 
@@ -212,7 +212,7 @@ fn a_hook_starts_a_background_drainer_that_syncs_without_a_button() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // It ends on its own once the queue is empty (the lock is released).
-    while stash2plex::drain::try_lock(&world.data_dir()).unwrap().is_none() {
+    while stash2plex::drain::lock::try_lock(&world.data_dir()).unwrap().is_none() {
         assert!(std::time::Instant::now() < deadline, "the background drainer did not exit");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -246,7 +246,7 @@ fn a_bad_token_pauses_without_using_up_retries_and_says_so() {
     let puts = world.plex.count("PUT", "/");
     assert_eq!(puts, 0);
     let q = Queue::open(&world.queue_db()).unwrap();
-    let pending = q.pending(10).unwrap();
+    let pending = q.jobs(10, 0).unwrap();
     assert_eq!(pending.len(), 2, "both changes wait");
     assert!(pending.iter().all(|p| p.attempt == 0), "no retries were used: {pending:?}");
     assert_eq!(q.counts(0).unwrap().dead, 0);

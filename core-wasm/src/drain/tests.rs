@@ -1,9 +1,9 @@
 //! Whole-step tests through the fake host.
 
 use super::*;
-use crate::host_api::{Method, StashError, StepOutcome, TransportError};
+use crate::host::{Method, StashError, StepOutcome, TransportError};
 use crate::policy::Policy;
-use crate::test_support::{FakeHost, Reply, scene, status_response};
+use crate::test_support::{FakeHost, Reply, host_settings, scene, status_response};
 
 const PATH: &str = "/data/Movies/Scene A.mkv";
 
@@ -23,13 +23,13 @@ fn setup() -> (FakeHost, Policy) {
     host.add_scene(scene("12", "Scene A", PATH));
     host.enqueue_now("12");
     let mut policy = Policy::new();
-    policy.configure(&host, "{}").unwrap();
+    policy.configure(&host, &host_settings("{}").unwrap()).unwrap();
     (host, policy)
 }
 
 fn configured(settings: &str) -> (FakeHost, Policy) {
     let (host, mut policy) = setup();
-    policy.configure(&host, settings).unwrap();
+    policy.configure(&host, &host_settings(settings).unwrap()).unwrap();
     (host, policy)
 }
 
@@ -225,7 +225,7 @@ fn a_503_is_given_back_without_using_an_attempt_then_syncs() {
     assert_eq!(jobs.len(), 1);
     let job = &jobs[0];
     assert_eq!(job.attempt, 0, "a migration is not the job's fault");
-    assert!(job.lease.is_none());
+    assert!(!job.running);
     assert!(job.not_before_ms > now, "retry time must be in the future");
     assert!(job.not_before_ms <= now + 15_000, "first plex-starting delay is at most 15 s");
     // Not due yet: idle until then.
@@ -289,7 +289,7 @@ fn bad_request_dead_letters_at_once_with_the_request() {
     assert!(host.jobs().is_empty());
     let dead = host.dead();
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].job.attempt, 1);
+    assert_eq!(dead[0].attempt, 1);
     assert_eq!(dead[0].info.error_class, "plex-rejected-request");
     let detail = &dead[0].info.detail;
     assert!(
@@ -337,7 +337,7 @@ fn a_rejected_token_pauses_everything_without_using_attempts() {
         assert_eq!(policy.step(&host), Ok(StepOutcome::Idle(Some(t0 + 300_000))));
     }
     assert!(host.requests().is_empty());
-    assert!(host.jobs().iter().all(|j| j.attempt == 0 && j.lease.is_none()), "{:?}", host.jobs());
+    assert!(host.jobs().iter().all(|j| j.attempt == 0 && !j.running), "{:?}", host.jobs());
     // Five minutes later: one cheap check, still rejected.
     host.set_now(t0 + 300_000);
     host.script(None, "/library/sections", Reply::Response(status_response(401, "")), 1);
@@ -350,7 +350,7 @@ fn a_rejected_token_pauses_everything_without_using_attempts() {
     assert!(host.dead().is_empty());
     // A new drain (a fresh instance) checks at once: the token was fixed.
     let mut fresh = Policy::new();
-    fresh.configure(&host, r#"{"max_retries":1}"#).unwrap();
+    fresh.configure(&host, &host_settings(r#"{"max_retries":1}"#).unwrap()).unwrap();
     host.clear_requests();
     let summary = work(&host, &mut fresh);
     assert_eq!(summary, "token check GET /library/sections: Plex accepts the token; syncing resumes");
@@ -381,7 +381,7 @@ fn not_in_plex_waits_on_the_slow_schedule_then_dead_letters() {
     }
     let dead = host.dead();
     assert_eq!(dead.len(), 1, "dead-lettered after 12 attempts");
-    assert_eq!(dead[0].job.attempt, 12);
+    assert_eq!(dead[0].attempt, 12);
     assert_eq!(dead[0].info.error_class, "not-in-plex");
 }
 
@@ -610,7 +610,7 @@ fn setup_many(n: u32, settings: &str) -> (FakeHost, Policy) {
         host.add_scene(scene(&i.to_string(), &format!("Scene {i}"), &path));
         host.enqueue_now(&i.to_string());
     }
-    policy.configure(&host, settings).unwrap();
+    policy.configure(&host, &host_settings(settings).unwrap()).unwrap();
     (host, policy)
 }
 
@@ -818,7 +818,7 @@ fn open_with_only_waiting_jobs_is_idle_until_the_probe() {
     }
     // A fresh instance (another drain) sees the same open breaker.
     let mut fresh = Policy::new();
-    fresh.configure(&host, "{}").unwrap();
+    fresh.configure(&host, &host_settings("{}").unwrap()).unwrap();
     host.clear_requests();
     host.set_now(until - 1);
     let out = fresh.step(&host).unwrap();
@@ -862,7 +862,7 @@ fn a_manual_open_blocks_plex_until_closed() {
     // until the pause ends (no probes).
     assert_eq!(policy.step(&host), Ok(StepOutcome::Idle(Some(t0 + 600_000))));
     assert!(host.requests().is_empty());
-    assert!(policy.run_task(&host, "resilience_status", "{}").unwrap().contains("opened by hand"));
+    assert!(policy.status(&host).unwrap().summary.contains("opened by hand"));
     policy.run_task(&host, "breaker_close", "{}").unwrap();
     let line = work(&host, &mut policy);
     assert!(line.contains("synced"), "{line}");
@@ -871,7 +871,7 @@ fn a_manual_open_blocks_plex_until_closed() {
 #[test]
 fn corrupt_state_is_replaced_not_fatal() {
     let (host, mut policy) = setup();
-    host.state_set(&[crate::host_api::StateWrite { key: STATE_KEY.into(), value: Some("{garbage".into()) }]).unwrap();
+    host.state_set(&[crate::host::StateWrite { key: STATE_KEY.into(), value: Some("{garbage".into()) }]).unwrap();
     let line = work(&host, &mut policy);
     assert!(line.contains("synced"), "{line}");
     assert!(host.logged("The saved reliability state could not be read"));

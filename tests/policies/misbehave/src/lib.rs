@@ -11,28 +11,26 @@
 //! | `panic-on-step` | claims a job, then panics while holding its lease |
 //! | `huge-log` | logs a 10 MiB line (with a forged Stash log frame) before enqueueing |
 //! | `spin-step` | `step` answers `wait-ms(0)` forever |
-//! | `bad-info` | behaves like `none`; see [`API_VERSION_SLOT`] |
 //!
-//! The host calls `info` *before* `configure`, so `info` cannot depend on the
-//! settings: the api-version it reports is read from [`API_VERSION_SLOT`],
-//! which the tests patch in the built module to make the "bad-info" variant.
+//! It declares its two settings (`misbehave`, a choice of the modes above,
+//! and `misbehave_lease_ms`), so the host parses and passes them like any
+//! policy's.
 //!
 //! Everything that touches the generated bindings is wasm32-only, so the
 //! crate also builds (as an empty library) natively for `cargo clippy
 //! --workspace`.
-
-/// `info`'s api-version is the text after `=` (up to the first NUL). Tests
-/// find these exact bytes in the core module and overwrite `0.1.0`.
-pub static API_VERSION_SLOT: [u8; 32] = *b"misbehave-api-version=0.1.0\0\0\0\0\0";
 
 #[cfg(target_arch = "wasm32")]
 mod glue {
     use std::cell::Cell;
     use std::hint::black_box;
 
-    wit_bindgen::generate!({ path: "../../../wit", world: "policy-component" });
+    wit_bindgen::generate!({ path: "../../../wit/since_v0.1.0", world: "policy-component" });
 
-    use exports::stash2plex::policy::policy::{Event, EventOutcome, Guest, PolicyInfo, StepOutcome};
+    use exports::stash2plex::policy::policy::{
+        Condition, Event, EventOutcome, Guest, PolicyInfo, PolicyStatus, Setting, SettingKind, SettingSpec,
+        SettingValue, StepOutcome, WholeRange,
+    };
     use stash2plex::policy::{clock, log, queue};
 
     #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,7 +41,6 @@ mod glue {
         AllocOnEvent,
         PanicOnEvent,
         PanicOnStep,
-        BadInfo,
         HugeLog,
         SpinStep,
     }
@@ -55,7 +52,6 @@ mod glue {
         ("alloc-on-event", Mode::AllocOnEvent),
         ("panic-on-event", Mode::PanicOnEvent),
         ("panic-on-step", Mode::PanicOnStep),
-        ("bad-info", Mode::BadInfo),
         ("huge-log", Mode::HugeLog),
         ("spin-step", Mode::SpinStep),
     ];
@@ -85,23 +81,43 @@ mod glue {
 
     impl Guest for Misbehave {
         fn info() -> PolicyInfo {
-            let slot = black_box(&super::API_VERSION_SLOT);
-            let text = std::str::from_utf8(&slot[..]).unwrap_or("").trim_end_matches('\0');
-            let api_version = text.split_once('=').map(|(_, v)| v).unwrap_or("0.1.0").to_string();
-            PolicyInfo { name: "stash2plex-misbehave".into(), version: env!("CARGO_PKG_VERSION").into(), api_version }
+            let settings = vec![
+                SettingSpec {
+                    key: "misbehave".into(),
+                    kind: SettingKind::Choice(MODES.iter().map(|(n, _)| n.to_string()).collect()),
+                    default_value: SettingValue::Text("none".into()),
+                    description: "Which fault to show".into(),
+                },
+                SettingSpec {
+                    key: "misbehave_lease_ms".into(),
+                    kind: SettingKind::Whole(WholeRange { min: 100, max: 600_000 }),
+                    default_value: SettingValue::Whole(60_000),
+                    description: "Lease taken on each claimed job".into(),
+                },
+            ];
+            PolicyInfo {
+                name: "stash2plex-misbehave".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                settings,
+                tasks: Vec::new(),
+            }
         }
 
-        fn configure(settings: String) -> Result<(), Vec<String>> {
+        fn configure(settings: Vec<Setting>) -> Result<(), Vec<String>> {
             install_panic_hook();
-            let settings: serde_json::Value =
-                serde_json::from_str(&settings).map_err(|e| vec![format!("settings are not JSON: {e}")])?;
-            let name = settings.get("misbehave").and_then(|v| v.as_str()).unwrap_or("none");
-            let Some(&(_, m)) = MODES.iter().find(|(n, _)| *n == name) else {
-                return Err(vec![format!("unknown misbehave mode {name:?}")]);
-            };
-            MODE.with(|c| c.set(m));
-            if let Some(ms) = settings.get("misbehave_lease_ms").and_then(|v| v.as_u64()) {
-                LEASE_MS.with(|c| c.set(u32::try_from(ms).unwrap_or(u32::MAX)));
+            for Setting { key, value } in settings {
+                match (key.as_str(), value) {
+                    ("misbehave", SettingValue::Text(name)) => {
+                        let Some(&(_, m)) = MODES.iter().find(|(n, _)| *n == name) else {
+                            return Err(vec![format!("unknown misbehave mode {name:?}")]);
+                        };
+                        MODE.with(|c| c.set(m));
+                    }
+                    ("misbehave_lease_ms", SettingValue::Whole(ms)) => {
+                        LEASE_MS.with(|c| c.set(u32::try_from(ms).unwrap_or(u32::MAX)));
+                    }
+                    _ => {}
+                }
             }
             Ok(())
         }
@@ -160,6 +176,15 @@ mod glue {
 
         fn run_task(name: String, _args: String) -> Result<String, String> {
             Err(format!("misbehave has no task {name:?}"))
+        }
+
+        fn status() -> Result<PolicyStatus, String> {
+            Ok(PolicyStatus {
+                condition: Condition::Healthy,
+                summary: "misbehave: no opinion about Plex".into(),
+                details: Vec::new(),
+                outages: Vec::new(),
+            })
         }
     }
 

@@ -1,0 +1,10 @@
+//! The contract's generated bindings (`wit/since_v0.1.0`), on every target:
+//! they are the policy's types. Natively the imports are stubs that are
+//! never called (tests go through `host::Host`); only `wasm.rs` calls them
+//! and exports the policy.
+
+wit_bindgen::generate!({
+    path: "../wit/since_v0.1.0",
+    world: "policy-component",
+    additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+});

@@ -1,0 +1,108 @@
+//! `plex`: one request to the configured Plex server. The policy gives a
+//! relative path; the transport (`net::plex`) checks it and adds the base
+//! URL, the token and the client identity, so the token never enters the
+//! sandbox. A `stash-image` body is fetched from Stash here.
+
+use crate::net::http::{Method, TransportError};
+use crate::net::plex::{PlexClient, PlexRequest};
+use crate::net::stash::StashClient;
+use crate::runtime::wit::plex;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Counters for reports and benchmarks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlexStats {
+    pub requests: u64,
+    pub puts: u64,
+    pub transport_errors: u64,
+    /// Images fetched from Stash for uploads.
+    pub images: u64,
+}
+
+#[derive(Default)]
+pub struct PlexCap {
+    pub client: Option<PlexClient>,
+    /// Where `stash-image` bodies come from.
+    pub images: Option<Arc<StashClient>>,
+    /// Set while Plex is off limits (hooks, offline reports): the reason.
+    pub forbidden: Option<String>,
+    pub stats: PlexStats,
+}
+
+impl From<TransportError> for plex::TransportError {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::Refused(m) => plex::TransportError::Refused(m),
+            TransportError::Timeout(m) => plex::TransportError::Timeout(m),
+            TransportError::Reset(m) => plex::TransportError::Reset(m),
+            TransportError::Dns(m) => plex::TransportError::Dns(m),
+            TransportError::Tls(m) => plex::TransportError::Tls(m),
+            TransportError::TooLarge(n) => plex::TransportError::TooLarge(n),
+            TransportError::InvalidRequest(m) => plex::TransportError::InvalidRequest(m),
+            TransportError::Other(m) => plex::TransportError::Other(m),
+        }
+    }
+}
+
+impl PlexCap {
+    fn body(&mut self, body: plex::Body) -> Result<Option<Vec<u8>>, TransportError> {
+        match body {
+            plex::Body::Empty => Ok(None),
+            plex::Body::StashImage(url) => {
+                let Some(stash) = &self.images else {
+                    return Err(TransportError::InvalidRequest("no Stash connection to fetch the image from".into()));
+                };
+                self.stats.images += 1;
+                stash.fetch_image(&url).map(Some)
+            }
+        }
+    }
+
+    fn send(&mut self, request: plex::Request) -> Result<plex::Response, TransportError> {
+        if let Some(why) = &self.forbidden {
+            return Err(TransportError::InvalidRequest(why.clone()));
+        }
+        if self.client.is_none() {
+            return Err(TransportError::InvalidRequest("Plex is not configured (plex_url/plex_token)".into()));
+        }
+        let method = match request.method {
+            plex::Method::Get => Method::Get,
+            plex::Method::Put => Method::Put,
+            plex::Method::Post => Method::Post,
+        };
+        let body = self.body(request.body)?;
+        let req = PlexRequest {
+            method,
+            path: request.path,
+            query: request.query,
+            headers: request.headers,
+            body,
+            timeout: request.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))),
+        };
+        let Some(client) = &self.client else {
+            return Err(TransportError::InvalidRequest("Plex is not configured (plex_url/plex_token)".into()));
+        };
+        self.stats.requests += 1;
+        if method == Method::Put {
+            self.stats.puts += 1;
+        }
+        let resp = client.send(&req).inspect_err(|_| self.stats.transport_errors += 1)?;
+        Ok(plex::Response {
+            status: resp.status,
+            headers: resp.headers,
+            body: resp.body,
+            elapsed_ms: u32::try_from(resp.elapsed.as_millis()).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+impl plex::Host for PlexCap {
+    fn server_label(&mut self) -> wasmtime::Result<String> {
+        Ok(self.client.as_ref().map(PlexClient::label).unwrap_or_else(|| "(Plex not configured)".into()))
+    }
+
+    fn send(&mut self, request: plex::Request) -> wasmtime::Result<Result<plex::Response, plex::TransportError>> {
+        Ok(PlexCap::send(self, request).map_err(Into::into))
+    }
+}

@@ -1,0 +1,193 @@
+//! When a drain goes on and when it stops: the one place that decides.
+//! Pure: the loop (`drain::run`) feeds it each step's outcome and the time,
+//! and the process (`drain::process`) asks it what to do after a drain.
+
+use super::{DrainMode, Stopped};
+
+/// Consecutive policy failures (traps, errors) before the drain gives up.
+pub const MAX_CONSECUTIVE_FAILURES: u32 = 5;
+/// Longest pause the drain honours from `wait-ms` or `idle` before re-asking.
+pub const MAX_WAIT_MS: u64 = 60_000;
+/// Shortest pause: `wait-ms(0)` must not become a hot loop.
+pub const MIN_WAIT_MS: u64 = 10;
+/// Waits in a row without any work before the drain decides the policy is
+/// stuck (a real outage alternates waits with probes).
+pub const MAX_WAITS_WITHOUT_WORK: u32 = 1_000;
+/// Rounds a background drainer runs for changes recorded while it was
+/// finishing (each round is a full drain).
+pub const MAX_ROUNDS: u32 = 100;
+
+/// One step's outcome, as far as the rules care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Worked,
+    WaitMs(u32),
+    Idle(Option<i64>),
+    /// The policy answered an error or failed (trap, fuel, memory).
+    Failed,
+}
+
+/// What the loop does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Step again now.
+    Step,
+    /// Sleep this long, then step again.
+    Sleep(u64),
+    Stop(Stopped),
+}
+
+/// The loop's counters.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    mode: DrainMode,
+    failures: u32,
+    waits_without_work: u32,
+    waited_ms: u64,
+}
+
+impl Rules {
+    pub fn new(mode: DrainMode) -> Rules {
+        Rules { mode, failures: 0, waits_without_work: 0, waited_ms: 0 }
+    }
+
+    /// After a step at `now_ms`.
+    pub fn after(&mut self, step: Step, now_ms: i64) -> Next {
+        let wait = match step {
+            Step::Worked => {
+                self.failures = 0;
+                self.waits_without_work = 0;
+                return Next::Step;
+            }
+            // Only work resets the failure count: failing, then waiting for
+            // the released job, then failing again is still a loop.
+            Step::WaitMs(ms) => u64::from(ms).clamp(MIN_WAIT_MS, MAX_WAIT_MS),
+            Step::Idle(None) => return Next::Stop(Stopped::Empty),
+            Step::Idle(Some(due)) => {
+                let until = u64::try_from(due.saturating_sub(now_ms)).unwrap_or(0).max(1);
+                if until > self.mode.linger_ms {
+                    return Next::Stop(Stopped::OnlyWaits);
+                }
+                until.clamp(MIN_WAIT_MS, MAX_WAIT_MS)
+            }
+            Step::Failed => {
+                self.failures += 1;
+                if self.failures >= MAX_CONSECUTIVE_FAILURES {
+                    return Next::Stop(Stopped::PolicyFailures);
+                }
+                return Next::Step;
+            }
+        };
+        self.waits_without_work += 1;
+        if self.waits_without_work > MAX_WAITS_WITHOUT_WORK {
+            return Next::Stop(Stopped::NoProgress);
+        }
+        if self.waited_ms.saturating_add(wait) > self.mode.max_total_wait_ms {
+            return Next::Stop(Stopped::WaitLimit);
+        }
+        self.waited_ms += wait;
+        Next::Sleep(wait)
+    }
+}
+
+/// What a drain process does once a drain has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterDrain {
+    Finish,
+    /// A background drainer found a change recorded while it was finishing
+    /// (a hook saw the lock held and started no drainer): drain again.
+    AnotherRound,
+    /// A Stash task leaves work for later (Plex down, retries not due yet):
+    /// start a background drainer so Stash's task queue is free again.
+    HandOver,
+}
+
+/// Decide after a drain that stopped with `stopped`, when `ready_now` jobs
+/// are due and background drainers are `allowed`.
+pub fn after_drain(background: bool, stopped: Stopped, ready_now: u64, allowed: bool, round: u32) -> AfterDrain {
+    match stopped {
+        // Only an empty queue at the end of the round means "a hook recorded
+        // this meanwhile". Not after failures (a failing policy must not be
+        // re-run in a loop) and not when the policy chose to wait (breaker
+        // open, token pause).
+        Stopped::Empty if background && ready_now > 0 && round + 1 < MAX_ROUNDS => AfterDrain::AnotherRound,
+        Stopped::WaitLimit | Stopped::OnlyWaits if !background && allowed && ready_now > 0 => AfterDrain::HandOver,
+        _ => AfterDrain::Finish,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FG: DrainMode = DrainMode::FOREGROUND;
+    const BG: DrainMode = DrainMode::BACKGROUND;
+
+    #[test]
+    fn work_goes_on_and_an_empty_queue_ends_the_drain() {
+        let mut r = Rules::new(FG);
+        assert_eq!(r.after(Step::Worked, 0), Next::Step);
+        assert_eq!(r.after(Step::Idle(None), 0), Next::Stop(Stopped::Empty));
+    }
+
+    #[test]
+    fn waits_are_clamped_and_bounded_by_the_mode() {
+        let mut r = Rules::new(BG);
+        assert_eq!(r.after(Step::WaitMs(0), 0), Next::Sleep(MIN_WAIT_MS));
+        assert_eq!(r.after(Step::WaitMs(u32::MAX), 0), Next::Sleep(MAX_WAIT_MS));
+        // 120 s in all for a task: the third full minute is refused.
+        let mut r = Rules::new(FG);
+        assert_eq!(r.after(Step::WaitMs(60_000), 0), Next::Sleep(60_000));
+        assert_eq!(r.after(Step::WaitMs(60_000), 0), Next::Sleep(60_000));
+        assert_eq!(r.after(Step::WaitMs(10), 0), Next::Stop(Stopped::WaitLimit));
+    }
+
+    #[test]
+    fn idle_with_a_retry_due_soon_lingers_only_in_the_background() {
+        assert_eq!(Rules::new(FG).after(Step::Idle(Some(5_000)), 0), Next::Stop(Stopped::OnlyWaits));
+        assert_eq!(Rules::new(BG).after(Step::Idle(Some(5_000)), 0), Next::Sleep(5_000));
+        assert_eq!(Rules::new(BG).after(Step::Idle(Some(3_600_000)), 0), Next::Stop(Stopped::OnlyWaits));
+        assert_eq!(Rules::new(BG).after(Step::Idle(Some(-7)), 0), Next::Sleep(MIN_WAIT_MS), "overdue: step soon");
+    }
+
+    #[test]
+    fn failures_in_a_row_stop_and_waiting_does_not_reset_them() {
+        let mut r = Rules::new(BG);
+        for _ in 0..2 {
+            assert_eq!(r.after(Step::Failed, 0), Next::Step);
+            assert!(matches!(r.after(Step::WaitMs(10), 0), Next::Sleep(_)));
+        }
+        assert_eq!(r.after(Step::Failed, 0), Next::Step);
+        assert_eq!(r.after(Step::Failed, 0), Next::Step);
+        assert_eq!(r.after(Step::Failed, 0), Next::Stop(Stopped::PolicyFailures));
+        let mut r = Rules::new(BG);
+        for _ in 0..4 {
+            r.after(Step::Failed, 0);
+        }
+        r.after(Step::Worked, 0);
+        assert_eq!(r.after(Step::Failed, 0), Next::Step, "work resets the count");
+    }
+
+    #[test]
+    fn a_policy_that_only_waits_is_stopped() {
+        let mut r = Rules::new(BG);
+        for _ in 0..MAX_WAITS_WITHOUT_WORK {
+            assert!(matches!(r.after(Step::WaitMs(0), 0), Next::Sleep(_)));
+        }
+        assert_eq!(r.after(Step::WaitMs(0), 0), Next::Stop(Stopped::NoProgress));
+    }
+
+    #[test]
+    fn after_a_drain() {
+        use AfterDrain::*;
+        assert_eq!(after_drain(true, Stopped::Empty, 1, true, 0), AnotherRound);
+        assert_eq!(after_drain(true, Stopped::Empty, 1, true, MAX_ROUNDS - 1), Finish);
+        assert_eq!(after_drain(true, Stopped::Empty, 0, true, 0), Finish);
+        assert_eq!(after_drain(true, Stopped::PolicyFailures, 3, true, 0), Finish);
+        assert_eq!(after_drain(false, Stopped::WaitLimit, 3, true, 0), HandOver);
+        assert_eq!(after_drain(false, Stopped::OnlyWaits, 3, false, 0), Finish, "auto_drain off");
+        assert_eq!(after_drain(false, Stopped::OnlyWaits, 0, true, 0), Finish, "nothing due: the next hook starts one");
+        assert_eq!(after_drain(false, Stopped::PolicyFailures, 3, true, 0), Finish);
+        assert_eq!(after_drain(true, Stopped::WaitLimit, 3, true, 0), Finish);
+    }
+}

@@ -1,0 +1,168 @@
+//! What an invocation works with: its options, Stash's input, the data
+//! directory, the queue, and which policy runs.
+
+use crate::capabilities::HostState;
+use crate::clock::{Clock, SystemClock};
+use crate::plugin::input::PluginInput;
+use crate::runtime::{Limits, Runtime, session};
+use crate::settings;
+use crate::store::Queue;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The plugin id Stash gives us (the YAML's file name). The original
+/// plugin's id, so a user's saved settings carry over.
+pub const DEFAULT_PLUGIN_ID: &str = "Stash2Plex";
+
+/// The host-state key of the settings copy hooks and offline reports use.
+const CACHED_SETTINGS_KEY: &str = "policy_settings";
+
+#[derive(Clone)]
+pub struct Options {
+    pub plugin_id: String,
+    pub data_dir: Option<PathBuf>,
+    pub plugin_dir: Option<PathBuf>,
+    /// A policy component to run instead of the embedded default.
+    pub policy_path: Option<PathBuf>,
+    pub clock: Arc<dyn Clock>,
+    pub seed: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            plugin_id: DEFAULT_PLUGIN_ID.into(),
+            data_dir: None,
+            plugin_dir: None,
+            policy_path: None,
+            clock: Arc::new(SystemClock),
+            seed: None,
+        }
+    }
+}
+
+/// Everything an invocation works with.
+pub struct Env {
+    pub opts: Options,
+    pub input: PluginInput,
+    pub data_dir: PathBuf,
+}
+
+/// The settings as the last connected invocation saw them, secrets removed
+/// (hooks and offline reports do not ask Stash).
+pub struct CachedSettings {
+    pub map: Map<String, Value>,
+    pub obfuscate_paths: bool,
+    pub auto_drain: bool,
+}
+
+impl Env {
+    pub fn open_queue(&self) -> Result<Queue, String> {
+        let path = self.data_dir.join("queue.db");
+        Queue::open(&path).map_err(|e| format!("cannot open the queue at {}: {e}", path.display()))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.opts.clock.now_ms()
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache")
+    }
+
+    /// The policy to run: a component file given on the command line, or
+    /// `policy.wasm` in the plugin folder, or the embedded default.
+    ///
+    /// A user component that cannot be read or does not fit the contract is
+    /// reported and the embedded default runs instead, so changes keep
+    /// flowing while the user fixes their component.
+    pub fn load_runtime(&self) -> Result<Runtime, String> {
+        let cache = self.cache_dir();
+        if let Some(path) = self.policy_file() {
+            let loaded = std::fs::read(&path)
+                .map_err(|e| format!("cannot read it: {e}"))
+                .and_then(|bytes| Runtime::load(&bytes, Some(&cache), Limits::default()).map_err(|e| e.to_string()))
+                .and_then(|rt| session::admit(&rt).map(|_| rt).map_err(|e| e.to_string()));
+            match loaded {
+                Ok(rt) => return Ok(rt),
+                Err(e) => crate::error!(
+                    "The policy component {} was not used ({e}). Running the built-in default policy instead.",
+                    path.display()
+                ),
+            }
+        }
+        let rt = Runtime::load_builtin(Some(&cache), Limits::default()).map_err(|e| e.to_string())?;
+        let how =
+            if rt.load_stats.cache_hit { "from the compiled cache" } else { "compiled (first run after an install)" };
+        crate::debug!(
+            "Built-in policy (stash2plex:policy@{}) loaded {how} in {:.1} ms",
+            rt.world,
+            rt.load_stats.load_ms
+        );
+        Ok(rt)
+    }
+
+    fn policy_file(&self) -> Option<PathBuf> {
+        if let Some(p) = &self.opts.policy_path {
+            return Some(p.clone());
+        }
+        let dir =
+            self.opts.plugin_dir.clone().or_else(|| self.input.connection.plugin_dir.as_deref().map(PathBuf::from))?;
+        let candidate = absolute(&dir).join("policy.wasm");
+        candidate.is_file().then_some(candidate)
+    }
+
+    pub fn host_state(&self, queue: Queue) -> HostState {
+        let seed = self.opts.seed.unwrap_or_else(|| fastrand::u64(..));
+        HostState::new(self.opts.clock.clone(), seed, queue)
+    }
+
+    /// The copy of the settings the last connected invocation saved.
+    pub fn cached_settings(queue: &Queue) -> CachedSettings {
+        let map = queue
+            .host_get(CACHED_SETTINGS_KEY)
+            .ok()
+            .flatten()
+            .and_then(|text| serde_json::from_str::<Map<String, Value>>(&text).ok())
+            .unwrap_or_default();
+        CachedSettings {
+            obfuscate_paths: settings::cached_flag(&map, "obfuscate_paths"),
+            auto_drain: settings::cached_flag(&map, "auto_drain"),
+            map,
+        }
+    }
+
+    /// Save the settings (secrets removed) for hooks and offline reports.
+    pub fn cache_settings(queue: &mut Queue, map: &Map<String, Value>) {
+        let text = Value::Object(settings::without_secrets(map)).to_string();
+        if let Err(e) = queue.host_set(CACHED_SETTINGS_KEY, &text) {
+            crate::warn!("Could not save the settings for hooks: {e}");
+        }
+    }
+}
+
+pub fn resolve_data_dir(opts: &Options, input: &PluginInput) -> Result<PathBuf, String> {
+    if let Some(d) = &opts.data_dir {
+        return Ok(d.clone());
+    }
+    if let Some(d) = std::env::var_os("STASH_PLUGIN_DATA").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d));
+    }
+    let plugin_dir = opts
+        .plugin_dir
+        .clone()
+        .or_else(|| input.connection.plugin_dir.as_deref().filter(|d| !d.is_empty()).map(PathBuf::from));
+    match plugin_dir {
+        Some(dir) => Ok(absolute(&dir).join("data")),
+        None => Err("no data directory: Stash did not send PluginDir; pass --data-dir or set STASH_PLUGIN_DATA".into()),
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map(|cwd| cwd.join(p)).unwrap_or_else(|_| p.to_path_buf())
+    }
+}

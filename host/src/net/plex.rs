@@ -1,0 +1,168 @@
+//! The `plex` capability: one request to the configured Plex server. The
+//! policy supplies a relative path; this adds the base URL, the token and the
+//! client identity headers, so the token never enters the sandbox.
+
+use crate::net::http::{ClientOptions, HttpClient, HttpResponse, Method, TransportError, build_query};
+use crate::text::clip;
+use std::time::Duration;
+
+/// Headers the host owns; a policy may not set them.
+const RESERVED_HEADERS: &[&str] =
+    &["x-plex-token", "host", "x-plex-client-identifier", "content-length", "transfer-encoding"];
+
+/// Plex answers are JSON pages of at most a few MiB even for large
+/// libraries when paged; 64 MiB is a hard stop against a runaway body.
+pub const MAX_PLEX_BODY: u64 = 64 << 20;
+
+pub struct PlexClient {
+    http: HttpClient,
+    base_url: String,
+    token: String,
+    client_id: String,
+    default_timeout: Duration,
+}
+
+pub struct PlexRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub timeout: Option<Duration>,
+}
+
+impl PlexClient {
+    pub fn new(base_url: &str, token: &str, client_id: &str, connect: Duration, read: Duration) -> PlexClient {
+        let http = HttpClient::new(ClientOptions {
+            connect_timeout: connect,
+            read_timeout: read,
+            max_body: MAX_PLEX_BODY,
+            accept_invalid_certs: false,
+            user_agent: format!("stash2plex/{}", env!("CARGO_PKG_VERSION")),
+        });
+        PlexClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            client_id: client_id.to_string(),
+            default_timeout: connect + read,
+        }
+    }
+
+    /// The base URL without any credentials, for log lines.
+    pub fn label(&self) -> String {
+        match self.base_url.split_once("://") {
+            Some((scheme, rest)) => {
+                let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+                format!("{scheme}://{host}")
+            }
+            None => self.base_url.clone(),
+        }
+    }
+
+    /// Check a policy's request before anything is sent.
+    pub fn validate(req: &PlexRequest) -> Result<(), TransportError> {
+        let p = &req.path;
+        if !p.starts_with('/') || p.starts_with("//") || p.contains("://") {
+            return Err(TransportError::InvalidRequest(format!(
+                "the path must be relative to the Plex server and start with '/', got {:?}",
+                clip(p, 120)
+            )));
+        }
+        if p.chars().any(|c| c.is_control() || c == ' ' || c == '?' || c == '#') {
+            return Err(TransportError::InvalidRequest(
+                "the path contains a space, control character, '?' or '#'; put parameters in `query`".into(),
+            ));
+        }
+        if p.split('/').any(|seg| seg == "..") {
+            return Err(TransportError::InvalidRequest("the path may not contain '..'".into()));
+        }
+        for (k, v) in &req.headers {
+            let lower = k.to_ascii_lowercase();
+            if RESERVED_HEADERS.contains(&lower.as_str()) {
+                return Err(TransportError::InvalidRequest(format!("the header {k} is set by the host")));
+            }
+            if k.is_empty()
+                || k.bytes().any(|b| !(b.is_ascii_alphanumeric() || b == b'-'))
+                || v.chars().any(char::is_control)
+            {
+                return Err(TransportError::InvalidRequest(format!("invalid header {:?}", clip(k, 60))));
+            }
+        }
+        if req.query.iter().any(|(k, _)| k.eq_ignore_ascii_case("X-Plex-Token")) {
+            return Err(TransportError::InvalidRequest("X-Plex-Token is set by the host".into()));
+        }
+        Ok(())
+    }
+
+    pub fn send(&self, req: &PlexRequest) -> Result<HttpResponse, TransportError> {
+        Self::validate(req)?;
+        let mut url = format!("{}{}", self.base_url, req.path);
+        if !req.query.is_empty() {
+            url.push('?');
+            url.push_str(&build_query(&req.query));
+        }
+        let mut headers: Vec<(String, String)> = vec![
+            ("Accept".into(), "application/json".into()),
+            ("X-Plex-Token".into(), self.token.clone()),
+            ("X-Plex-Client-Identifier".into(), self.client_id.clone()),
+            ("X-Plex-Product".into(), "stash2plex".into()),
+            ("X-Plex-Version".into(), env!("CARGO_PKG_VERSION").into()),
+            ("X-Plex-Device-Name".into(), "stash2plex".into()),
+            ("X-Plex-Platform".into(), std::env::consts::OS.into()),
+            ("X-Plex-Provides".into(), "controller".into()),
+        ];
+        headers.extend(req.headers.iter().cloned());
+        self.http.send(
+            req.method,
+            &url,
+            &headers,
+            req.body.as_deref(),
+            Some(req.timeout.unwrap_or(self.default_timeout)),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(path: &str) -> PlexRequest {
+        PlexRequest {
+            method: Method::Get,
+            path: path.into(),
+            query: vec![],
+            headers: vec![],
+            body: None,
+            timeout: None,
+        }
+    }
+
+    #[test]
+    fn refuses_anything_but_relative_paths() {
+        assert!(PlexClient::validate(&req("/library/sections")).is_ok());
+        for bad in ["library", "http://evil/x", "//evil/x", "/a/../b", "/a b", "/a?x=1"] {
+            assert!(matches!(PlexClient::validate(&req(bad)), Err(TransportError::InvalidRequest(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refuses_host_owned_headers_and_token_params() {
+        let mut r = req("/x");
+        r.headers = vec![("X-Plex-Token".into(), "steal".into())];
+        assert!(PlexClient::validate(&r).is_err());
+        let mut r = req("/x");
+        r.query = vec![("x-plex-token".into(), "t".into())];
+        assert!(PlexClient::validate(&r).is_err());
+        let mut r = req("/x");
+        r.headers = vec![("X-Plex-Container-Start".into(), "0".into())];
+        assert!(PlexClient::validate(&r).is_ok());
+    }
+
+    #[test]
+    fn label_hides_credentials() {
+        let c =
+            PlexClient::new("http://user:pw@plex:32400/", "t", "id", Duration::from_secs(1), Duration::from_secs(1));
+        assert_eq!(c.label(), "http://plex:32400");
+    }
+}

@@ -1,0 +1,226 @@
+//! Running a policy component with wasmtime.
+//!
+//! - One `Engine` per process, configured for fuel (a deterministic CPU bound
+//!   per call) and nothing else: no WASI is linked, so a component that
+//!   imports anything outside our world is rejected at load time with a
+//!   message naming the import.
+//! - The world a component targets is read from its exports before anything
+//!   is instantiated (`wit`); a version this host does not implement is a
+//!   sentence, not a linker error.
+//! - Compiled code is cached on disk (`cache`).
+//! - Every call runs with a fresh fuel budget and a memory limit. A trap
+//!   poisons the store, so after a trap the instance is dropped and a new
+//!   one is made from the cached `InstancePre` for the next call (`session`).
+
+mod cache;
+pub mod session;
+pub mod wit;
+
+use crate::capabilities::HostState;
+use sha2::Digest;
+use std::path::Path;
+use std::time::Instant;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap};
+use wit::{PolicyComponent, PolicyComponentPre, Version};
+
+/// The default policy, built by `build.rs` from `core-wasm/`.
+pub static DEFAULT_POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy.wasm"));
+/// Its SHA-256, computed by `build.rs`.
+pub static DEFAULT_POLICY_SHA256: [u8; 32] = *include_bytes!(concat!(env!("OUT_DIR"), "/policy.sha256"));
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Fuel (wasm operators) per export call.
+    pub fuel_per_call: u64,
+    /// Linear memory cap for the whole store.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        // A step that parses a 200-item Plex page uses a few million; this is
+        // a bound against runaway loops, about a second of CPU.
+        Limits { fuel_per_call: 20_000_000_000, memory_bytes: 256 << 20 }
+    }
+}
+
+/// Why a policy could not be loaded or a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("the policy component could not be loaded: {0}")]
+    Load(String),
+    #[error("the policy does not fit this host's contract: {0}")]
+    Contract(String),
+    #[error("the policy used up its CPU budget ({0} fuel) in one call and was stopped")]
+    OutOfFuel(u64),
+    #[error("the policy exceeded its memory limit ({0} MiB) and was stopped")]
+    OutOfMemory(usize),
+    #[error("the policy trapped: {0}")]
+    Trap(String),
+}
+
+/// A compiled, linked policy component, ready to be instantiated.
+pub struct Runtime {
+    engine: Engine,
+    pre: PolicyComponentPre<HostState>,
+    limits: Limits,
+    /// The world version the component was built against.
+    pub world: Version,
+    pub load_stats: LoadStats,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LoadStats {
+    pub cache_hit: bool,
+    pub load_ms: f64,
+}
+
+fn engine() -> Result<Engine, PolicyError> {
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    config.wasm_component_model(true);
+    Engine::new(&config).map_err(|e| PolicyError::Load(format!("{e:#}")))
+}
+
+impl Runtime {
+    /// Load `wasm` (a component), using `cache_dir` for compiled code.
+    pub fn load(wasm: &[u8], cache_dir: Option<&Path>, limits: Limits) -> Result<Runtime, PolicyError> {
+        let digest: [u8; 32] = sha2::Sha256::digest(wasm).into();
+        Self::load_hashed(wasm, &digest, cache_dir, limits)
+    }
+
+    /// The built-in policy.
+    pub fn load_builtin(cache_dir: Option<&Path>, limits: Limits) -> Result<Runtime, PolicyError> {
+        Self::load_hashed(DEFAULT_POLICY, &DEFAULT_POLICY_SHA256, cache_dir, limits)
+    }
+
+    /// Load `wasm` whose SHA-256 is `digest`.
+    fn load_hashed(
+        wasm: &[u8],
+        digest: &[u8; 32],
+        cache_dir: Option<&Path>,
+        limits: Limits,
+    ) -> Result<Runtime, PolicyError> {
+        let start = Instant::now();
+        if wasm.len() >= 4 && &wasm[..4] != b"\0asm" {
+            return Err(PolicyError::Load("the file is not WebAssembly (no \\0asm header)".into()));
+        }
+        let engine = engine()?;
+        let (component, cache_hit) = match cache_dir {
+            Some(dir) => cache::load(&engine, wasm, digest, dir),
+            None => Component::new(&engine, wasm).map(|c| (c, false)),
+        }
+        .map_err(|e| PolicyError::Load(format!("{e:#}")))?;
+        let world = wit::world_version(&engine, &component).map_err(PolicyError::Contract)?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        HostState::link(&mut linker).map_err(|e| PolicyError::Load(format!("{e:#}")))?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| PolicyError::Contract(describe_mismatch(&engine, &component, &e)))?;
+        let pre = PolicyComponentPre::new(instance_pre)
+            .map_err(|e| PolicyError::Contract(describe_mismatch(&engine, &component, &e)))?;
+        let load_ms = start.elapsed().as_secs_f64() * 1000.0;
+        Ok(Runtime { engine, pre, limits, world, load_stats: LoadStats { cache_hit, load_ms } })
+    }
+
+    /// A fresh instance with `state` as its capabilities.
+    pub fn instantiate(&self, state: HostState) -> Result<Instance, PolicyError> {
+        let mut state = state;
+        state.limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory_bytes)
+            .table_elements(100_000)
+            .instances(4)
+            .memories(4)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_fuel(self.limits.fuel_per_call).map_err(|e| PolicyError::Load(format!("{e:#}")))?;
+        let bindings = self.pre.instantiate(&mut store).map_err(|e| PolicyError::Contract(format!("{e:#}")))?;
+        Ok(Instance { store, bindings, limits: self.limits, poisoned: false })
+    }
+}
+
+/// After a policy failure, the jobs it held become due again after this
+/// long, so the same drain does not grab the job straight back; a drain
+/// stops after a few failures in a row anyway.
+const TRAP_RELEASE_DELAY_MS: i64 = 1_000;
+
+/// One instance of a policy and its store.
+pub struct Instance {
+    store: Store<HostState>,
+    bindings: PolicyComponent,
+    limits: Limits,
+    poisoned: bool,
+}
+
+impl Instance {
+    /// Run one export call with a fresh fuel budget. After a trap the
+    /// instance refuses further calls (wasmtime poisons the store).
+    pub fn call<R>(
+        &mut self,
+        f: impl FnOnce(&PolicyComponent, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PolicyError> {
+        if self.poisoned {
+            return Err(PolicyError::Trap("the instance trapped earlier and cannot be entered again".into()));
+        }
+        self.store.set_fuel(self.limits.fuel_per_call).map_err(|e| PolicyError::Trap(format!("{e:#}")))?;
+        let result = f(&self.bindings, &mut self.store);
+        result.map_err(|e| {
+            self.poisoned = true;
+            let err = self.classify(e);
+            let released = self.store.data_mut().queue.release_open_claims(TRAP_RELEASE_DELAY_MS);
+            if released > 0 {
+                crate::warn!("Gave back {released} job(s) the policy held when it failed; they are kept in the queue");
+            }
+            err
+        })
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    pub fn state(&self) -> &HostState {
+        self.store.data()
+    }
+
+    pub fn state_mut(&mut self) -> &mut HostState {
+        self.store.data_mut()
+    }
+
+    pub fn into_state(self) -> HostState {
+        self.store.into_data()
+    }
+
+    fn classify(&mut self, e: wasmtime::Error) -> PolicyError {
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => PolicyError::OutOfFuel(self.limits.fuel_per_call),
+            Some(trap) => {
+                let panic = self.store.data_mut().log.take_guest_panic();
+                PolicyError::Trap(match panic {
+                    Some(p) => format!("{trap} ({p})"),
+                    None => trap.to_string(),
+                })
+            }
+            None => {
+                let text = format!("{e:#}");
+                if text.contains("growing memory") || text.contains("memory") && text.contains("limit") {
+                    PolicyError::OutOfMemory(self.limits.memory_bytes >> 20)
+                } else {
+                    PolicyError::Trap(text)
+                }
+            }
+        }
+    }
+}
+
+/// Turn wasmtime's linker error into a sentence that lists what the component
+/// imports and exports, so a policy author sees the mismatch.
+fn describe_mismatch(engine: &Engine, component: &Component, e: &wasmtime::Error) -> String {
+    let ty = component.component_type();
+    let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    format!("{e:#}; the component imports {imports:?} and exports {exports:?}")
+}

@@ -1,0 +1,8 @@
+//! Durable storage: the SQLite queue in the plugin's data directory (jobs,
+//! dead letters, the policy's state and the host's bookkeeping).
+
+mod queue;
+
+pub use queue::{
+    DeadFilter, DeadLetter, DeadLetterInfo, EnqueueOutcome, Job, JobRow, Queue, QueueCounts, QueueError, StateWrite,
+};

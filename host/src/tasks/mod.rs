@@ -1,0 +1,86 @@
+//! Stash tasks (`args.mode`). Task names and modes are the original plugin's
+//! where they exist, so a user switching plugins finds the same buttons.
+//!
+//! Host tasks work on the queue database (status, dead letters) or run the
+//! drain. Every other mode goes to the policy's `run-task` with the full set
+//! of capabilities, if the policy lists it in `policy-info.tasks`.
+
+mod args;
+mod dead_letters;
+mod queue;
+
+pub use queue::status_report;
+
+use crate::connect::connected_session;
+use crate::env::Env;
+use crate::plugin::answer::Answer;
+use crate::runtime::session;
+use args::Args;
+use serde_json::Value;
+
+/// The tasks the host runs itself.
+pub const HOST_MODES: &[(&str, &str)] = &[
+    ("process_queue", "Process Queue: sync every due change to Plex"),
+    ("queue_status", "View Queue Status (queue, dead letters, breaker, outages)"),
+    ("dlq_list", "List dead letters (args: class, limit)"),
+    ("dlq_requeue", "Re-queue dead letters (args: class, or all: true)"),
+    ("recover_outage_jobs", "Re-queue dead letters from the last outage (args: outage index, 0 = last)"),
+    ("purge_dlq", "Delete dead letters older than N days (args: days, default 30)"),
+    ("clear_dlq", "Delete every dead letter"),
+];
+
+pub fn run(env: &Env, mode: Option<&str>, args: &Args) -> Answer {
+    let Some(mode) = mode.filter(|m| !m.is_empty()) else {
+        return Answer::Error(format!("no task mode given (args.mode); known modes: {}", known_modes(env)));
+    };
+    crate::info!("Task starting: {mode}");
+    let answer = match mode {
+        "process_queue" => match args::flag(args, "background") {
+            Ok(background) => crate::drain::process_queue(env, background),
+            Err(e) => Answer::Error(e),
+        },
+        "queue_status" => queue::queue_status(env),
+        "dlq_list" => dead_letters::list(env, args),
+        "dlq_requeue" => dead_letters::requeue_matching(env, args),
+        "recover_outage_jobs" => dead_letters::recover_outage(env, args),
+        "purge_dlq" => dead_letters::purge(env, args),
+        "clear_dlq" => dead_letters::clear(env),
+        other => policy_task(env, other, args),
+    };
+    if let Answer::Output(Value::String(text)) = &answer {
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            crate::info!("{line}");
+        }
+    }
+    answer
+}
+
+/// The tasks the policy that would run declares.
+fn policy_modes(env: &Env) -> Vec<String> {
+    env.load_runtime()
+        .ok()
+        .and_then(|rt| session::admit(&rt).ok())
+        .map(|info| info.tasks.into_iter().map(|t| t.name).collect())
+        .unwrap_or_default()
+}
+
+fn known_modes(env: &Env) -> String {
+    let mut modes: Vec<String> = HOST_MODES.iter().map(|(m, _)| m.to_string()).collect();
+    modes.extend(policy_modes(env));
+    modes.join(", ")
+}
+
+fn policy_task(env: &Env, name: &str, args: &Args) -> Answer {
+    if !policy_modes(env).iter().any(|m| m == name) {
+        return Answer::Error(format!("unknown task mode {name:?}; known modes: {}", known_modes(env)));
+    }
+    let mut session = match connected_session(env) {
+        Ok((s, _)) => s,
+        Err(e) => return Answer::Error(e),
+    };
+    match session.run_task(name, &Value::Object(args.clone()).to_string()) {
+        Ok(Ok(report)) => Answer::ok(report),
+        Ok(Err(msg)) => Answer::Error(msg),
+        Err(e) => Answer::Error(e.to_string()),
+    }
+}

@@ -1,0 +1,76 @@
+//! `stash2plex-lab`: the demo and the bench. Both run the real `stash2plex`
+//! binary the way Stash does (one process per hook or task) against the
+//! loopback fakes of Stash and Plex from the test kit, so the plugin binary
+//! itself carries no test code.
+
+mod bench;
+mod demo;
+mod spawn;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "stash2plex-lab",
+    version,
+    about = "Try and measure stash2plex against simulated Stash and Plex servers"
+)]
+struct Cli {
+    /// The stash2plex binary to run (default: the one built beside this
+    /// program, built first if it is missing).
+    #[arg(long, global = true)]
+    plugin_bin: Option<PathBuf>,
+    /// Run this policy component instead of the built-in one.
+    #[arg(long, global = true)]
+    policy: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sync a simulated Stash library into a simulated Plex server with the
+    /// real engine, and show what changed.
+    Demo {
+        /// How many scenes the simulated library has.
+        #[arg(long, default_value_t = 12)]
+        scenes: usize,
+    },
+    /// Measure hook start-up, policy load, requests per scene and drain
+    /// speed, and print a report.
+    Bench {
+        /// Hook processes to time (after one warm-up).
+        #[arg(long, default_value_t = 50)]
+        spawns: usize,
+        /// Scenes in the simulated library.
+        #[arg(long, default_value_t = 200)]
+        scenes: usize,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    stash2plex::plugin::log::set_stash_format(false);
+    let plugin = match spawn::Plugin::locate(cli.plugin_bin, cli.policy) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("stash2plex-lab: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Demo { scenes } => {
+            stash2plex::plugin::log::set_min_level(stash2plex::plugin::log::Level::Warn);
+            demo::run(&plugin, scenes.clamp(1, 5000))
+        }
+        Command::Bench { spawns, scenes } => {
+            stash2plex::plugin::log::set_min_level(stash2plex::plugin::log::Level::Error);
+            bench::run(&plugin, bench::BenchArgs { spawns, scenes })
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("stash2plex-lab: {e}");
+        std::process::exit(1);
+    }
+}
