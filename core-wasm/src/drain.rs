@@ -89,7 +89,7 @@ impl From<QueueError> for Failure {
     fn from(e: QueueError) -> Self {
         match e {
             QueueError::LeaseLost => Failure::LeaseLost,
-            QueueError::Storage(m) => Failure::Storage(m),
+            QueueError::Storage(m) | QueueError::Refused(m) => Failure::Storage(m),
         }
     }
 }
@@ -327,7 +327,7 @@ fn over_budget(res: &mut Resilience, host: &dyn Host, job: &Job, now: i64) -> Re
             host.log(LogLevel::Debug, &line);
             Ok(StepOutcome::Worked(line))
         }
-        Err(QueueError::Storage(m)) => {
+        Err(QueueError::Storage(m) | QueueError::Refused(m)) => {
             Err(format!("could not give back scene {}: {}", clip(&job.scene_id, 64), clip(&m, 300)))
         }
     }
@@ -676,7 +676,9 @@ impl JobRun<'_> {
                 host.log(LogLevel::Warn, &line);
                 Ok(StepOutcome::Worked(line))
             }
-            Err(QueueError::Storage(m)) => Err(format!("could not record the outcome of {who}: {}", clip(&m, 300))),
+            Err(QueueError::Storage(m) | QueueError::Refused(m)) => {
+                Err(format!("could not record the outcome of {who}: {}", clip(&m, 300)))
+            }
         }
     }
 

@@ -97,6 +97,7 @@ impl Describe for QueueError {
         match self {
             QueueError::LeaseLost => "the job's lease was lost".to_string(),
             QueueError::Storage(m) => format!("queue storage failure: {m}"),
+            QueueError::Refused(m) => format!("the host refused the queue call: {m}"),
         }
     }
 }

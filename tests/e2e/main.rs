@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary, spawned as Stash spawns it, against
 //! fake Stash and fake Plex servers on loopback.
 
+mod authority;
 mod dlq;
 mod harness;
 mod plugin_protocol;

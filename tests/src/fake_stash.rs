@@ -208,6 +208,8 @@ pub fn screenshot_bytes(scene_id: &str) -> Vec<u8> {
 #[derive(Debug)]
 struct StashData {
     scenes: BTreeMap<String, SceneSpec>,
+    /// Screenshot files that differ from the generated one: (content type, bytes).
+    screenshots: BTreeMap<String, (String, Vec<u8>)>,
     plugins: BTreeMap<String, Json>,
     jobs: Vec<JobSpec>,
     clock_offset: i64,
@@ -289,6 +291,7 @@ impl FakeStash {
             auth,
             data: Mutex::new(StashData {
                 scenes: BTreeMap::new(),
+                screenshots: BTreeMap::new(),
                 plugins: BTreeMap::new(),
                 jobs: Vec::new(),
                 clock_offset: 0,
@@ -324,6 +327,12 @@ impl FakeStash {
     }
 
     /// Replaces the saved settings of a plugin (`configuration.plugins`).
+    /// Serve `bytes` as `content_type` at the scene's screenshot route (a
+    /// different cover, a huge file, or something that is not an image).
+    pub fn set_screenshot(&self, scene_id: &str, content_type: &str, bytes: Vec<u8>) {
+        lock(&self.shared().data).screenshots.insert(scene_id.to_string(), (content_type.to_string(), bytes));
+    }
+
     pub fn set_plugin_settings(&self, plugin_id: &str, settings: Json) {
         lock(&self.shared().data).plugins.insert(plugin_id.to_string(), settings);
     }
@@ -588,10 +597,11 @@ impl StashShared {
         match (req.method.as_str(), segs) {
             ("POST" | "GET", ["graphql"]) => self.graphql_http(req, info),
             ("GET" | "HEAD", ["scene", id, "screenshot"]) => {
-                if lock(&self.data).scenes.contains_key(*id) {
-                    Response::with_body(200, "image/jpeg", screenshot_bytes(id))
-                } else {
-                    go_not_found()
+                let data = lock(&self.data);
+                match (data.scenes.contains_key(*id), data.screenshots.get(*id)) {
+                    (true, Some((content_type, bytes))) => Response::with_body(200, content_type, bytes.clone()),
+                    (true, None) => Response::with_body(200, "image/jpeg", screenshot_bytes(id)),
+                    (false, _) => go_not_found(),
                 }
             }
             _ => Response::new(405),

@@ -448,6 +448,14 @@ impl Queue {
         Ok(())
     }
 
+    /// How many state keys the current namespace holds.
+    pub fn state_key_count(&self) -> Result<u64, QueueError> {
+        let n: i64 =
+            self.conn
+                .query_row("SELECT COUNT(*) FROM policy_state WHERE namespace = ?1", [&self.namespace], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
     /// Host bookkeeping (cached settings, device id).
     pub fn host_get(&self, key: &str) -> Result<Option<String>, QueueError> {
         Ok(self.conn.query_row("SELECT value FROM host_state WHERE key = ?1", [key], |r| r.get(0)).optional()?)
