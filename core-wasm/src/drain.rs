@@ -30,6 +30,7 @@ use std::fmt::Write as _;
 use crate::breaker::{self, Outcome, Permit};
 use crate::classify::{self, Classified, Endpoint, ErrorClass};
 use crate::edits;
+use crate::fanout;
 use crate::health;
 use crate::host::{
     DeadLetterInfo, Describe, Host, Job, LogLevel, Method, PlexRequest, PlexResponse, QueueError, Scene, StepOutcome,
@@ -182,6 +183,14 @@ pub fn step(settings: &Settings, state: &mut DrainState, host: &dyn Host) -> Res
         Err(e) => return Err(format!("could not claim a job: {}", e.describe())),
     };
 
+    if let Some(object) = fanout::object(&job.scene_id) {
+        // A performer, studio, tag or group: queue the scenes that carry it.
+        if trial {
+            res.record(host, now, Outcome::Ignored, None);
+        }
+        res.save_if_changed(host).map_err(queue_text)?;
+        return fanout::step(host, &job, object);
+    }
     if !res.budget_allows(job.attempt, now) {
         if trial {
             res.record(host, now, Outcome::Ignored, None);

@@ -19,7 +19,7 @@ pub use crate::wit::stash2plex::policy::queue::{
     DeadLetterInfo, EnqueueOutcome, Job, QueueCounts, QueueError, StateWrite,
 };
 pub use crate::wit::stash2plex::policy::stash::{
-    Group, Performer, Scene, ScenePage, SceneQuery, StashError, Studio, Tag, VideoFile,
+    Group, Performer, RelatedObject, Scene, ScenePage, SceneQuery, StashError, Studio, Tag, VideoFile,
 };
 
 impl Method {
@@ -188,6 +188,7 @@ pub trait Host {
         state: &[StateWrite],
     ) -> Result<(), QueueError>;
     fn counts(&self) -> Result<QueueCounts, QueueError>;
+    fn forget(&self, key: &str) -> Result<bool, QueueError>;
     fn state_get(&self, key: &str) -> Result<Option<String>, QueueError>;
     fn state_set(&self, writes: &[StateWrite]) -> Result<(), QueueError>;
 }

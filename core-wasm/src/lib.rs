@@ -11,6 +11,7 @@ mod classify;
 mod drain;
 mod edits;
 mod events;
+mod fanout;
 mod health;
 pub mod host;
 mod matching;

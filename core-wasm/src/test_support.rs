@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::host::{
     DeadLetterInfo, EnqueueOutcome, Host, Job, LogLevel, Method, PlexRequest, PlexResponse, QueueCounts, QueueError,
-    Scene, ScenePage, SceneQuery, Setting, StashError, StateWrite, Studio, TransportError, VideoFile,
+    RelatedObject, Scene, ScenePage, SceneQuery, Setting, StashError, StateWrite, Studio, TransportError, VideoFile,
 };
 use crate::settings::{self, Settings};
 use serde::Serialize;
@@ -341,6 +341,7 @@ pub struct FakeHost {
     requests: RefCell<Vec<PlexRequest>>,
     scripts: RefCell<VecDeque<Script>>,
     scenes: RefCell<HashMap<String, Result<Option<Scene>, StashError>>>,
+    scenes_error: RefCell<Option<StashError>>,
     queue: RefCell<real::Queue>,
     queue_failure: RefCell<Option<QueueError>>,
     completed: RefCell<Vec<u64>>,
@@ -369,6 +370,7 @@ impl FakeHost {
             requests: RefCell::default(),
             scripts: RefCell::default(),
             scenes: RefCell::default(),
+            scenes_error: RefCell::default(),
             queue: RefCell::new(real::Queue::open_in_memory().expect("an in-memory queue opens")),
             queue_failure: RefCell::default(),
             completed: RefCell::default(),
@@ -456,6 +458,10 @@ impl FakeHost {
     // stash
     pub fn add_scene(&self, scene: Scene) {
         self.scenes.borrow_mut().insert(scene.id.clone(), Ok(Some(scene)));
+    }
+    /// Make scene listings (`find-scenes`) fail with `error` (`None`: work).
+    pub fn scenes_error(&self, error: Option<StashError>) {
+        *self.scenes_error.borrow_mut() = error;
     }
     pub fn stash_error(&self, id: &str, error: StashError) {
         self.scenes.borrow_mut().insert(id.into(), Err(error));
@@ -602,8 +608,26 @@ impl Host for FakeHost {
     }
 
     fn find_scenes(&self, query: &SceneQuery) -> Result<ScenePage, StashError> {
-        let mut scenes: Vec<Scene> = self.scenes.borrow().values().filter_map(|r| r.clone().ok().flatten()).collect();
-        scenes.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
+        if let Some(e) = self.scenes_error.borrow().clone() {
+            return Err(e);
+        }
+        let carries = |s: &Scene| match &query.related {
+            None => true,
+            Some(RelatedObject::Performer(id)) => s.performers.iter().any(|p| &p.id == id),
+            Some(RelatedObject::Studio(id)) => s.studio.as_ref().is_some_and(|st| &st.id == id),
+            Some(RelatedObject::Tag(id)) => s.tags.iter().any(|t| &t.id == id),
+            Some(RelatedObject::Group(id)) => s.groups.iter().any(|g| &g.id == id),
+        };
+        let mut scenes: Vec<Scene> = self
+            .scenes
+            .borrow()
+            .values()
+            .filter_map(|r| r.clone().ok().flatten())
+            .filter(|s| carries(s))
+            .filter(|s| query.ids.is_empty() || query.ids.contains(&s.id))
+            .filter(|s| query.updated_after.as_ref().is_none_or(|after| s.updated_at.as_str() > after.as_str()))
+            .collect();
+        scenes.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then_with(|| a.id.cmp(&b.id)));
         let count = scenes.len() as u64;
         let per = query.per_page.max(1) as usize;
         let skip = (query.page.max(1) as usize - 1) * per;
@@ -684,6 +708,11 @@ impl Host for FakeHost {
     fn counts(&self) -> Result<QueueCounts, QueueError> {
         self.queue_check()?;
         self.queue.borrow().counts(self.now()).map(convert).map_err(queue_error)
+    }
+
+    fn forget(&self, key: &str) -> Result<bool, QueueError> {
+        self.queue_check()?;
+        self.queue.borrow_mut().forget(key).map_err(queue_error)
     }
 
     fn state_get(&self, key: &str) -> Result<Option<String>, QueueError> {

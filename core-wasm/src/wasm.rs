@@ -158,6 +158,10 @@ impl Host for WitHost {
         queue::counts()
     }
 
+    fn forget(&self, key: &str) -> Result<bool, api::QueueError> {
+        queue::forget(key)
+    }
+
     fn state_get(&self, key: &str) -> Result<Option<String>, api::QueueError> {
         queue::state_get(key)
     }

@@ -152,9 +152,7 @@ fn a_policy_cannot_fill_the_queue_the_state_or_the_log() {
     );
     assert!(answer.contains("due at the end of time: Ok(EnqueueOutcome::Created)"), "{answer}");
     assert!(
-        answer.contains(
-            "bad scene id: Err(QueueError::Refused(\"\\\"../../etc/passwd\\\" is not a Stash scene id (1-20 digits)\"))"
-        ),
+        answer.contains("bad scene id: Err(QueueError::Refused(\"\\\"../../etc/passwd\\\" is not a Stash scene id"),
         "{answer}"
     );
     let jobs = pending(&world);

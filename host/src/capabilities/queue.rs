@@ -58,8 +58,14 @@ fn cap(s: String, n: usize) -> String {
     if s.chars().count() <= n { s } else { s.chars().take(n).collect() }
 }
 
-/// A Stash scene id: 1-20 digits.
-fn scene_id_ok(id: &str) -> bool {
+/// A job key: a Stash scene id (1-20 digits), or an object whose scenes a
+/// change concerns (`performer:12`, `studio:3`, `tag:7`, `group:4`).
+fn key_ok(key: &str) -> bool {
+    let id = match key.split_once(':') {
+        Some(("performer" | "studio" | "tag" | "group", id)) => id,
+        Some(_) => return false,
+        None => key,
+    };
     !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -141,8 +147,11 @@ type Answer<T> = wasmtime::Result<Result<T, queue::QueueError>>;
 
 impl queue::Host for QueueCap {
     fn enqueue(&mut self, scene_id: String, payload: String, not_before_ms: i64) -> Answer<queue::EnqueueOutcome> {
-        if !scene_id_ok(&scene_id) {
-            return Ok(Err(refused(format!("{:?} is not a Stash scene id (1-20 digits)", cap(scene_id, 40)))));
+        if !key_ok(&scene_id) {
+            return Ok(Err(refused(format!(
+                "{:?} is not a Stash scene id (1-20 digits) or an object key like performer:12",
+                cap(scene_id, 40)
+            ))));
         }
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Ok(Err(refused(format!(
@@ -232,6 +241,15 @@ impl queue::Host for QueueCap {
             detail: cap(info.detail, MAX_DETAIL_CHARS),
         };
         Ok(self.queue.dead_letter(job_id, lease, &info, &state, now).map_err(qerr))
+    }
+
+    fn forget(&mut self, scene_id: String) -> Answer<bool> {
+        if !key_ok(&scene_id) {
+            return Ok(Err(refused(format!("{:?} is not a job key", cap(scene_id, 40)))));
+        }
+        let forgotten = self.queue.forget(&scene_id).map_err(qerr);
+        self.effects += u64::from(matches!(forgotten, Ok(true)));
+        Ok(forgotten)
     }
 
     fn counts(&mut self) -> Answer<queue::QueueCounts> {

@@ -87,8 +87,9 @@ const BASE_SCENE_FIELDS: &str = "id title code details director date rating100 o
      performers { id name disambiguation gender image_path } \
      tags { id name }";
 
-/// `Scene.groups` exists since Stash v0.27 (before, groups were "movies").
+/// `Scene.groups` exists since Stash v0.27; before, groups were "movies".
 const GROUP_FIELDS: &str = "groups { scene_index group { id name } }";
+const MOVIE_FIELDS: &str = "movies { scene_index movie { id name } }";
 
 /// A GraphQL answer: `data` is parsed into its type only after `errors`
 /// were looked at, straight from the body (no intermediate JSON tree).
@@ -271,16 +272,42 @@ impl StashClient {
         self.api_key = key.filter(|k| !k.is_empty());
     }
 
+    fn old_groups(&self) -> bool {
+        self.no_groups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn scene_fields(&self) -> String {
-        if self.no_groups.load(std::sync::atomic::Ordering::Relaxed) {
-            BASE_SCENE_FIELDS.to_string()
-        } else {
-            format!("{BASE_SCENE_FIELDS} {GROUP_FIELDS}")
+        let groups = if self.old_groups() { MOVIE_FIELDS } else { GROUP_FIELDS };
+        format!("{BASE_SCENE_FIELDS} {groups}")
+    }
+
+    /// The `scene_filter` for a query, in this Stash's names.
+    fn scene_filter(&self, query: &wit::SceneQuery) -> Value {
+        let mut filter = Map::new();
+        if let Some(after) = &query.updated_after {
+            filter.insert("updated_at".into(), json!({ "value": after, "modifier": "GREATER_THAN" }));
         }
+        match &query.related {
+            None => {}
+            Some(wit::RelatedObject::Performer(id)) => {
+                filter.insert("performers".into(), json!({ "value": [id], "modifier": "INCLUDES" }));
+            }
+            Some(wit::RelatedObject::Studio(id)) => {
+                filter.insert("studios".into(), json!({ "value": [id], "modifier": "INCLUDES", "depth": 0 }));
+            }
+            Some(wit::RelatedObject::Tag(id)) => {
+                filter.insert("tags".into(), json!({ "value": [id], "modifier": "INCLUDES", "depth": 0 }));
+            }
+            Some(wit::RelatedObject::Group(id)) => {
+                let key = if self.old_groups() { "movies" } else { "groups" };
+                filter.insert(key.into(), json!({ "value": [id], "modifier": "INCLUDES" }));
+            }
+        }
+        Value::Object(filter)
     }
 
     /// Run a scene query; if this Stash predates `Scene.groups`, remember
-    /// that and ask again without it.
+    /// that and ask again with `movies`.
     fn scene_query<T: DeserializeOwned>(
         &self,
         build: impl Fn(&str) -> String,
@@ -290,7 +317,7 @@ impl StashClient {
             Err(StashError::Graphql(m))
                 if m.contains("\"groups\"") && !self.no_groups.load(std::sync::atomic::Ordering::Relaxed) =>
             {
-                crate::debug!("This Stash has no scene groups (older than v0.27); asking without them");
+                crate::debug!("This Stash has no scene groups (older than v0.27); asking for movies instead");
                 self.no_groups.store(true, std::sync::atomic::Ordering::Relaxed);
                 self.graphql(&build(&self.scene_fields()), variables)
             }
@@ -308,13 +335,9 @@ impl StashClient {
 
     /// A page of scenes; `per-page` is capped at [`MAX_PER_PAGE`].
     pub fn find_scenes(&self, query: &wit::SceneQuery) -> Result<wit::ScenePage, StashError> {
-        let mut scene_filter = json!({});
-        if let Some(after) = &query.updated_after {
-            scene_filter = json!({ "updated_at": { "value": after, "modifier": "GREATER_THAN" } });
-        }
         let mut vars = json!({
             "filter": { "page": query.page.max(1), "per_page": query.per_page.clamp(1, MAX_PER_PAGE), "sort": "updated_at", "direction": "ASC" },
-            "scene_filter": scene_filter,
+            "scene_filter": self.scene_filter(query),
         });
         let by_id = !query.ids.is_empty();
         if by_id {
@@ -333,6 +356,87 @@ impl StashClient {
         let page = data.find_scenes;
         let scenes = page.scenes.into_iter().map(JScene::into_wit).collect::<Result<Vec<_>, _>>()?;
         Ok(wit::ScenePage { count: page.count, scenes })
+    }
+
+    /// A page of scene ids with their `updated_at` (exactly as Stash wrote
+    /// it), oldest change first: Sync All and Sync Recent read these, not
+    /// whole scenes.
+    pub fn scene_ids(
+        &self,
+        page: u32,
+        updated_after: Option<&str>,
+    ) -> Result<(u64, Vec<(String, String)>), StashError> {
+        #[derive(Deserialize)]
+        struct Data {
+            #[serde(rename = "findScenes")]
+            find_scenes: Page,
+        }
+        #[derive(Deserialize)]
+        struct Page {
+            count: u64,
+            scenes: Vec<Row>,
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            id: Value,
+            #[serde(default)]
+            updated_at: Option<String>,
+        }
+        let query = wit::SceneQuery {
+            page,
+            per_page: MAX_PER_PAGE,
+            ids: Vec::new(),
+            updated_after: updated_after.map(str::to_string),
+            related: None,
+        };
+        let vars = json!({
+            "filter": { "page": page.max(1), "per_page": MAX_PER_PAGE, "sort": "updated_at", "direction": "ASC" },
+            "scene_filter": self.scene_filter(&query),
+        });
+        let q = "query SceneIds($filter: FindFilterType, $scene_filter: SceneFilterType) { \
+                 findScenes(filter: $filter, scene_filter: $scene_filter) { count scenes { id updated_at } } }";
+        let data: Data = self.graphql(q, vars)?;
+        let rows = data
+            .find_scenes
+            .scenes
+            .into_iter()
+            .map(|r| Ok((id_string(&r.id)?, r.updated_at.unwrap_or_default())))
+            .collect::<Result<Vec<_>, StashError>>()?;
+        Ok((data.find_scenes.count, rows))
+    }
+
+    /// What a running drainer watches: the plugin's settings, and the Stash
+    /// job (scan, identify, auto tag, generate) that is running, if any.
+    pub fn watch(&self, plugin_id: &str) -> Result<(Map<String, Value>, Option<String>), StashError> {
+        #[derive(Deserialize)]
+        struct Data {
+            configuration: Configuration,
+            #[serde(rename = "jobQueue", default)]
+            job_queue: Option<Vec<Job>>,
+        }
+        #[derive(Deserialize)]
+        struct Job {
+            #[serde(default)]
+            status: Option<String>,
+            #[serde(default)]
+            description: Option<String>,
+        }
+        let id = serde_json::to_string(plugin_id).map_err(|e| StashError::Malformed(e.to_string()))?;
+        let q = format!("{{ configuration {{ plugins(include: [{id}]) }} jobQueue {{ status description }} }}");
+        let data: Data = self.graphql(&q, json!({}))?;
+        let settings = match data.configuration.plugins.and_then(|mut p| p.remove(plugin_id)) {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        // `jobQueue` is null when nothing is queued.
+        let busy = data.job_queue.unwrap_or_default().into_iter().find_map(|j| {
+            let running = j.status.as_deref() == Some("RUNNING");
+            let what = j.description.unwrap_or_default();
+            let lower = what.to_ascii_lowercase();
+            let heavy = ["scan", "identify", "auto tag", "auto-tag", "generat"].iter().any(|w| lower.contains(w));
+            (running && heavy).then_some(what)
+        });
+        Ok((settings, busy))
     }
 
     /// Download an image from this Stash server for an upload to Plex: only
@@ -441,7 +545,8 @@ struct JScene {
     performers: Option<Vec<JPerformer>>,
     #[serde(default)]
     tags: Option<Vec<JTag>>,
-    #[serde(default)]
+    /// `movies` before Stash v0.27.
+    #[serde(default, alias = "movies")]
     groups: Option<Vec<JSceneGroup>>,
 }
 
@@ -489,6 +594,8 @@ struct JTag {
 #[derive(Deserialize)]
 struct JSceneGroup {
     scene_index: Option<i64>,
+    /// `movie` before Stash v0.27.
+    #[serde(alias = "movie")]
     group: JTag,
 }
 
@@ -679,7 +786,7 @@ mod tests {
         let client = StashClient::new(&stash.url(), None, None);
         let err = client.find_scene("1").unwrap_err();
         assert!(matches!(&err, StashError::Malformed(m) if m.contains("larger than")), "{err:?}");
-        let q = wit::SceneQuery { page: 1, per_page: 1_000_000, ids: Vec::new(), updated_after: None };
+        let q = wit::SceneQuery { page: 1, per_page: 1_000_000, ids: Vec::new(), updated_after: None, related: None };
         stash.upsert_scene(SceneSpec::new("1"));
         assert_eq!(client.find_scenes(&q).unwrap().scenes.len(), 1);
         let asked = stash.requests().last().map(|r| r.variables.clone()).unwrap_or_default();
