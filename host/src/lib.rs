@@ -23,3 +23,7 @@ pub mod settings;
 pub mod store;
 pub mod tasks;
 mod text;
+
+/// The query string exactly as the host puts it on the wire (the policy's
+/// tests check their edit requests against it).
+pub use net::http::build_query;

@@ -9,6 +9,8 @@ pub struct StashCap {
     pub client: Option<Arc<StashClient>>,
     /// GraphQL requests sent for the policy.
     pub requests: u64,
+    /// Images downloaded for `image-digest`.
+    pub images: u64,
 }
 
 impl StashCap {
@@ -30,5 +32,13 @@ impl stash::Host for StashCap {
         query: stash::SceneQuery,
     ) -> wasmtime::Result<Result<stash::ScenePage, stash::StashError>> {
         Ok(self.client().and_then(|c| c.find_scenes(&query).map_err(Into::into)))
+    }
+
+    fn image_digest(&mut self, url: String) -> wasmtime::Result<Result<stash::ImageInfo, stash::StashError>> {
+        self.images += 1;
+        let Some(client) = self.client.as_deref() else {
+            return Ok(Err(stash::StashError::Unreachable("no Stash connection in this invocation".into())));
+        };
+        Ok(client.image_digest(&url).map(|d| stash::ImageInfo { sha1: d.sha1, size: d.size }).map_err(Into::into))
     }
 }

@@ -46,6 +46,16 @@ pub struct StashClient {
     api_key: Option<String>,
     /// Set once Stash says it has no `Scene.groups` (older than v0.27).
     no_groups: std::sync::atomic::AtomicBool,
+    /// The last image digested (URL, bytes), so the upload that usually
+    /// follows does not download it again.
+    last_image: std::sync::Mutex<Option<(String, Vec<u8>)>>,
+}
+
+/// SHA-1 of an image and its size (the contract's `image-digest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageDigest {
+    pub sha1: String,
+    pub size: u64,
 }
 
 const BASE_SCENE_FIELDS: &str = "id title code details director date rating100 organized urls created_at updated_at \
@@ -82,6 +92,7 @@ impl StashClient {
             cookie: std::sync::Mutex::new(cookie.map(str::to_string)),
             api_key: api_key.filter(|k| !k.is_empty()).map(str::to_string),
             no_groups: std::sync::atomic::AtomicBool::new(false),
+            last_image: std::sync::Mutex::new(None),
         }
     }
 
@@ -240,8 +251,36 @@ impl StashClient {
         Ok(wit::ScenePage { count, scenes })
     }
 
-    /// Download an image from this Stash server (for poster uploads).
+    /// Download an image from this Stash server (for poster uploads); the
+    /// image [`StashClient::image_digest`] just read is not downloaded again.
     pub fn fetch_image(&self, url: &str) -> Result<Vec<u8>, TransportError> {
+        if let Ok(mut last) = self.last_image.lock()
+            && last.as_ref().is_some_and(|(u, _)| u == url)
+            && let Some((_, bytes)) = last.take()
+        {
+            return Ok(bytes);
+        }
+        self.download_image(url)
+    }
+
+    /// Download an image and return its SHA-1 and size, keeping the bytes
+    /// for the next [`StashClient::fetch_image`] of the same URL.
+    pub fn image_digest(&self, url: &str) -> Result<ImageDigest, StashError> {
+        use sha1::Digest as _;
+        let bytes = self.download_image(url).map_err(|e| match e {
+            TransportError::InvalidRequest(m) => StashError::Malformed(m),
+            TransportError::TooLarge(n) => StashError::Malformed(format!("the image is larger than {n} bytes")),
+            other => StashError::Unreachable { url: self.base_url.clone(), detail: other.to_string() },
+        })?;
+        let sha1: String = sha1::Sha1::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let digest = ImageDigest { sha1, size: bytes.len() as u64 };
+        if let Ok(mut last) = self.last_image.lock() {
+            *last = Some((url.to_string(), bytes));
+        }
+        Ok(digest)
+    }
+
+    fn download_image(&self, url: &str) -> Result<Vec<u8>, TransportError> {
         if !same_origin(url, &self.base_url) {
             return Err(TransportError::InvalidRequest(format!(
                 "the image URL is not on the Stash server ({})",
@@ -450,6 +489,13 @@ mod tests {
     fn a_broken_scene_is_a_clear_error() {
         let err = scene_from_json(&json!({"id": {"x":1}})).unwrap_err();
         assert!(matches!(err, StashError::Malformed(_)));
+    }
+
+    #[test]
+    fn sha1_of_known_bytes() {
+        use sha1::Digest as _;
+        let hex: String = sha1::Sha1::digest(b"abc").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
     }
 
     #[test]
