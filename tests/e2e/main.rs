@@ -3,6 +3,7 @@
 
 mod dlq;
 mod harness;
+mod metadata;
 mod plugin_protocol;
 mod resilience;
 mod sandbox;

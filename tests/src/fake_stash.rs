@@ -210,6 +210,8 @@ struct StashData {
     scenes: BTreeMap<String, SceneSpec>,
     plugins: BTreeMap<String, Json>,
     jobs: Vec<JobSpec>,
+    /// Screenshots replaced by a test (a regenerated cover).
+    screenshots: BTreeMap<String, Vec<u8>>,
     clock_offset: i64,
     utc_offset_minutes: i32,
     last_time: i64,
@@ -289,6 +291,7 @@ impl FakeStash {
             auth,
             data: Mutex::new(StashData {
                 scenes: BTreeMap::new(),
+                screenshots: BTreeMap::new(),
                 plugins: BTreeMap::new(),
                 jobs: Vec::new(),
                 clock_offset: 0,
@@ -352,6 +355,13 @@ impl FakeStash {
         let stored = SceneSpec { created_at: Some(created), updated_at: Some(updated.clone()), ..spec };
         data.scenes.insert(stored.id.clone(), stored);
         updated
+    }
+
+    /// Replaces a scene's screenshot (as regenerating the cover in Stash
+    /// does) and bumps its `updated_at`, which changes `paths.screenshot`.
+    pub fn set_screenshot(&self, id: &str, bytes: Vec<u8>) -> Option<String> {
+        lock(&self.shared().data).screenshots.insert(id.to_string(), bytes);
+        self.touch_scene(id)
     }
 
     /// Bumps a scene's `updated_at` (like any edit in Stash would).
@@ -588,8 +598,10 @@ impl StashShared {
         match (req.method.as_str(), segs) {
             ("POST" | "GET", ["graphql"]) => self.graphql_http(req, info),
             ("GET" | "HEAD", ["scene", id, "screenshot"]) => {
-                if lock(&self.data).scenes.contains_key(*id) {
-                    Response::with_body(200, "image/jpeg", screenshot_bytes(id))
+                let data = lock(&self.data);
+                if data.scenes.contains_key(*id) {
+                    let bytes = data.screenshots.get(*id).cloned().unwrap_or_else(|| screenshot_bytes(id));
+                    Response::with_body(200, "image/jpeg", bytes)
                 } else {
                     go_not_found()
                 }
