@@ -350,7 +350,12 @@ mod tests {
 
     #[test]
     fn every_field_from_a_full_scene() {
-        let s = Settings { sync_rating: true, content_rating: "X".into(), plex_labels: vec!["Stash".into()], ..Settings::default() };
+        let s = Settings {
+            sync_rating: true,
+            content_rating: "X".into(),
+            plex_labels: vec!["Stash".into()],
+            ..Settings::default()
+        };
         let d = desired(&full_scene(), &s, ItemKind::Movie);
         assert!(d.meaningful);
         assert_eq!(d.scalar(Scalar::Title), Some("My Scene"));
@@ -390,9 +395,15 @@ mod tests {
         let no = |s: Settings, l: ListKind| desired(&scene, &s, ItemKind::Movie).list(l).is_none();
         assert!(no(Settings { sync_performers: false, ..Settings::default() }, ListKind::Actor));
         assert!(no(Settings { sync_tags: false, ..Settings::default() }, ListKind::Genre));
-        assert!(no(Settings { sync_collection: false, sync_group_collections: false, ..Settings::default() }, ListKind::Collection));
+        assert!(no(
+            Settings { sync_collection: false, sync_group_collections: false, ..Settings::default() },
+            ListKind::Collection
+        ));
         let only_groups = Settings { sync_collection: false, ..Settings::default() };
-        assert_eq!(desired(&scene, &only_groups, ItemKind::Movie).list(ListKind::Collection), Some(&["Series A".to_string()][..]));
+        assert_eq!(
+            desired(&scene, &only_groups, ItemKind::Movie).list(ListKind::Collection),
+            Some(&["Series A".to_string()][..])
+        );
         assert!(desired(&scene, &Settings::default(), ItemKind::Movie).rating.is_none());
         let posters_only = Settings { sync_background: false, ..Settings::default() };
         assert_eq!(desired(&scene, &posters_only, ItemKind::Movie).images.len(), 1);
@@ -443,7 +454,18 @@ mod tests {
         assert_eq!(normalise_date("1999").as_deref(), Some("1999-01-01"));
         assert_eq!(normalise_date("").as_deref(), Some(""));
         assert_eq!(normalise_date("2024-02-29").as_deref(), Some("2024-02-29"));
-        for bad in ["2023-02-29", "2024-13-01", "2024-00-10", "24-01-01", "2024/01/01", "2024-1-5", "0000", "2024-01-15T00:00", "tomorrow", "2024-04-31"] {
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "24-01-01",
+            "2024/01/01",
+            "2024-1-5",
+            "0000",
+            "2024-01-15T00:00",
+            "tomorrow",
+            "2024-04-31",
+        ] {
             assert_eq!(normalise_date(bad), None, "{bad}");
         }
         let mut s = full_scene();

@@ -533,9 +533,7 @@ impl JobRun<'_> {
                 | Done::Unfinished { .. }
                 | Done::WaitingForScan { .. }
                 | Done::Skipped,
-            ) if self.requests > 0 => {
-                Outcome::Success { elapsed_ms: self.slowest_ms }
-            }
+            ) if self.requests > 0 => Outcome::Success { elapsed_ms: self.slowest_ms },
             Err(Failure::Class(c)) if c.class.counts_for_breaker() => Outcome::Failure,
             _ => Outcome::Ignored,
         };
@@ -584,10 +582,9 @@ impl JobRun<'_> {
                     Done::InSync { rating_key, notes } => {
                         format!(": already in sync with Plex item {rating_key}{}", note_text(&notes))
                     }
-                    Done::Skipped => format!(
-                        ": not in Plex; dropped because skip_not_found is on ({})",
-                        self.shown_path()
-                    ),
+                    Done::Skipped => {
+                        format!(": not in Plex; dropped because skip_not_found is on ({})", self.shown_path())
+                    }
                     Done::WaitingForScan { .. } => String::new(),
                     Done::NoFile => " has no file; nothing to sync in Plex".to_string(),
                     Done::SceneGone => " no longer exists in Stash; nothing to sync".to_string(),

@@ -210,9 +210,7 @@ pub fn drifted(sent: &[Sent], item: &PlexItem) -> Vec<&'static str> {
     sent.iter()
         .filter(|s| match s {
             Sent::Scalar(f, v) => current_scalar(item, *f) != v || !item.locked.contains(f.plex_name()),
-            Sent::List(l, names) => {
-                !same_names(current_list(item, *l), names) || !item.locked.contains(l.plex_name())
-            }
+            Sent::List(l, names) => !same_names(current_list(item, *l), names) || !item.locked.contains(l.plex_name()),
             Sent::Rating(r) => !rating_equal(item.user_rating, *r),
         })
         .map(Sent::name)

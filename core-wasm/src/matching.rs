@@ -609,7 +609,8 @@ mod more_tests {
 
     fn section(windows: bool) -> Section {
         let loc = if windows { "\\\\?\\D:\\Media" } else { "/data/Movies" };
-        let info = SectionInfo { key: "1".into(), kind: "movie".into(), title: "M".into(), locations: vec![loc.into()] };
+        let info =
+            SectionInfo { key: "1".into(), kind: "movie".into(), title: "M".into(), locations: vec![loc.into()] };
         build_sections(&[info], &[]).0.remove(0)
     }
 
@@ -660,8 +661,13 @@ mod more_tests {
         let mut asked = Vec::new();
         let sent = index
             .refresh(&s, 0, 5_000, |req| {
-                asked.push((req.query_value("sort").map(String::from), req.header_value("X-Plex-Container-Start").map(String::from)));
-                let mut items: Vec<ListedItem> = (0..REFRESH_PAGE_SIZE).map(|i| item(&format!("n{i}"), &[&format!("/data/Movies/n{i}.mp4")])).collect();
+                asked.push((
+                    req.query_value("sort").map(String::from),
+                    req.header_value("X-Plex-Container-Start").map(String::from),
+                ));
+                let mut items: Vec<ListedItem> = (0..REFRESH_PAGE_SIZE)
+                    .map(|i| item(&format!("n{i}"), &[&format!("/data/Movies/n{i}.mp4")]))
+                    .collect();
                 if asked.len() > 1 {
                     items = vec![item("1", &["/data/Movies/old.mp4"])];
                 }

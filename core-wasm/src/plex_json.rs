@@ -189,10 +189,7 @@ pub fn parse_activities(body: &[u8]) -> Result<Vec<Activity>, PlexJsonError> {
     let c: ActivitiesContainer = container(body)?;
     Ok(c.activities
         .into_iter()
-        .map(|a| Activity {
-            kind: a.kind.unwrap_or_default(),
-            section: a.context.and_then(|c| c.library_section_id),
-        })
+        .map(|a| Activity { kind: a.kind.unwrap_or_default(), section: a.context.and_then(|c| c.library_section_id) })
         .collect())
 }
 
@@ -502,7 +499,10 @@ mod tests {
         let items = parse_items(body).unwrap();
         assert_eq!(items.len(), 2);
         let a = &items[0];
-        assert_eq!((a.title_sort.as_deref(), a.tagline.as_deref(), a.content_rating.as_deref()), (Some("S"), Some("G"), Some("R")));
+        assert_eq!(
+            (a.title_sort.as_deref(), a.tagline.as_deref(), a.content_rating.as_deref()),
+            (Some("S"), Some("G"), Some("R"))
+        );
         assert_eq!(a.user_rating, Some(8.5));
         assert_eq!(a.genres, ["Drama", "Sci-Fi & Fantasy"]);
         assert_eq!(a.actors, ["Jane"]);
@@ -519,10 +519,13 @@ mod tests {
             {"key":"/library/metadata/108/file?url=upload%3A%2F%2Fposters%2F9f70","ratingKey":"upload://posters/9f70","selected":true},
             {"key":"https://image.tmdb.org/t/p/original/abc.jpg","ratingKey":"https://image.tmdb.org/abc.jpg","selected":false}]}}"#;
         let images = parse_images(body).unwrap();
-        assert_eq!(images, vec![
-            ImageEntry { rating_key: "upload://posters/9f70".into(), selected: true },
-            ImageEntry { rating_key: "https://image.tmdb.org/abc.jpg".into(), selected: false },
-        ]);
+        assert_eq!(
+            images,
+            vec![
+                ImageEntry { rating_key: "upload://posters/9f70".into(), selected: true },
+                ImageEntry { rating_key: "https://image.tmdb.org/abc.jpg".into(), selected: false },
+            ]
+        );
         let body = br#"{"MediaContainer":{"size":1,"Activity":[{"uuid":"u","type":"library.update.section",
             "title":"Scanning","progress":0,"Context":{"librarySectionID":"3"}}]}}"#;
         let acts = parse_activities(body).unwrap();

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use serde_json::{Value, json};
 
 use crate::host::{
-    DeadLetterInfo, EnqueueOutcome, Host, Job, LogLevel, Method, PlexRequest, PlexResponse, QueueCounts, QueueError,
-    ImageInfo, Scene, ScenePage, SceneQuery, Setting, StashError, StateWrite, Studio, TransportError, VideoFile,
+    DeadLetterInfo, EnqueueOutcome, Host, ImageInfo, Job, LogLevel, Method, PlexRequest, PlexResponse, QueueCounts,
+    QueueError, Scene, ScenePage, SceneQuery, Setting, StashError, StateWrite, Studio, TransportError, VideoFile,
 };
 use crate::settings::{self, Settings};
 use serde::Serialize;

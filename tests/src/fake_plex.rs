@@ -998,8 +998,11 @@ impl PlexShared {
             let sha1: String = sha1::Sha1::digest(&req.body).iter().map(|b| format!("{b:02x}")).collect();
             // Plex keeps every upload under the SHA-1 of its bytes.
             let key = format!("upload://{kind}/{sha1}");
-            let (list, selected) =
-                if posters { (&mut item.posters, &mut item.selected_poster) } else { (&mut item.arts, &mut item.selected_art) };
+            let (list, selected) = if posters {
+                (&mut item.posters, &mut item.selected_poster)
+            } else {
+                (&mut item.arts, &mut item.selected_art)
+            };
             if !list.contains(&key) {
                 list.push(key.clone());
             }
@@ -1101,7 +1104,8 @@ impl PlexShared {
         if !(rating == -1.0 || (0.0..=10.0).contains(&rating)) {
             return html(400);
         }
-        let Some(item) = req.query_param("key").and_then(|k| k.parse::<u64>().ok()).and_then(|rk| lib.items.get_mut(&rk))
+        let Some(item) =
+            req.query_param("key").and_then(|k| k.parse::<u64>().ok()).and_then(|rk| lib.items.get_mut(&rk))
         else {
             return html(404);
         };
@@ -1940,7 +1944,9 @@ mod tests {
         assert_eq!(v["MediaContainer"]["Metadata"][0]["ratingKey"], json!(AGENT_POSTER));
         assert_eq!(v["MediaContainer"]["Metadata"][0]["selected"], json!(true));
         let post = |body: &[u8]| {
-            request(plex.port(), "POST", &format!("/library/metadata/{rk}/posters"), &[AUTH], body).expect("POST").status
+            request(plex.port(), "POST", &format!("/library/metadata/{rk}/posters"), &[AUTH], body)
+                .expect("POST")
+                .status
         };
         assert_eq!(post(b"abc"), 200);
         let v = list("posters");

@@ -77,12 +77,11 @@ pub fn sync(
         return Ok(out);
     }
     let key = state_key(&scene.id);
-    let stored: Option<Record> =
-        run.host.state_get(&key).ok().flatten().and_then(|t| serde_json::from_str(&t).ok());
-    let mut record = stored.clone().filter(|r| r.rk == rating_key).unwrap_or_else(|| Record {
-        rk: rating_key.to_string(),
-        ..Record::default()
-    });
+    let stored: Option<Record> = run.host.state_get(&key).ok().flatten().and_then(|t| serde_json::from_str(&t).ok());
+    let mut record = stored
+        .clone()
+        .filter(|r| r.rk == rating_key)
+        .unwrap_or_else(|| Record { rk: rating_key.to_string(), ..Record::default() });
     let known_item = stored.as_ref().is_some_and(|r| r.rk == rating_key);
 
     for (kind, url) in &want.images {
@@ -94,7 +93,11 @@ pub fn sync(
         let digest = match run.host.image_digest(url) {
             Ok(d) => d,
             Err(e) => {
-                out.notes.push(format!("{} not synced: the Stash image could not be read ({})", kind.name(), clip(&e.describe(), 200)));
+                out.notes.push(format!(
+                    "{} not synced: the Stash image could not be read ({})",
+                    kind.name(),
+                    clip(&e.describe(), 200)
+                ));
                 continue;
             }
         };
@@ -106,12 +109,15 @@ pub fn sync(
             out.notes.push(format!("{} kept: it was chosen in Plex (preserve_plex_edits)", kind.name()));
             continue;
         }
-        let wanted = |e: &ImageEntry| e.rating_key.starts_with("upload://") && e.rating_key.ends_with(&format!("/{}", digest.sha1));
+        let wanted = |e: &ImageEntry| {
+            e.rating_key.starts_with("upload://") && e.rating_key.ends_with(&format!("/{}", digest.sha1))
+        };
         if !known_item || previous.is_none() {
             let list = list_images(run, rating_key, kind)?;
             if let Some(entry) = list.iter().find(|e| wanted(e)) {
                 if !entry.selected {
-                    let mut select = PlexRequest::new(Method::Put, format!("/library/metadata/{rating_key}/{}", kind.select()));
+                    let mut select =
+                        PlexRequest::new(Method::Put, format!("/library/metadata/{rating_key}/{}", kind.select()));
                     select.query.push(("url".into(), entry.rating_key.clone()));
                     run.send(Endpoint::Image, &select)?;
                     out.changed.push(kind.name());
@@ -121,7 +127,8 @@ pub fn sync(
                 continue;
             }
         }
-        let mut upload = PlexRequest::new(Method::Post, format!("/library/metadata/{rating_key}/{}", kind.collection()));
+        let mut upload =
+            PlexRequest::new(Method::Post, format!("/library/metadata/{rating_key}/{}", kind.collection()));
         upload.body = Body::StashImage(url.clone());
         run.send(Endpoint::Image, &upload)?;
         out.changed.push(kind.name());

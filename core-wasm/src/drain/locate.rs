@@ -87,10 +87,8 @@ fn stale_section(state: &mut DrainState, section: &Section, c: classify::Classif
 pub fn locate(state: &mut DrainState, run: &mut JobRun<'_>, scene: &Scene) -> Result<Located, Failure> {
     let sections = sections(state, run)?;
     let paths = plex_paths(scene, run);
-    let candidates: Vec<(Section, String)> = paths
-        .iter()
-        .filter_map(|p| matching::pick_section(&sections, p).map(|s| (s.clone(), p.clone())))
-        .collect();
+    let candidates: Vec<(Section, String)> =
+        paths.iter().filter_map(|p| matching::pick_section(&sections, p).map(|s| (s.clone(), p.clone()))).collect();
     if candidates.is_empty() {
         return Err(no_section(run, &sections, &paths));
     }
@@ -100,9 +98,8 @@ pub fn locate(state: &mut DrainState, run: &mut JobRun<'_>, scene: &Scene) -> Re
     let mut stale_once = false;
     'again: loop {
         for (section, path) in &candidates {
-            let resolution = state
-                .index
-                .resolve(section, path, MAX_PAGES_PER_STEP, |request| fetch_listing(run, request));
+            let resolution =
+                state.index.resolve(section, path, MAX_PAGES_PER_STEP, |request| fetch_listing(run, request));
             let resolution = match resolution {
                 Ok(r) => r,
                 Err(Failure::Class(c)) if c.class == ErrorClass::StaleSection => {
@@ -332,14 +329,12 @@ fn found_in_index(
         _ => return Ok(None),
     };
     match super::batch::full_item(state, run, &rating_key)? {
-        Some(item) if item.files.iter().any(|f| section.key_of(f) == section.key_of(path)) => {
-            Ok(Some(Located::Item {
-                rating_key,
-                item: Box::new(item),
-                section: section.clone(),
-                confidence: Confidence::ExactPath,
-            }))
-        }
+        Some(item) if item.files.iter().any(|f| section.key_of(f) == section.key_of(path)) => Ok(Some(Located::Item {
+            rating_key,
+            item: Box::new(item),
+            section: section.clone(),
+            confidence: Confidence::ExactPath,
+        })),
         _ => {
             state.index.forget(section, path, &rating_key);
             Ok(None)

@@ -2,7 +2,7 @@
 //! (and the rating, and the images) → the item read back to verify.
 
 use super::locate::{self, Confidence, Located};
-use super::{DrainState, Done, Failure, JobRun, MAX_ERROR_CHARS, images, malformed};
+use super::{Done, DrainState, Failure, JobRun, MAX_ERROR_CHARS, images, malformed};
 use crate::classify::{self, Endpoint, ErrorClass};
 use crate::desired;
 use crate::edits;

@@ -163,18 +163,32 @@ fn empty_lists() {
 fn order_is_kept_and_duplicates_dropped() {
     let mut s = scene();
     s.tags = vec![tag("Zeta"), tag("alpha"), tag("ZETA"), tag("Mid")];
-    let settings = Settings { sync_collection: false, sync_group_collections: false, sync_performers: false, ..Settings::default() };
+    let settings = Settings {
+        sync_collection: false,
+        sync_group_collections: false,
+        sync_performers: false,
+        ..Settings::default()
+    };
     let mut item = synced(&scene(), &settings);
     item.genres = vec![];
     let p = plan(&want(&s, &settings), &item, false, 1, "1");
-    let genres: Vec<&str> =
-        p.query.iter().filter(|(k, _)| k.starts_with("genre[") && k.ends_with(".tag.tag")).map(|(_, v)| v.as_str()).collect();
+    let genres: Vec<&str> = p
+        .query
+        .iter()
+        .filter(|(k, _)| k.starts_with("genre[") && k.ends_with(".tag.tag"))
+        .map(|(_, v)| v.as_str())
+        .collect();
     assert_eq!(genres, ["Zeta", "alpha", "Mid"]);
 }
 
 #[test]
 fn preserve_mode_only_fills_empty_fields() {
-    let settings = Settings { preserve_plex_edits: true, sync_collection: false, sync_group_collections: false, ..Settings::default() };
+    let settings = Settings {
+        preserve_plex_edits: true,
+        sync_collection: false,
+        sync_group_collections: false,
+        ..Settings::default()
+    };
     let s = scene();
     let item = PlexItem {
         title: Some("Plex Title".into()),
