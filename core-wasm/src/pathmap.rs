@@ -84,7 +84,7 @@ impl PathMap {
             }
             rules.push((stash, plex));
         }
-        rules.sort_by(|a, b| b.0.chars().count().cmp(&a.0.chars().count()));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.0.chars().count()));
         Ok(PathMap { rules })
     }
 

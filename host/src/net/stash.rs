@@ -254,10 +254,7 @@ impl StashClient {
     /// Download an image from this Stash server (for poster uploads); the
     /// image [`StashClient::image_digest`] just read is not downloaded again.
     pub fn fetch_image(&self, url: &str) -> Result<Vec<u8>, TransportError> {
-        if let Ok(mut last) = self.last_image.lock()
-            && last.as_ref().is_some_and(|(u, _)| u == url)
-            && let Some((_, bytes)) = last.take()
-        {
+        if let Some(bytes) = self.cached_image(url) {
             return Ok(bytes);
         }
         self.download_image(url)
@@ -267,7 +264,8 @@ impl StashClient {
     /// for the next [`StashClient::fetch_image`] of the same URL.
     pub fn image_digest(&self, url: &str) -> Result<ImageDigest, StashError> {
         use sha1::Digest as _;
-        let bytes = self.download_image(url).map_err(|e| match e {
+        let cached = self.cached_image(url).map(Ok);
+        let bytes = cached.unwrap_or_else(|| self.download_image(url)).map_err(|e| match e {
             TransportError::InvalidRequest(m) => StashError::Malformed(m),
             TransportError::TooLarge(n) => StashError::Malformed(format!("the image is larger than {n} bytes")),
             other => StashError::Unreachable { url: self.base_url.clone(), detail: other.to_string() },
@@ -278,6 +276,13 @@ impl StashClient {
             *last = Some((url.to_string(), bytes));
         }
         Ok(digest)
+    }
+
+    /// The last image digested, if it is the one at `url` (a poster and a
+    /// background from the same screenshot are downloaded once).
+    fn cached_image(&self, url: &str) -> Option<Vec<u8>> {
+        let last = self.last_image.lock().ok()?;
+        last.as_ref().filter(|(u, _)| u == url).map(|(_, b)| b.clone())
     }
 
     fn download_image(&self, url: &str) -> Result<Vec<u8>, TransportError> {
