@@ -181,7 +181,13 @@ pub fn run(plugin: &Plugin, args: BenchArgs) -> Result<(), String> {
         stash.set_screenshot(id, format!("new cover for {id}").into_bytes());
     }
     hook_all()?;
-    drain(&format!("{tenth} covers regenerated in Stash, the rest unchanged (goal: {tenth} uploads)"), Some(1.0))?;
+    drain(
+        &format!(
+            "{tenth} covers regenerated in Stash, the rest unchanged (goal: {} uploads, poster + background of those only)",
+            2 * tenth
+        ),
+        Some(1.0),
+    )?;
 
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
