@@ -19,7 +19,7 @@ pub use crate::wit::stash2plex::policy::queue::{
     DeadLetterInfo, EnqueueOutcome, Job, QueueCounts, QueueError, StateWrite,
 };
 pub use crate::wit::stash2plex::policy::stash::{
-    Group, Performer, RelatedObject, Scene, ScenePage, SceneQuery, StashError, Studio, Tag, VideoFile,
+    Group, ImageInfo, Performer, RelatedObject, Scene, ScenePage, SceneQuery, StashError, Studio, Tag, VideoFile,
 };
 
 impl Method {
@@ -165,6 +165,7 @@ pub trait Host {
     // stash
     fn find_scene(&self, id: &str) -> Result<Option<Scene>, StashError>;
     fn find_scenes(&self, query: &SceneQuery) -> Result<ScenePage, StashError>;
+    fn image_digest(&self, url: &str) -> Result<ImageInfo, StashError>;
 
     // queue
     fn enqueue(&self, scene_id: &str, payload: &str, not_before_ms: i64) -> Result<EnqueueOutcome, QueueError>;

@@ -102,6 +102,10 @@ impl Host for WitHost {
         stash::find_scenes(query)
     }
 
+    fn image_digest(&self, url: &str) -> Result<api::ImageInfo, api::StashError> {
+        stash::image_digest(url)
+    }
+
     fn enqueue(
         &self,
         scene_id: &str,

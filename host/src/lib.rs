@@ -26,3 +26,6 @@ pub mod tasks;
 mod text;
 
 pub use files::restrict_new_files;
+/// The query string exactly as the host puts it on the wire (the policy's
+/// tests check their edit requests against it).
+pub use net::http::build_query;

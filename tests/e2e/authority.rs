@@ -71,7 +71,7 @@ fn every_plex_request_syncing_does_not_need_is_refused_before_it_is_sent() {
     let cases = [
         ("mint-token", "GET /security/token is not a request syncing needs"),
         ("prefs", "PUT /:/prefs is not a request syncing needs"),
-        ("poster-url", "POST /library/metadata/1/posters is not a request syncing needs"),
+        ("poster-url", "POST /library/metadata/{id}/posters may not carry the query parameter \\\"url\\\""),
         ("token-in-query", "may not carry the query parameter \\\"X-Plex-Token\\\""),
         ("absolute-url", "no rule allows the path http://evil.example/x"),
         ("edit-thumb", "may not carry the query parameter \\\"thumb.value\\\""),

@@ -4,6 +4,7 @@
 mod authority;
 mod dlq;
 mod harness;
+mod metadata;
 mod plugin_protocol;
 mod resilience;
 mod sandbox;

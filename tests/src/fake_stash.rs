@@ -327,9 +327,10 @@ impl FakeStash {
     }
 
     /// Replaces the saved settings of a plugin (`configuration.plugins`).
-    /// Serve `bytes` as `content_type` at the scene's screenshot route (a
-    /// different cover, a huge file, or something that is not an image).
-    pub fn set_screenshot(&self, scene_id: &str, content_type: &str, bytes: Vec<u8>) {
+    /// Serve `bytes` as `content_type` at the scene's screenshot route
+    /// without touching the scene (a huge file, or something that is not an
+    /// image).
+    pub fn serve_screenshot(&self, scene_id: &str, content_type: &str, bytes: Vec<u8>) {
         lock(&self.shared().data).screenshots.insert(scene_id.to_string(), (content_type.to_string(), bytes));
     }
 
@@ -402,6 +403,13 @@ impl FakeStash {
             }
         }
         n
+    }
+
+    /// Replaces a scene's screenshot (as regenerating the cover in Stash
+    /// does) and bumps its `updated_at`, which changes `paths.screenshot`.
+    pub fn set_screenshot(&self, id: &str, bytes: Vec<u8>) -> Option<String> {
+        lock(&self.shared().data).screenshots.insert(id.to_string(), ("image/jpeg".to_string(), bytes));
+        self.touch_scene(id)
     }
 
     /// Bumps a scene's `updated_at` (like any edit in Stash would).

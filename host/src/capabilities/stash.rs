@@ -39,6 +39,8 @@ pub struct StashCap {
     pub grants: Arc<ImageGrants>,
     /// GraphQL requests sent for the policy.
     pub requests: u64,
+    /// Images downloaded for `image-digest`.
+    pub images: u64,
 }
 
 impl StashCap {
@@ -68,5 +70,19 @@ impl stash::Host for StashCap {
             page.scenes.iter().for_each(|s| self.grants.grant_scene(s));
         }
         Ok(page)
+    }
+
+    fn image_digest(&mut self, url: String) -> wasmtime::Result<Result<stash::ImageInfo, stash::StashError>> {
+        if !self.grants.allows(&url) {
+            let shown: String = url.chars().take(120).collect();
+            return Ok(Err(stash::StashError::Malformed(format!(
+                "refused by the host: {shown} is not an image URL of a scene the policy was given by a Stash look-up"
+            ))));
+        }
+        self.images += 1;
+        let Some(client) = self.client.as_deref() else {
+            return Ok(Err(stash::StashError::Unreachable("no Stash connection in this invocation".into())));
+        };
+        Ok(client.image_digest(&url).map(|d| stash::ImageInfo { sha1: d.sha1, size: d.size }).map_err(Into::into))
     }
 }

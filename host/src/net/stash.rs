@@ -47,6 +47,16 @@ pub struct StashClient {
     api_key: Option<String>,
     /// Set once Stash says it has no `Scene.groups` (older than v0.27).
     no_groups: std::sync::atomic::AtomicBool,
+    /// The last image digested (URL, bytes), so the upload that usually
+    /// follows does not download it again.
+    last_image: std::sync::Mutex<Option<(String, Vec<u8>)>>,
+}
+
+/// SHA-1 of an image and its size (the contract's `image-digest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageDigest {
+    pub sha1: String,
+    pub size: u64,
 }
 
 impl std::fmt::Debug for StashClient {
@@ -170,6 +180,7 @@ impl StashClient {
             cookie: std::sync::Mutex::new(cookie.map(str::to_string)),
             api_key: api_key.filter(|k| !k.is_empty()).map(str::to_string),
             no_groups: std::sync::atomic::AtomicBool::new(false),
+            last_image: std::sync::Mutex::new(None),
         }
     }
 
@@ -439,11 +450,45 @@ impl StashClient {
         Ok((settings, busy))
     }
 
-    /// Download an image from this Stash server for an upload to Plex: only
-    /// from Stash's image routes (`IMAGE_ROUTES`), fetched from the Stash the
-    /// plugin was started by whatever host the URL names, at most
-    /// [`MAX_IMAGE_BYTES`], and only if the answer is an image.
+    /// An image for an upload to Plex; the image [`StashClient::image_digest`]
+    /// just read is not downloaded again.
     pub fn fetch_image(&self, url: &str) -> Result<Vec<u8>, TransportError> {
+        if let Some(bytes) = self.cached_image(url) {
+            return Ok(bytes);
+        }
+        self.download_image(url)
+    }
+
+    /// Download an image and return its SHA-1 and size, keeping the bytes
+    /// for the next [`StashClient::fetch_image`] of the same URL.
+    pub fn image_digest(&self, url: &str) -> Result<ImageDigest, StashError> {
+        use sha1::Digest as _;
+        let cached = self.cached_image(url).map(Ok);
+        let bytes = cached.unwrap_or_else(|| self.download_image(url)).map_err(|e| match e {
+            TransportError::InvalidRequest(m) => StashError::Malformed(m),
+            TransportError::TooLarge(n) => StashError::Malformed(format!("the image is larger than {n} bytes")),
+            other => StashError::Unreachable { url: self.base_url.clone(), detail: other.to_string() },
+        })?;
+        let sha1: String = sha1::Sha1::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let digest = ImageDigest { sha1, size: bytes.len() as u64 };
+        if let Ok(mut last) = self.last_image.lock() {
+            *last = Some((url.to_string(), bytes));
+        }
+        Ok(digest)
+    }
+
+    /// The last image digested, if it is the one at `url` (a poster and a
+    /// background from the same screenshot are downloaded once).
+    fn cached_image(&self, url: &str) -> Option<Vec<u8>> {
+        let last = self.last_image.lock().ok()?;
+        last.as_ref().filter(|(u, _)| u == url).map(|(_, b)| b.clone())
+    }
+
+    /// Download an image from this Stash server: only from Stash's image
+    /// routes (`IMAGE_ROUTES`), fetched from the Stash the plugin was started
+    /// by whatever host the URL names, at most [`MAX_IMAGE_BYTES`], and only
+    /// if the answer is an image.
+    fn download_image(&self, url: &str) -> Result<Vec<u8>, TransportError> {
         let path_and_query = image_route(url).map_err(TransportError::InvalidRequest)?;
         let resp = self.http.send(
             Method::Get,
@@ -765,14 +810,14 @@ mod tests {
             matches!(&err, TransportError::InvalidRequest(m) if m.contains("not one of Stash's image routes")),
             "{err:?}"
         );
-        stash.set_screenshot("1", "text/html", b"<html>not an image</html>".to_vec());
+        stash.serve_screenshot("1", "text/html", b"<html>not an image</html>".to_vec());
         let err = client.fetch_image(&url).unwrap_err();
         assert!(matches!(&err, TransportError::InvalidRequest(m) if m.contains("is not an image")), "{err:?}");
-        stash.set_screenshot("1", "image/jpeg", b"{\"data\":1}".to_vec());
+        stash.serve_screenshot("1", "image/jpeg", b"{\"data\":1}".to_vec());
         assert!(client.fetch_image(&url).is_err(), "the content type alone does not make an image");
         let mut huge = vec![0xFF, 0xD8, 0xFF];
         huge.resize(usize::try_from(MAX_IMAGE_BYTES).unwrap() + 10, 0);
-        stash.set_screenshot("1", "image/jpeg", huge);
+        stash.serve_screenshot("1", "image/jpeg", huge);
         assert!(matches!(client.fetch_image(&url), Err(TransportError::TooLarge(_))));
     }
 
@@ -798,5 +843,12 @@ mod tests {
         let c = StashClient::new("http://127.0.0.1:9999", Some("cookie-value-123"), Some("api-key-456"));
         let shown = format!("{c:?}");
         assert!(!shown.contains("cookie-value-123") && !shown.contains("api-key-456"), "{shown}");
+    }
+
+    #[test]
+    fn sha1_of_known_bytes() {
+        use sha1::Digest as _;
+        let hex: String = sha1::Sha1::digest(b"abc").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
     }
 }
