@@ -424,6 +424,7 @@ pub struct FakeHost {
     scripts: RefCell<VecDeque<Script>>,
     scenes: RefCell<HashMap<String, Result<Option<Scene>, StashError>>>,
     scenes_error: RefCell<Option<StashError>>,
+    image_error: RefCell<Option<StashError>>,
     queue: RefCell<real::Queue>,
     queue_failure: RefCell<Option<QueueError>>,
     completed: RefCell<Vec<u64>>,
@@ -455,6 +456,7 @@ impl FakeHost {
             scripts: RefCell::default(),
             scenes: RefCell::default(),
             scenes_error: RefCell::default(),
+            image_error: RefCell::default(),
             queue: RefCell::new(real::Queue::open_in_memory().expect("an in-memory queue opens")),
             queue_failure: RefCell::default(),
             completed: RefCell::default(),
@@ -550,6 +552,11 @@ impl FakeHost {
         self.scenes.borrow_mut().insert(scene.id.clone(), Ok(Some(scene)));
     }
     /// Make scene listings (`find-scenes`) fail with `error` (`None`: work).
+    /// Every `image-digest` fails with this (Stash away, image gone).
+    pub fn image_error(&self, error: Option<StashError>) {
+        *self.image_error.borrow_mut() = error;
+    }
+
     pub fn scenes_error(&self, error: Option<StashError>) {
         *self.scenes_error.borrow_mut() = error;
     }
@@ -732,6 +739,9 @@ impl Host for FakeHost {
 
     fn image_digest(&self, url: &str) -> Result<ImageInfo, StashError> {
         self.digests.set(self.digests.get() + 1);
+        if let Some(e) = self.image_error.borrow().clone() {
+            return Err(e);
+        }
         // A stand-in digest: the same image path gives the same "SHA-1".
         let path = url.split('?').next().unwrap_or(url);
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;

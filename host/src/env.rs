@@ -47,6 +47,10 @@ pub struct Env {
     pub opts: Options,
     pub input: PluginInput,
     pub data_dir: PathBuf,
+    /// Stash's session cookie as last refreshed (Stash answers with a new
+    /// one and refuses old ones after an hour; a long drain keeps the
+    /// newest for its next connection).
+    cookie: std::sync::Mutex<Option<String>>,
 }
 
 /// The settings as the last connected invocation saw them, secrets removed
@@ -58,6 +62,22 @@ pub struct CachedSettings {
 }
 
 impl Env {
+    pub fn new(opts: Options, input: PluginInput, data_dir: PathBuf) -> Env {
+        let cookie = std::sync::Mutex::new(input.connection.cookie_value().map(str::to_string));
+        Env { opts, input, data_dir, cookie }
+    }
+
+    pub fn session_cookie(&self) -> Option<String> {
+        self.cookie.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Keep the cookie a Stash client last received.
+    pub fn keep_session_cookie(&self, cookie: Option<String>) {
+        if let (Some(fresh), Ok(mut c)) = (cookie, self.cookie.lock()) {
+            *c = Some(fresh);
+        }
+    }
+
     pub fn open_queue(&self) -> Result<Queue, String> {
         let path = self.data_dir.join("queue.db");
         Queue::open(&path).map_err(|e| format!("cannot open the queue at {}: {e}", path.display()))

@@ -11,6 +11,7 @@ pub mod plugin;
 
 pub mod capabilities;
 pub mod clock;
+mod condition;
 mod connect;
 pub mod drain;
 pub mod env;

@@ -49,7 +49,7 @@ fn a_rejected_edit_is_dead_lettered_listed_requeued_and_synced() {
 fn purge_removes_only_old_dead_letters_and_bad_args_are_explained() {
     let world = World::new(1);
     let (scene_id, _) = world.scenes[0].clone();
-    world.hook("Scene.Update.Post", &scene_id, &["id"]).output();
+    world.hook("Scene.Update.Post", &scene_id, &["id", "title"]).output();
     world.plex.faults().set(FaultMode::status(400));
     world.task("process_queue").output();
     world.plex.faults().set(FaultMode::Up);

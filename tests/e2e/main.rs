@@ -8,4 +8,6 @@ mod metadata;
 mod plugin_protocol;
 mod resilience;
 mod sandbox;
+mod stash_plugin;
 mod sync;
+mod tasks;

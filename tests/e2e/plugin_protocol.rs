@@ -31,24 +31,33 @@ fn unknown_task_mode_is_explained() {
     let world = World::new(0);
     let out = world.task("frobnicate");
     assert_eq!(out.code, 1);
-    assert!(out.error().contains("known modes: process_queue"), "{}", out.stdout);
+    let err = out.error();
+    assert!(err.contains("known modes: all, recent, process_queue"), "{err}");
+    assert!(err.contains("health_check"), "the policy's tasks are listed too: {err}");
 }
 
+/// A hook records whatever Stash fires (it does not judge, so it stays
+/// fast); the drain's policy finds nothing to sync in an image edit.
 #[test]
-fn hook_for_another_object_type_is_ignored_quickly() {
+fn a_hook_with_nothing_to_sync_is_recorded_and_leaves_no_job() {
     let world = World::new(1);
     let stdin = json!({"server_connection": world.connection(),
-        "args": {"hookContext": {"id": 3, "type": "Performer.Update.Post", "input": null}}});
+        "args": {"hookContext": {"id": 3, "type": "Image.Update.Post", "input": null}}});
     let out = run(&stdin.to_string(), &[]);
-    assert!(out.output().starts_with("ignored"), "{}", out.stdout);
+    assert!(out.output().starts_with("recorded Image.Update.Post for 3"), "{}", out.stdout);
     assert_eq!(world.stash.requests().len(), 0, "a hook does not call Stash");
+    assert_eq!(world.kept_changes(), 1);
+    let task = world.task("process_queue");
+    assert!(task.output().contains("Processed 0 job"), "{}", task.stdout);
+    assert_eq!(world.kept_changes(), 0, "read, and nothing queued");
+    assert_eq!(world.plex.count("PUT", "/"), 0);
 }
 
 #[test]
 fn log_lines_use_stash_framing_and_stdout_is_one_object() {
     let world = World::new(1);
     let (scene_id, _) = world.scenes[0].clone();
-    world.hook("Scene.Update.Post", &scene_id, &["id"]).output();
+    world.hook("Scene.Update.Post", &scene_id, &["id", "title"]).output();
     let out = world.task("process_queue");
     assert_eq!(out.stdout.trim().lines().count(), 1, "stdout must hold exactly one JSON object: {:?}", out.stdout);
     for line in out.stderr.lines().filter(|l| !l.is_empty()) {
@@ -65,8 +74,8 @@ fn a_broken_policy_in_the_plugin_folder_never_loses_a_change() {
     let (scene_id, rk) = world.scenes[0].clone();
     let hook = world.hook("Scene.Update.Post", &scene_id, &["id", "title"]);
     assert_eq!(hook.code, 0, "{}", hook.stderr);
-    assert!(hook.stderr.contains("was not used"), "the broken policy is reported: {}", hook.stderr);
     let task = world.task("process_queue");
+    assert!(task.stderr.contains("was not used"), "the broken policy is reported: {}", task.stderr);
     assert!(task.output().contains("Processed 1 job"), "{}", task.stdout);
     assert!(world.plex.item(&rk).unwrap().locked_fields.contains("title"), "the built-in policy synced it");
 }
@@ -154,7 +163,17 @@ fn the_plugin_yaml_only_uses_keys_stash_accepts_and_modes_we_handle() {
         );
         assert!(fits, "{key} is {ty} in the YAML but {:?} in the binary", spec.kind);
     }
-    for t in ["Scene.Update.Post", "Scene.Create.Post"] {
+    for t in [
+        "Scene.Update.Post",
+        "Scene.Create.Post",
+        "Scene.Destroy.Post",
+        "Performer.Update.Post",
+        "Studio.Update.Post",
+        "Tag.Update.Post",
+        "Tag.Merge.Post",
+        "Group.Update.Post",
+        "Movie.Update.Post",
+    ] {
         assert!(triggers.iter().any(|x| x == t), "{triggers:?}");
     }
     // Every declared setting is accepted by the binary and the policy:
@@ -182,7 +201,7 @@ fn the_plugin_yaml_only_uses_keys_stash_accepts_and_modes_we_handle() {
     }
     world.stash.set_plugin_settings("Stash2Plex", serde_json::Value::Object(values));
     let (scene_id, _) = world.scenes[0].clone();
-    world.hook("Scene.Update.Post", &scene_id, &["id"]).output();
+    world.hook("Scene.Update.Post", &scene_id, &["id", "title"]).output();
     let out = world.task("process_queue");
     assert!(out.output().contains("the queue is empty"), "{}\n{}", out.stdout, out.stderr);
 }

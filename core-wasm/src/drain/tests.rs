@@ -510,6 +510,27 @@ fn stash_failures() {
 }
 
 #[test]
+fn an_image_stash_cannot_serve_because_it_is_away_waits_but_a_missing_one_does_not() {
+    let (host, mut policy) = setup();
+    let mut s = scene("12", "Scene A", PATH);
+    s.screenshot_url = Some("http://stash/scene/12/screenshot?t=1".into());
+    host.add_scene(s);
+    host.image_error(Some(StashError::Unreachable("connection refused".into())));
+    let summary = work(&host, &mut policy);
+    assert!(summary.contains("(not counted as an attempt): Stash could not answer"), "{summary}");
+    let job = host.jobs()[0].clone();
+    assert_eq!(job.attempt, 0, "Stash being away uses no attempt");
+
+    // Stash answers, but the image is not there: the job finishes without it.
+    host.image_error(Some(StashError::Malformed("404".into())));
+    host.set_now(job.not_before_ms);
+    let summary = work(&host, &mut policy);
+    assert!(summary.contains("poster not synced: the Stash image could not be read"), "{summary}");
+    assert!(host.jobs().is_empty());
+    assert!(host.dead().is_empty());
+}
+
+#[test]
 fn sync_master_off_writes_nothing() {
     let (host, mut policy) = configured(r#"{"sync_master":false}"#);
     work(&host, &mut policy);

@@ -33,11 +33,22 @@ pub fn enabled(auto_drain_setting: bool) -> bool {
     auto_drain_setting && !env_off
 }
 
-/// Start a background drainer unless one is running. Returns whether one
-/// was started.
+/// A claimed start that no drainer took up within this long (it failed to
+/// start) may be claimed again.
+const START_CLAIM_MS: i64 = 10_000;
+
+/// Start a background drainer unless one is running or starting. Returns
+/// whether one was started.
 pub fn ensure_drainer(env: &Env) -> Result<bool, String> {
     // Probe the lock without keeping it: held means a drainer is running.
     if super::lock::is_held(&env.data_dir)? {
+        return Ok(false);
+    }
+    // Of many hooks at once, one starts the drainer; it clears the claim
+    // when it holds the lock, so a later hook can start the next one.
+    let now = env.now_ms();
+    let mut queue = env.open_queue()?;
+    if !queue.claim_drainer_start(now, now - START_CLAIM_MS).map_err(|e| format!("cannot start a drainer: {e}"))? {
         return Ok(false);
     }
     spawn(env).map(|()| true)

@@ -5,4 +5,5 @@ mod queue;
 
 pub use queue::{
     DeadFilter, DeadLetter, DeadLetterInfo, EnqueueOutcome, Job, JobRow, Queue, QueueCounts, QueueError, StateWrite,
+    StoredEvent,
 };

@@ -607,6 +607,36 @@ impl Queue {
         Ok(())
     }
 
+    /// Set a host value; `true` when it was different before. Atomic, so of
+    /// many processes setting the same value only one sees the change (the
+    /// hook that tells the user about a problem).
+    pub fn host_swap(&mut self, key: &str, value: &str) -> Result<bool, QueueError> {
+        let n = self.conn.execute(
+            "INSERT INTO host_state (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value",
+            params![key, value],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Claim the right to start a drainer: `true` for the one caller that
+    /// finds no start claimed since `expired_before_ms` (of 32 hooks at
+    /// once, one starts a drainer). The drainer clears the claim when it
+    /// takes the drain lock ([`Queue::clear_drainer_start`]).
+    pub fn claim_drainer_start(&mut self, now_ms: i64, expired_before_ms: i64) -> Result<bool, QueueError> {
+        let n = self.conn.execute(
+            "INSERT INTO host_state (key, value) VALUES ('drainer_start', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value
+             WHERE value = '' OR CAST(value AS INTEGER) < ?2",
+            params![now_ms.to_string(), expired_before_ms],
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn clear_drainer_start(&mut self) -> Result<(), QueueError> {
+        self.host_set("drainer_start", "")
+    }
+
     /// Dead letters matching `filter`, newest first.
     pub fn dead_letters_matching(&self, filter: &DeadFilter, limit: u32) -> Result<Vec<DeadLetter>, QueueError> {
         let mut stmt = self.conn.prepare(
@@ -878,6 +908,25 @@ mod tests {
         assert_eq!((left.len(), left[0].tries), (1, 2));
         q.finish_event(a).unwrap();
         assert!(!q.has_events().unwrap());
+    }
+
+    #[test]
+    fn one_drainer_start_is_claimed_until_a_drainer_takes_it_or_it_expires() {
+        let mut q = q();
+        assert!(q.claim_drainer_start(1_000, -9_000).unwrap(), "the first hook claims");
+        assert!(!q.claim_drainer_start(1_001, -8_999).unwrap(), "the next one at once does not");
+        assert!(q.claim_drainer_start(12_000, 2_000).unwrap(), "a claim nobody took up expires");
+        q.clear_drainer_start().unwrap();
+        assert!(q.claim_drainer_start(12_001, 2_001).unwrap(), "a running drainer frees it");
+    }
+
+    #[test]
+    fn host_swap_reports_a_change_once() {
+        let mut q = q();
+        assert!(q.host_swap("k", "a").unwrap());
+        assert!(!q.host_swap("k", "a").unwrap(), "same value: no change");
+        assert!(q.host_swap("k", "b").unwrap());
+        assert_eq!(q.host_get("k").unwrap().as_deref(), Some("b"));
     }
 
     #[test]

@@ -40,8 +40,8 @@ enum Command {
     /// Measure hook start-up, policy load, requests per scene and drain
     /// speed, and print a report.
     Bench {
-        /// Hook processes to time (after one warm-up).
-        #[arg(long, default_value_t = 50)]
+        /// Warm hook processes to time per trigger (after one warm-up).
+        #[arg(long, default_value_t = 200)]
         spawns: usize,
         /// Scenes in the simulated library (the metadata budgets are set
         /// for 1,000).
