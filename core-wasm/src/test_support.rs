@@ -436,6 +436,8 @@ pub struct FakeHost {
     steal_leases_at_request: Cell<Option<usize>>,
     digests: Cell<u32>,
     stash_batches: Cell<u32>,
+    /// (page, per-page) of every `find-scenes` call.
+    scene_pages: RefCell<Vec<(u32, u32)>>,
 }
 
 impl Default for FakeHost {
@@ -467,6 +469,7 @@ impl FakeHost {
             steal_leases_at_request: Cell::new(None),
             digests: Cell::new(0),
             stash_batches: Cell::new(0),
+            scene_pages: RefCell::default(),
         }
     }
 
@@ -504,6 +507,10 @@ impl FakeHost {
     /// `find-scenes` calls so far.
     pub fn stash_batches(&self) -> u32 {
         self.stash_batches.get()
+    }
+    /// (page, per-page) of every `find-scenes` call so far, in order.
+    pub fn scene_pages(&self) -> Vec<(u32, u32)> {
+        self.scene_pages.borrow().clone()
     }
     pub fn renewals(&self) -> u32 {
         self.renewals.get()
@@ -706,6 +713,7 @@ impl Host for FakeHost {
 
     fn find_scenes(&self, query: &SceneQuery) -> Result<ScenePage, StashError> {
         self.stash_batches.set(self.stash_batches.get() + 1);
+        self.scene_pages.borrow_mut().push((query.page, query.per_page));
         if let Some(e) = self.scenes_error.borrow().clone() {
             return Err(e);
         }
@@ -732,7 +740,8 @@ impl Host for FakeHost {
             .collect();
         scenes.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then_with(|| a.id.cmp(&b.id)));
         let count = scenes.len() as u64;
-        let per = query.per_page.max(1) as usize;
+        // As the WIT says (and the host does): 1-250 per page.
+        let per = query.per_page.clamp(1, 250) as usize;
         let skip = (query.page.max(1) as usize - 1) * per;
         Ok(ScenePage { count, scenes: scenes.into_iter().skip(skip).take(per).collect() })
     }
