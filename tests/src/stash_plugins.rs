@@ -81,7 +81,7 @@ pub struct PluginConfig {
     #[serde(default)]
     pub tasks: Vec<OperationConfig>,
     #[serde(default)]
-    pub hooks: Vec<HookConfig>,
+    pub hooks: Vec<OperationConfig>,
     pub ui: Option<UiConfig>,
     #[serde(default)]
     pub settings: StrictMap<SettingConfig>,
@@ -99,9 +99,13 @@ pub enum Interface {
     Js,
 }
 
-/// A task (`OperationConfig`). `defaultArgs` is `map[string]string` in Go;
-/// this is stricter than yaml.v2 (which turns `30` into "30"): values must
-/// be YAML strings, which is what arrives in `args` anyway.
+/// A task (`OperationConfig`) or a hook (`HookConfig`, which is an
+/// operation plus `triggeredBy`; a task with `triggeredBy` is refused by
+/// [`parse_plugin_yaml`], as Stash's strict decoder does).
+///
+/// `defaultArgs` is `map[string]string` in Go; this is stricter than yaml.v2
+/// (which turns `30` into "30"): values must be YAML strings, which is what
+/// arrives in `args` anyway.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperationConfig {
@@ -112,32 +116,26 @@ pub struct OperationConfig {
     pub exec_args: Vec<String>,
     #[serde(rename = "defaultArgs", default)]
     pub default_args: StrictMap<String>,
-}
-
-/// A hook: an operation plus `triggeredBy`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HookConfig {
-    pub name: String,
-    #[serde(default)]
-    pub description: String,
-    #[serde(rename = "execArgs", default)]
-    pub exec_args: Vec<String>,
-    #[serde(rename = "defaultArgs", default)]
-    pub default_args: StrictMap<String>,
-    #[serde(rename = "triggeredBy", default)]
-    pub triggered_by: Vec<String>,
+    #[serde(rename = "triggeredBy")]
+    pub triggered_by: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingConfig {
-    #[serde(default, rename = "type")]
-    pub kind: SettingType,
+    /// Absent means STRING in Stash; see [`SettingConfig::kind`].
+    #[serde(rename = "type")]
+    pub declared_type: Option<SettingType>,
     #[serde(rename = "displayName", default)]
     pub display_name: String,
     #[serde(default)]
     pub description: String,
+}
+
+impl SettingConfig {
+    pub fn kind(&self) -> SettingType {
+        self.declared_type.unwrap_or_default()
+    }
 }
 
 /// Anything else is a load error in Stash.
@@ -216,7 +214,14 @@ pub const TRIGGERS: &[&str] = &[
 
 /// Decode a plugin YAML the way Stash does (strict).
 pub fn parse_plugin_yaml(text: &str) -> Result<PluginConfig, String> {
-    serde_norway::from_str::<PluginConfig>(text).map_err(|e| format!("Error loading plugin: {e}"))
+    let config = serde_norway::from_str::<PluginConfig>(text).map_err(|e| format!("Error loading plugin: {e}"))?;
+    if let Some(task) = config.tasks.iter().find(|t| t.triggered_by.is_some()) {
+        return Err(format!(
+            "Error loading plugin: task {:?}: field triggeredBy not found in type plugin.OperationConfig",
+            task.name
+        ));
+    }
+    Ok(config)
 }
 
 impl PluginConfig {
@@ -225,7 +230,7 @@ impl PluginConfig {
         let unknown: Vec<&str> = self
             .hooks
             .iter()
-            .flat_map(|h| h.triggered_by.iter())
+            .flat_map(|h| h.triggered_by.iter().flatten())
             .map(String::as_str)
             .filter(|t| !TRIGGERS.contains(t))
             .collect();
@@ -520,13 +525,14 @@ mod tests {
         let ok = "name: X\nexec:\n  - x\ntasks:\n  - name: T\n    defaultArgs:\n      mode: a\nsettings:\n  k:\n    type: BOOLEAN\n";
         let c = parse_plugin_yaml(ok).unwrap();
         assert_eq!(c.interface, Interface::Raw);
-        assert_eq!(c.settings.0["k"].kind, SettingType::Boolean);
+        assert_eq!(c.settings.0["k"].kind(), SettingType::Boolean);
         for (bad, why) in [
             ("name: X\nid: X\n", "unknown top-level key"),
             ("name: X\nname: Y\n", "duplicate top-level key"),
             ("settings:\n  k:\n    type: BOOL\n", "bad setting type"),
             ("settings:\n  k:\n    type: STRING\n  k:\n    type: NUMBER\n", "duplicate setting"),
             ("tasks:\n  - name: T\n    defaultArg:\n      mode: a\n", "unknown task key"),
+            ("tasks:\n  - name: T\n    triggeredBy: [Scene.Update.Post]\n", "a task is no hook"),
             ("tasks:\n  - name: T\n    defaultArgs:\n      mode: a\n      mode: b\n", "duplicate arg"),
             ("interface: python\n", "bad interface"),
             ("requires: [Other]\n", "requires is a comment, not a key"),

@@ -24,7 +24,7 @@ pub fn load(engine: &Engine, wasm: &[u8], digest: &[u8; 32], dir: &Path) -> wasm
         // SAFETY: the cache directory is written only by this host, with the
         // bytes `precompile_component` produced, renamed into place
         // atomically; the file name pins the wasm hash and engine settings.
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        match unsafe { deserialize_artifact(engine, &path) } {
             Ok(c) => {
                 mark_used(&path);
                 return Ok((c, true));
@@ -44,6 +44,32 @@ pub fn load(engine: &Engine, wasm: &[u8], digest: &[u8; 32], dir: &Path) -> wasm
     }
     prune(dir, SystemTime::now());
     Ok((component, false))
+}
+
+/// Unix: map the artifact (no copy). Windows: read it and deserialize the
+/// bytes. A mapped file there cannot be deleted or renamed over while any
+/// process has it mapped, so a long-running drainer would pin a stale
+/// artifact (prune and a rewrite would fail); and wine cannot map a file
+/// executable copy-on-write, which `deserialize_file` needs. The copy costs
+/// a read of a few MB.
+///
+/// # Safety
+/// `path` must hold bytes `precompile_component` produced (see `load`).
+#[cfg(not(windows))]
+unsafe fn deserialize_artifact(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: as the caller promises.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+/// See the Unix version.
+///
+/// # Safety
+/// `path` must hold bytes `precompile_component` produced (see `load`).
+#[cfg(windows)]
+unsafe fn deserialize_artifact(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    let bytes = std::fs::read(path).map_err(|e| wasmtime::format_err!("cannot read {}: {e}", path.display()))?;
+    // SAFETY: as the caller promises.
+    unsafe { Component::deserialize(engine, &bytes) }
 }
 
 fn mark_used(path: &Path) {

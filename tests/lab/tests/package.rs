@@ -71,6 +71,15 @@ impl Package {
     fn install(&self, plugins: &Path) -> PathBuf {
         stash_plugins::install_package(&self.index(), ID, &plugins.join("community")).expect("Stash installs it")
     }
+
+    /// Installed into a fresh plugins folder: (its temp dir, the plugins
+    /// folder, the plugin folder).
+    fn install_fresh(&self) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let plugins = tmp.path().join("plugins");
+        let dir = self.install(&plugins);
+        (tmp, plugins, dir)
+    }
 }
 
 // --- Stash and Plex on loopback ---
@@ -233,9 +242,7 @@ fn the_zip_the_index_and_the_yaml_are_what_stash_installs_and_upgrades() {
 
     // Installed, the files keep their modes; the YAML is the repository's
     // and loads strictly; it is the only plugin YAML.
-    let tmp = tempfile::tempdir().unwrap();
-    let plugins = tmp.path().join("plugins");
-    let dir = pkg.install(&plugins);
+    let (tmp, plugins, dir) = pkg.install_fresh();
     for exe in ["stash2plex", "bin/linux-x86_64/stash2plex"] {
         let mode = mode_of(&dir.join(exe));
         assert_eq!(mode & 0o111, 0o111, "{exe} is executable after the install: {mode:o}");
@@ -400,9 +407,7 @@ fn a_hook_starts_a_detached_drainer_in_a_root_without_proc() {
 #[ignore = "builds the arm64 and Windows binaries; .ci/run runs it with STASH2PLEX_PACKAGE_ALL=1"]
 fn the_full_zip_holds_every_binary_and_stash_finds_the_right_one_per_os() {
     let pkg = full_package();
-    let tmp = tempfile::tempdir().unwrap();
-    let plugins = tmp.path().join("plugins");
-    let dir = pkg.install(&plugins);
+    let (_tmp, plugins, dir) = pkg.install_fresh();
     let manifest = std::fs::read_to_string(dir.join("manifest")).expect("Stash wrote its manifest");
     let mut files = serde_norway::from_str::<stash_plugins::Manifest>(&manifest).unwrap().files;
     files.sort();
@@ -499,6 +504,10 @@ impl Drop for Wine {
     }
 }
 
+fn tmp_stderr(dir: &Path) -> std::fs::File {
+    std::fs::File::create(dir.join("hook-stderr.txt")).unwrap()
+}
+
 /// Wine 8 (Debian 12) lacks `bcryptprimitives.dll`, whose `ProcessPrng`
 /// Rust's std calls for random bytes on Windows 10 and later. The test puts
 /// a DLL with that one function (RtlGenRandom underneath) beside the exe;
@@ -519,9 +528,7 @@ fn bcryptprimitives_for_wine(dir: &Path) {
 #[ignore = "builds the Windows binary and boots a wine prefix; .ci/run runs it with STASH2PLEX_PACKAGE_ALL=1"]
 fn the_windows_binary_answers_hooks_and_tasks_under_wine_and_detaches_its_drainer() {
     let pkg = full_package();
-    let tmp = tempfile::tempdir().unwrap();
-    let plugins = tmp.path().join("plugins");
-    let dir = pkg.install(&plugins);
+    let (_tmp, plugins, dir) = pkg.install_fresh();
     let argv = stash_command(&plugins, Os::Windows);
     assert_eq!(argv[0], dir.join("stash2plex.exe").display().to_string(), "Go's exec adds .exe");
     bcryptprimitives_for_wine(&dir);
@@ -550,11 +557,23 @@ fn the_windows_binary_answers_hooks_and_tasks_under_wine_and_detaches_its_draine
 
     // The hook's background drainer: detached, and not holding the hook's
     // stdout (Windows hands inheritable handles to every child), so Stash
-    // gets EOF while the drainer still waits on a slow Plex.
+    // gets EOF while the drainer still waits on a slow Plex. Only stdout
+    // is read here: wine (not Windows) leaves the Unix stderr of a process
+    // open in the processes it starts, whatever their handles say.
     world.plex.set_latency(Duration::from_millis(1500));
-    let hook = run(plugin(&[]), &world.hook(&win_dir, 1));
+    let stderr_file = tmp_stderr(&dir);
+    let mut cmd = plugin(&[]);
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(stderr_file.try_clone().unwrap());
+    let mut child = cmd.spawn().expect("start the hook under wine");
+    let _ = child.stdin.take().unwrap().write_all(world.hook(&win_dir, 1).as_bytes());
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(!world.synced(1), "Stash saw the hook's stdout close before its drainer synced");
+    let _ = child.wait();
+    let hook = Outcome { stdout, stderr: std::fs::read_to_string(dir.join("hook-stderr.txt")).unwrap_or_default() };
     assert!(hook.json().get("error").is_none(), "{}\n{}", hook.stdout, hook.stderr);
-    assert!(!world.synced(1), "the hook returned before its drainer synced");
+    assert!(hook.stderr.contains("Started a background drainer"), "{}", hook.stderr);
+    assert!(hook.stderr.contains("loaded from the compiled cache"), "a later process uses the cache: {}", hook.stderr);
     assert!(world.wait_synced(1, Duration::from_secs(90)), "the background drainer synced the scene");
     let log = std::fs::read_to_string(dir.join("data").join("drainer.log")).unwrap_or_default();
     assert!(!log.is_empty(), "the drainer logs to data\\drainer.log");
