@@ -13,9 +13,9 @@
 //! | 503 (starting up, database migrations) | `PlexStarting` | `plex-starting` |
 //! | 429, 500, 502, 504, any other 5xx | `PlexOverloaded` | `plex-overloaded` |
 //! | 401, 403 | `PlexUnauthorized` | `plex-unauthorized` |
-//! | 404 on an item we know (`/library/metadata/{rk}`, the edit) | `StaleItem` | `stale-item` |
-//! | 404 on a section listing | `StaleSection` | `stale-section` |
-//! | 404 on `/library/sections` or `/identity`, any 3xx | `PlexWrongAddress` | `plex-wrong-address` |
+//! | 404 on an item we know (`/library/metadata/{rk}`, its images, the edit, the rating) | `StaleItem` | `stale-item` |
+//! | 404 on a section listing or scan | `StaleSection` | `stale-section` |
+//! | 404 on `/library/sections`, `/identity` or `/activities`, any 3xx | `PlexWrongAddress` | `plex-wrong-address` |
 //! | the file is in no Plex item (not scanned yet) | `NotInPlex` | `not-in-plex` |
 //! | several Plex items have the file (strict matching) | `Ambiguous` | `ambiguous-match` |
 //! | 400 and every other 4xx (our bug) | `BadRequest` | `plex-rejected-request` |
@@ -52,6 +52,14 @@ pub enum Endpoint {
     Item,
     /// `PUT /library/sections/{id}/all?id={rk}` (the edit).
     Edit,
+    /// `PUT /:/rate?key={rk}` (the user rating).
+    Rate,
+    /// `/library/metadata/{rk}/posters|arts|poster|art` (images).
+    Image,
+    /// `GET /library/sections/{id}/refresh?path=` (a partial scan).
+    Scan,
+    /// `GET /activities`.
+    Activities,
 }
 
 /// Which transport failure.
@@ -180,13 +188,13 @@ pub fn response(endpoint: Endpoint, response: &PlexResponse, what: &str, now_ms:
             format!("Plex refused this token access (HTTP 403 on {what}); use the server owner's token as plex_token"),
         ),
         404 => match endpoint {
-            Endpoint::Item | Endpoint::Edit => {
+            Endpoint::Item | Endpoint::Edit | Endpoint::Rate | Endpoint::Image => {
                 (ErrorClass::StaleItem, format!("Plex no longer has this item (404 on {what})"))
             }
-            Endpoint::Listing => {
+            Endpoint::Listing | Endpoint::Scan => {
                 (ErrorClass::StaleSection, format!("Plex library section at {what} no longer exists (404)"))
             }
-            Endpoint::Sections | Endpoint::Identity => (
+            Endpoint::Sections | Endpoint::Identity | Endpoint::Activities => (
                 ErrorClass::PlexWrongAddress,
                 format!("Plex answered 404 on {what}; check that plex_url points at the Plex server"),
             ),

@@ -17,9 +17,12 @@
 //! 4. **Half-open**: the job runs as one of the trials.
 //! 5. **Retry budget**: a retry over budget is released, not sent.
 //!
-//! A job: claim → Stash scene → Plex section → ratingKey (path index) →
-//! full item → diff → at most one PUT → complete / retry-at / release /
-//! dead-letter, with the reliability state written in the same queue call.
+//! A job: claim (jobs due together are claimed as a batch, their scenes
+//! looked up in one `findScenes`: `batch`) → Plex section → ratingKey (path
+//! index, refresh, fallbacks: `locate`) → full item → desired state → diff →
+//! at most one PUT, the rating, the images → read back (verified /
+//! drifted): `sync` → complete / retry-at / release / dead-letter, with the
+//! reliability state written in the same queue call.
 //! Every failure is classified in `classify` and handled by its class's
 //! retry profile (`retry`); a breaker-counted failure that leaves the
 //! breaker open releases the job (the attempt does not count) until the
@@ -29,13 +32,15 @@ use std::fmt::Write as _;
 
 use crate::breaker::{self, Outcome, Permit};
 use crate::classify::{self, Classified, Endpoint, ErrorClass};
-use crate::edits;
+use crate::fanout;
 use crate::health;
+use std::collections::{HashMap, VecDeque};
+
 use crate::host::{
-    DeadLetterInfo, Describe, Host, Job, LogLevel, Method, PlexRequest, PlexResponse, QueueError, Scene, StepOutcome,
+    DeadLetterInfo, Describe, Host, Job, LogLevel, PlexRequest, PlexResponse, QueueError, StateWrite, StepOutcome,
 };
-use crate::matching::{self, PathIndex, Resolution, Section};
-use crate::plex_json::{self, ListingPage, PlexItem};
+use crate::matching::{PathIndex, Section};
+use crate::plex_json::{self, Activity, PlexItem};
 use crate::resilience::{self, Resilience};
 use crate::retry::{self, Decision};
 use crate::settings::Settings;
@@ -62,15 +67,27 @@ const PATH_LOG_CHARS: usize = 300;
 pub struct DrainState {
     sections: Option<Vec<Section>>,
     index: PathIndex,
+    /// Claimed jobs waiting for their step, with their scenes.
+    batch: VecDeque<batch::Held>,
+    /// Full items read together with another job's.
+    prefetched: HashMap<String, PlexItem>,
+    /// The scans asked for (`scan`), as last read or written.
+    scans: Option<crate::scan::Scans>,
+    /// The last `GET /activities` answer and when it came.
+    activities: Option<(i64, Vec<Activity>)>,
+    /// The latest time a job parked for a scan by this instance is due.
+    parked_until: Option<i64>,
     /// This instance has checked the token during a credential pause (a new
     /// drain checks once at its start, so fixing the token resumes at once).
     auth_checked: bool,
 }
 
 impl DrainState {
-    /// Forget everything learned from Plex.
+    /// Forget everything learned from Plex (held jobs are kept: their
+    /// leases run out on their own if nobody works on them).
     pub fn reset(&mut self) {
-        *self = DrainState::default();
+        let batch = std::mem::take(&mut self.batch);
+        *self = DrainState { batch, ..DrainState::default() };
     }
 }
 
@@ -89,7 +106,7 @@ impl From<QueueError> for Failure {
     fn from(e: QueueError) -> Self {
         match e {
             QueueError::LeaseLost => Failure::LeaseLost,
-            QueueError::Storage(m) => Failure::Storage(m),
+            QueueError::Storage(m) | QueueError::Refused(m) => Failure::Storage(m),
         }
     }
 }
@@ -106,10 +123,21 @@ enum Done {
     Synced {
         rating_key: String,
         fields: Vec<&'static str>,
+        verify: Option<sync::Verify>,
+        notes: Vec<String>,
     },
     InSync {
         rating_key: String,
+        notes: Vec<String>,
     },
+    /// Waiting for a Plex scan of the file's folder (not an attempt).
+    WaitingForScan {
+        until: i64,
+        folder: String,
+        requested: bool,
+    },
+    /// Not in Plex, and `skip_not_found` drops it.
+    Skipped,
     NoFile,
     SceneGone,
     SyncOff,
@@ -133,6 +161,8 @@ struct JobRun<'a> {
     last_exchange: Option<String>,
     last_renew_ms: i64,
     shown_path: Option<String>,
+    /// Policy state written with the job's outcome (images, scans).
+    writes: Vec<StateWrite>,
 }
 
 fn queue_text(e: QueueError) -> String {
@@ -151,14 +181,26 @@ pub fn step(settings: &Settings, state: &mut DrainState, host: &dyn Host) -> Res
         .map_err(|e| format!("could not read the policy state: {}", e.describe()))?;
     res.tick(host, now);
 
+    batch::renew_held(state, host, now);
+
     if res.state.auth.is_some() {
+        if !state.batch.is_empty() {
+            batch::release_all(state, host, now, &res.write());
+        }
         return auth_paused(state, &mut res, host, now);
     }
     if let breaker::State::Open { until, forced, .. } = res.state.breaker.state {
+        if !state.batch.is_empty() {
+            batch::release_all(state, host, until, &res.write());
+        }
         return breaker_open(&mut res, host, now, until, forced);
     }
     let pace = res.state.pacer.wait_ms(now);
     if pace > 0 {
+        if !state.batch.is_empty() {
+            res.save_if_changed(host).map_err(queue_text)?;
+            return Ok(wait(i64::from(pace)));
+        }
         return nothing_due_or(&mut res, host, wait(i64::from(pace)));
     }
     let (permit, transitions) = res.state.breaker.permit(&res.cfg.breaker, now);
@@ -166,22 +208,45 @@ pub fn step(settings: &Settings, state: &mut DrainState, host: &dyn Host) -> Res
     let trial = match permit {
         Permit::Allow => false,
         Permit::Trial => true,
-        Permit::Reject { until } => return nothing_due_or(&mut res, host, wait(until.saturating_sub(now))),
+        Permit::Reject { until } => {
+            if !state.batch.is_empty() {
+                batch::release_all(state, host, now, &res.write());
+            }
+            return nothing_due_or(&mut res, host, wait(until.saturating_sub(now)));
+        }
     };
 
-    let job = match host.claim(LEASE_MS) {
-        Ok(Some(job)) => job,
-        Ok(None) => {
+    let max = if trial { 1 } else { batch::BATCH_SIZE };
+    let held = match batch::next(state, host, settings.sync_master, max)? {
+        Some(held) => held,
+        None => {
             if trial {
                 res.record(host, now, Outcome::Ignored, None);
             }
             res.save_if_changed(host).map_err(queue_text)?;
             let counts = host.counts().map_err(|e| format!("could not read the queue: {}", e.describe()))?;
+            // A job parked for a scan this drain asked for is due soon:
+            // wait for it rather than end the drain.
+            if let (Some(due), Some(parked)) = (counts.next_due_ms, state.parked_until)
+                && due <= parked
+                && due.saturating_sub(now) <= MAX_WAIT_MS
+            {
+                return Ok(wait(due.saturating_sub(now)));
+            }
+            state.parked_until = None;
             return Ok(StepOutcome::Idle(counts.next_due_ms));
         }
-        Err(e) => return Err(format!("could not claim a job: {}", e.describe())),
     };
+    let batch::Held { job, scene, leased_ms } = held;
 
+    if let Some(object) = fanout::object(&job.scene_id) {
+        // A performer, studio, tag or group: queue the scenes that carry it.
+        if trial {
+            res.record(host, now, Outcome::Ignored, None);
+        }
+        res.save_if_changed(host).map_err(queue_text)?;
+        return fanout::step(host, &job, object);
+    }
     if !res.budget_allows(job.attempt, now) {
         if trial {
             res.record(host, now, Outcome::Ignored, None);
@@ -197,11 +262,32 @@ pub fn step(settings: &Settings, state: &mut DrainState, host: &dyn Host) -> Res
         requests: 0,
         slowest_ms: 0,
         last_exchange: None,
-        last_renew_ms: now,
+        last_renew_ms: leased_ms,
         shown_path: None,
+        writes: Vec::new(),
     };
-    let result = process(state, &mut run);
+    let result = if !settings.sync_master {
+        Ok(Done::SyncOff)
+    } else {
+        match scene {
+            Ok(Some(scene)) => process(state, &mut run, scene),
+            Ok(None) => Ok(Done::SceneGone),
+            Err(c) => Err(Failure::Class(c)),
+        }
+    };
+    if let Ok(Done::WaitingForScan { until, .. }) = &result {
+        state.parked_until = Some(state.parked_until.map_or(*until, |p| p.max(*until)));
+    }
     let outcome = run.finish(&mut res, result);
+    // Jobs held for later steps must not wait for a Plex that is down or
+    // a token that is rejected.
+    if !state.batch.is_empty() {
+        if let Some(until) = res.state.breaker.open_until() {
+            batch::release_all(state, host, until, &res.write());
+        } else if res.state.auth.is_some() {
+            batch::release_all(state, host, host.now_ms(), &res.write());
+        }
+    }
     if res.state.auth.is_some() {
         // The pause started in this drain: its first check is due in 5 minutes.
         state.auth_checked = true;
@@ -327,191 +413,18 @@ fn over_budget(res: &mut Resilience, host: &dyn Host, job: &Job, now: i64) -> Re
             host.log(LogLevel::Debug, &line);
             Ok(StepOutcome::Worked(line))
         }
-        Err(QueueError::Storage(m)) => {
+        Err(QueueError::Storage(m) | QueueError::Refused(m)) => {
             Err(format!("could not give back scene {}: {}", clip(&job.scene_id, 64), clip(&m, 300)))
         }
     }
 }
 
-fn process(state: &mut DrainState, run: &mut JobRun<'_>) -> Result<Done, Failure> {
-    if !run.settings.sync_master {
-        return Ok(Done::SyncOff);
-    }
-    let scene = match run.host.find_scene(&run.job.scene_id) {
-        Ok(Some(scene)) => scene,
-        Ok(None) => return Ok(Done::SceneGone),
-        Err(e) => return Err(classify::stash(&e).into()),
-    };
-    let Some(file) = scene.files.first() else {
-        return Ok(Done::NoFile);
-    };
-    let path = file.path.clone();
-    run.shown_path = Some(clip(&run.host.obfuscate_path(&path), PATH_LOG_CHARS));
+mod batch;
+mod images;
+mod locate;
+mod sync;
 
-    let section = section_for(state, run, &path)?;
-    let (rating_key, item) = match locate(state, run, &section, &path)? {
-        Located::Item(rk, item) => (rk, item),
-        Located::Unfinished { listed, total } => {
-            return Ok(Done::Unfinished { section: section.title.clone(), listed, total });
-        }
-    };
-    edit(state, run, &scene, &section, &rating_key, &item)
-}
-
-/// The section for `path`, fetching the section list once per instance.
-fn section_for(state: &mut DrainState, run: &mut JobRun<'_>, path: &str) -> Result<Section, Failure> {
-    if state.sections.is_none() {
-        let request = PlexRequest::get("/library/sections");
-        let response = run.send(Endpoint::Sections, &request)?;
-        let infos = plex_json::parse_sections(&response.body).map_err(|e| malformed(&request, e))?;
-        let (sections, missing) = matching::build_sections(&infos, &run.settings.plex_library);
-        if !missing.is_empty() {
-            run.host.log(
-                LogLevel::Warn,
-                &clip(
-                    &format!("plex_library names not found in Plex as movie or TV libraries: {}", missing.join(", ")),
-                    MAX_ERROR_CHARS,
-                ),
-            );
-        }
-        state.sections = Some(sections);
-    }
-    let sections = state.sections.as_deref().unwrap_or_default();
-    if let Some(section) = matching::pick_section(sections, path) {
-        return Ok(section.clone());
-    }
-    let shown = run.shown_path();
-    let message = if sections.is_empty() && !run.settings.plex_library.is_empty() {
-        format!(
-            "none of the libraries in plex_library ({}) is a movie or TV library in Plex, so no Plex library folder contains {shown}",
-            run.settings.plex_library.join(", ")
-        )
-    } else {
-        let searched: Vec<&str> = sections.iter().map(|s| s.title.as_str()).collect();
-        format!("no Plex library folder contains {shown} (libraries searched: {})", searched.join(", "))
-    };
-    Err(classify::not_in_plex(clip(&message, MAX_ERROR_CHARS)).into())
-}
-
-enum Located {
-    Item(String, Box<PlexItem>),
-    Unfinished { listed: u64, total: Option<u64> },
-}
-
-/// Find the item with `path` and read it in full. A cached ratingKey that
-/// proves stale (404, or the item lost the file) is dropped and the section
-/// listed again, once.
-fn locate(state: &mut DrainState, run: &mut JobRun<'_>, section: &Section, path: &str) -> Result<Located, Failure> {
-    let mut relisted = false;
-    loop {
-        let now = run.host.now_ms();
-        let resolution =
-            state.index.resolve(section, path, now, MAX_PAGES_PER_STEP, |request| fetch_listing(run, request));
-        let resolution = match resolution {
-            Ok(r) => r,
-            Err(Failure::Class(c)) if c.class == ErrorClass::StaleSection => {
-                // Sections changed under us: read them again next time.
-                state.sections = None;
-                state.index.invalidate(&section.key);
-                return Err(classify::not_in_plex(c.message).into());
-            }
-            Err(other) => return Err(other),
-        };
-        let rating_key = match resolution {
-            Resolution::Found(rk) => rk,
-            Resolution::Ambiguous(keys) => {
-                let listed = clip(&keys.join(", "), MAX_ERROR_CHARS);
-                if run.settings.strict_matching {
-                    return Err(classify::ambiguous(format!(
-                            "{} Plex items in library \"{}\" have the file {} (ratingKeys {listed}); strict_matching refuses to guess",
-                            keys.len(),
-                            section.title,
-                            run.shown_path()
-                        ))
-                    .into());
-                }
-                let Some(lowest) = keys.into_iter().next() else {
-                    return Err(run.not_in_plex(section));
-                };
-                run.host.log(
-                    LogLevel::Warn,
-                    &format!(
-                        "{}: several Plex items have this file (ratingKeys {listed}); using {lowest} because strict_matching is off",
-                        run.who()
-                    ),
-                );
-                lowest
-            }
-            Resolution::NotInPlex => return Err(run.not_in_plex(section)),
-            Resolution::Unfinished { listed, total } => {
-                return Ok(Located::Unfinished { listed, total });
-            }
-        };
-        match fetch_item(run, &rating_key)? {
-            Some(item) if item.files.iter().any(|f| f == path) => {
-                return Ok(Located::Item(rating_key, Box::new(item)));
-            }
-            _ => {
-                state.index.invalidate(&section.key);
-                if relisted {
-                    return Err(classify::not_in_plex(format!(
-                        "Plex item {rating_key} no longer has the file {} and no other item in library \"{}\" has it",
-                        run.shown_path(),
-                        section.title
-                    ))
-                    .into());
-                }
-                relisted = true;
-            }
-        }
-    }
-}
-
-/// Diff and, if needed, send the one PUT.
-fn edit(
-    state: &mut DrainState,
-    run: &mut JobRun<'_>,
-    scene: &Scene,
-    section: &Section,
-    rating_key: &str,
-    item: &PlexItem,
-) -> Result<Done, Failure> {
-    let plan = edits::plan(scene, item, run.settings, section.kind.plex_type(), rating_key);
-    for warning in plan.warnings.iter().take(8) {
-        run.host.log(LogLevel::Warn, &clip(&format!("{}: {warning}", run.who()), MAX_ERROR_CHARS));
-    }
-    if plan.is_empty() {
-        return Ok(Done::InSync { rating_key: rating_key.to_string() });
-    }
-    let fields = plan.changed_names();
-    let mut request = PlexRequest::new(Method::Put, format!("/library/sections/{}/all", section.key));
-    request.query = plan.query;
-    match run.send(Endpoint::Edit, &request) {
-        Ok(_) => Ok(Done::Synced { rating_key: rating_key.to_string(), fields }),
-        Err(Failure::Class(c)) if c.class == ErrorClass::StaleItem => {
-            state.index.invalidate(&section.key);
-            Err(classify::not_in_plex(format!("Plex item {rating_key} disappeared before it could be edited")).into())
-        }
-        Err(other) => Err(other),
-    }
-}
-
-fn fetch_listing(run: &mut JobRun<'_>, request: &PlexRequest) -> Result<ListingPage, Failure> {
-    let response = run.send(Endpoint::Listing, request)?;
-    plex_json::parse_listing(&response.body).map_err(|e| malformed(request, e))
-}
-
-/// `GET /library/metadata/{rk}`; `None` on 404 or an empty container.
-fn fetch_item(run: &mut JobRun<'_>, rating_key: &str) -> Result<Option<PlexItem>, Failure> {
-    let request = PlexRequest::get(format!("/library/metadata/{rating_key}"));
-    let response = match run.send(Endpoint::Item, &request) {
-        Ok(response) => response,
-        // A stale index entry: the caller lists the section again.
-        Err(Failure::Class(c)) if c.class == ErrorClass::StaleItem => return Ok(None),
-        Err(other) => return Err(other),
-    };
-    plex_json::parse_item(&response.body).map_err(|e| malformed(&request, e))
-}
+use sync::process;
 
 /// `GET /path` for messages.
 fn what(request: &PlexRequest) -> String {
@@ -565,6 +478,19 @@ impl JobRun<'_> {
         }
     }
 
+    /// A policy state write recorded with the job's outcome.
+    fn write(&mut self, key: &str, value: Option<String>) {
+        self.writes.retain(|w| w.key != key);
+        self.writes.push(StateWrite { key: key.to_string(), value });
+    }
+
+    /// The reliability state and this job's own writes, for the queue call.
+    fn all_writes(&self, res: &mut Resilience) -> Vec<StateWrite> {
+        let mut writes = res.write();
+        writes.extend(self.writes.iter().cloned());
+        writes
+    }
+
     fn keep_lease(&mut self) -> Result<(), Failure> {
         let now = self.host.now_ms();
         if now.saturating_sub(self.last_renew_ms) >= i64::from(LEASE_MS / 2) {
@@ -610,9 +536,13 @@ impl JobRun<'_> {
         };
 
         let outcome = match &result {
-            Ok(Done::Synced { .. } | Done::InSync { .. } | Done::Unfinished { .. }) if self.requests > 0 => {
-                Outcome::Success { elapsed_ms: self.slowest_ms }
-            }
+            Ok(
+                Done::Synced { .. }
+                | Done::InSync { .. }
+                | Done::Unfinished { .. }
+                | Done::WaitingForScan { .. }
+                | Done::Skipped,
+            ) if self.requests > 0 => Outcome::Success { elapsed_ms: self.slowest_ms },
             Err(Failure::Class(c)) if c.class.counts_for_breaker() => Outcome::Failure,
             _ => Outcome::Ignored,
         };
@@ -624,9 +554,18 @@ impl JobRun<'_> {
         res.state.pacer.sent(&res.cfg.ramp, self.started_ms, self.requests);
 
         let (recorded, level, what) = match result {
+            Ok(Done::WaitingForScan { until, folder, requested }) => {
+                let writes = self.all_writes(res);
+                let what = if requested {
+                    format!(": not in Plex yet; asked Plex to scan {folder} and waiting for the scan")
+                } else {
+                    format!(": waiting for Plex to finish scanning {folder}")
+                };
+                (host.release(job.id, job.lease, until, &writes), LogLevel::Info, what)
+            }
             Ok(Done::Unfinished { section, listed, total }) => {
                 let total = total.map_or_else(|| "?".to_string(), |t| t.to_string());
-                let writes = res.write();
+                let writes = self.all_writes(res);
                 (
                     host.release(job.id, job.lease, now, &writes),
                     LogLevel::Info,
@@ -637,18 +576,31 @@ impl JobRun<'_> {
             }
             Ok(done) => {
                 let what = match done {
-                    Done::Synced { rating_key, fields } => {
-                        format!(": synced {} to Plex item {rating_key}", fields.join(", "))
+                    Done::Synced { rating_key, fields, verify, notes } => {
+                        let checked = match verify {
+                            Some(sync::Verify::Verified) => "; verified",
+                            Some(sync::Verify::Drifted(_)) => "; drifted (see the warning)",
+                            None => "",
+                        };
+                        format!(
+                            ": synced {} to Plex item {rating_key}{checked}{}",
+                            fields.join(", "),
+                            note_text(&notes)
+                        )
                     }
-                    Done::InSync { rating_key } => {
-                        format!(": already in sync with Plex item {rating_key}")
+                    Done::InSync { rating_key, notes } => {
+                        format!(": already in sync with Plex item {rating_key}{}", note_text(&notes))
                     }
+                    Done::Skipped => {
+                        format!(": not in Plex; dropped because skip_not_found is on ({})", self.shown_path())
+                    }
+                    Done::WaitingForScan { .. } => String::new(),
                     Done::NoFile => " has no file; nothing to sync in Plex".to_string(),
                     Done::SceneGone => " no longer exists in Stash; nothing to sync".to_string(),
                     Done::SyncOff => ": field sync is off (sync_master); nothing written to Plex".to_string(),
                     Done::Unfinished { .. } => String::new(),
                 };
-                let writes = res.write();
+                let writes = self.all_writes(res);
                 (host.complete(job.id, job.lease, &writes), LogLevel::Info, what)
             }
             Err(Failure::LeaseLost) => {
@@ -676,7 +628,9 @@ impl JobRun<'_> {
                 host.log(LogLevel::Warn, &line);
                 Ok(StepOutcome::Worked(line))
             }
-            Err(QueueError::Storage(m)) => Err(format!("could not record the outcome of {who}: {}", clip(&m, 300))),
+            Err(QueueError::Storage(m) | QueueError::Refused(m)) => {
+                Err(format!("could not record the outcome of {who}: {}", clip(&m, 300)))
+            }
         }
     }
 
@@ -768,6 +722,11 @@ impl JobRun<'_> {
         };
         self.host.dead_letter(self.job.id, self.job.lease, &info, writes)
     }
+}
+
+/// `; note; note` or nothing.
+fn note_text(notes: &[String]) -> String {
+    notes.iter().map(|n| format!("; {n}")).collect()
 }
 
 /// `now + delay`, saturating.

@@ -1,146 +1,201 @@
-//! From a Stash scene to one Plex edit request.
+//! The diff: the scene's desired state (`desired`) against the full Plex
+//! item, as ONE `PUT /library/sections/{sid}/all?type=…&id=…` carrying every
+//! change, each with its lock so a Plex agent refresh does not revert it:
 //!
-//! The desired value of each core field is computed from the scene, compared
-//! with the item's current value and lock, and every field that differs or is
-//! not locked yet goes into ONE `PUT /library/sections/{sid}/all` as
-//! `<field>.value` + `<field>.locked=1`. Locking keeps a Plex metadata refresh
-//! from reverting what Stash wrote, and makes the next sync of an unchanged
-//! scene send nothing.
+//! - a one-value field: `<field>.value=<v>&<field>.locked=1` when the value
+//!   differs or the field is not locked yet;
+//! - a tag list (actors, genres, collections, labels): when the names
+//!   differ (compared case-insensitively, as sets) or the list is not
+//!   locked, the full desired list in Stash's order,
+//!   `<tag>[i].tag.tag=<name>`, the names Plex has and Stash does not,
+//!   `<tag>[].tag.tag-=<name,name>` (each name percent-encoded, then the
+//!   whole value encoded again by the host: Plex's removal encoding), and
+//!   `<tag>.locked=1`;
+//! - the user rating goes separately (`PUT /:/rate`), only when it changed.
+//!
+//! `preserve_plex_edits` writes a field or list only when Plex's is empty;
+//! a scene without meaningful metadata (`Desired::meaningful`) never clears
+//! a field, never removes a tag and never clears the rating.
 
-use crate::host::Scene;
+use std::collections::BTreeSet;
+
+use crate::desired::{Desired, ListKind, Rating, Scalar};
 use crate::plex_json::PlexItem;
-use crate::settings::Settings;
-use crate::text::{clip, truncate_chars};
 
-pub const TITLE_MAX_CHARS: usize = 255;
-pub const STUDIO_MAX_CHARS: usize = 255;
-pub const SUMMARY_MAX_CHARS: usize = 10_000;
+/// Stash's rating and Plex's are equal within this.
+const RATING_EPSILON: f64 = 0.05;
 
-/// A core field the policy writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Field {
-    Title,
-    Summary,
-    OriginallyAvailableAt,
-    Studio,
+/// One change that was sent, for the read-back check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sent {
+    Scalar(Scalar, String),
+    List(ListKind, Vec<String>),
+    Rating(Rating),
 }
 
-impl Field {
-    /// The Plex edit/lock name.
-    pub fn plex_name(self) -> &'static str {
+impl Sent {
+    pub fn name(&self) -> &'static str {
         match self {
-            Field::Title => "title",
-            Field::Summary => "summary",
-            Field::OriginallyAvailableAt => "originallyAvailableAt",
-            Field::Studio => "studio",
-        }
-    }
-
-    fn current(self, item: &PlexItem) -> &str {
-        let value = match self {
-            Field::Title => &item.title,
-            Field::Summary => &item.summary,
-            Field::OriginallyAvailableAt => &item.originally_available_at,
-            Field::Studio => &item.studio,
-        };
-        let value = value.as_deref().unwrap_or("");
-        match self {
-            // Plex returns `YYYY-MM-DD`; tolerate a time part.
-            Field::OriginallyAvailableAt if value.len() > 10 && value.is_char_boundary(10) => &value[..10],
-            _ => value,
+            Sent::Scalar(s, _) => s.plex_name(),
+            Sent::List(l, _) => l.plex_name(),
+            Sent::Rating(_) => "userRating",
         }
     }
 }
 
-/// The edit to send, if any.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// What to send for one scene.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct EditPlan {
-    /// The query of the PUT: `type`, `id`, then value+lock per field. Empty
-    /// when nothing needs writing.
+    /// The PUT's query: `type`, `id`, then every change; empty when nothing
+    /// needs writing.
     pub query: Vec<(String, String)>,
-    /// The fields written, in order.
-    pub changed: Vec<Field>,
-    /// Values that could not be used (bad dates), for the log.
-    pub warnings: Vec<String>,
+    /// The `rating` value for `PUT /:/rate`, when the rating changes
+    /// (`-1` clears it).
+    pub rating: Option<String>,
+    /// Every change, in order.
+    pub sent: Vec<Sent>,
 }
 
 impl EditPlan {
     pub fn is_empty(&self) -> bool {
-        self.changed.is_empty()
+        self.sent.is_empty()
     }
 
+    /// The names of the changed fields, for the log.
     pub fn changed_names(&self) -> Vec<&'static str> {
-        self.changed.iter().map(|f| f.plex_name()).collect()
+        self.sent.iter().map(Sent::name).collect()
     }
 }
 
-/// What Stash wants for each field: `None` = leave the field alone,
-/// `Some("")` = clear it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Desired {
-    pub title: Option<String>,
-    pub summary: Option<String>,
-    pub originally_available_at: Option<String>,
-    pub studio: Option<String>,
-    pub warnings: Vec<String>,
+/// The current value of a one-value field (`""` when Plex has none).
+pub fn current_scalar(item: &PlexItem, s: Scalar) -> &str {
+    let value = match s {
+        Scalar::Title => &item.title,
+        Scalar::TitleSort => &item.title_sort,
+        Scalar::Summary => &item.summary,
+        Scalar::Tagline => &item.tagline,
+        Scalar::OriginallyAvailableAt => &item.originally_available_at,
+        Scalar::Studio => &item.studio,
+        Scalar::ContentRating => &item.content_rating,
+    };
+    let value = value.as_deref().unwrap_or("");
+    match s {
+        // Plex returns `YYYY-MM-DD`; tolerate a time part.
+        Scalar::OriginallyAvailableAt if value.len() > 10 && value.is_char_boundary(10) => &value[..10],
+        _ => value,
+    }
 }
 
-/// The desired Plex values for a scene under `settings`.
-pub fn desired(scene: &Scene, settings: &Settings) -> Desired {
-    let mut d = Desired::default();
-    if !settings.sync_master {
-        return d;
+pub fn current_list(item: &PlexItem, l: ListKind) -> &[String] {
+    match l {
+        ListKind::Actor => &item.actors,
+        ListKind::Genre => &item.genres,
+        ListKind::Collection => &item.collections,
+        ListKind::Label => &item.labels,
     }
-    // The title is never cleared.
-    let title = sanitize_line(scene.title.as_deref().unwrap_or(""), TITLE_MAX_CHARS);
-    if !title.is_empty() {
-        d.title = Some(title);
-    }
-    if settings.sync_summary {
-        d.summary = Some(sanitize_text(scene.details.as_deref().unwrap_or(""), SUMMARY_MAX_CHARS));
-    }
-    if settings.sync_date {
-        let raw = scene.date.as_deref().unwrap_or("");
-        match normalise_date(raw) {
-            Some(date) => d.originally_available_at = Some(date),
-            None => d.warnings.push(format!(
-                "date {:?} is not YYYY, YYYY-MM or YYYY-MM-DD; the Plex date is left as it is",
-                clip(raw, 40)
-            )),
-        }
-    }
-    if settings.sync_studio {
-        let name = scene.studio.as_ref().map_or("", |s| s.name.as_str());
-        d.studio = Some(sanitize_line(name, STUDIO_MAX_CHARS));
-    }
-    d
 }
 
-/// Compare the desired values with the item and build the PUT query.
-pub fn plan(scene: &Scene, item: &PlexItem, settings: &Settings, plex_type: u8, rating_key: &str) -> EditPlan {
-    let want = desired(scene, settings);
-    let mut plan = EditPlan { warnings: want.warnings.clone(), ..EditPlan::default() };
-    let fields = [
-        (Field::Title, &want.title),
-        (Field::Summary, &want.summary),
-        (Field::OriginallyAvailableAt, &want.originally_available_at),
-        (Field::Studio, &want.studio),
-    ];
-    let mut pairs = Vec::new();
-    for (field, value) in fields {
-        let Some(value) = value else { continue };
-        let current = field.current(item);
-        if settings.preserve_plex_edits && (!current.is_empty() || value.is_empty()) {
-            // Never overwrite a Plex value, never clear one.
+fn folded(names: &[String]) -> BTreeSet<String> {
+    names.iter().map(|n| n.to_lowercase()).collect()
+}
+
+/// Whether two tag lists hold the same names (case-insensitively).
+pub fn same_names(a: &[String], b: &[String]) -> bool {
+    folded(a) == folded(b)
+}
+
+/// `rating` as Plex's `/:/rate` takes it: one decimal, `-1` to clear.
+pub fn rating_value(rating: Rating) -> String {
+    match rating {
+        None => "-1".to_string(),
+        Some(r) if r.fract() == 0.0 => format!("{r:.0}"),
+        Some(r) => format!("{r:.1}"),
+    }
+}
+
+fn rating_equal(a: Option<f64>, b: Rating) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => (x - y).abs() < RATING_EPSILON,
+        _ => false,
+    }
+}
+
+/// One name of a removal list, percent-encoded (RFC 3986 unreserved kept).
+fn encode_name(name: &str) -> String {
+    const SET: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    percent_encoding::utf8_percent_encode(name, SET).to_string()
+}
+
+/// Compare `want` with `item` and build the PUT (and the rating).
+pub fn plan(want: &Desired, item: &PlexItem, preserve: bool, plex_type: u8, rating_key: &str) -> EditPlan {
+    let may_clear = want.meaningful && !preserve;
+    let mut plan = EditPlan::default();
+    let mut pairs: Vec<(String, String)> = Vec::new();
+
+    for (field, value) in &want.scalars {
+        let name = field.plex_name();
+        let current = current_scalar(item, *field);
+        if value.is_empty() && !may_clear {
             continue;
         }
-        let locked = item.locked.contains(field.plex_name());
-        if value != current || !locked {
-            pairs.push((format!("{}.value", field.plex_name()), value.clone()));
-            pairs.push((format!("{}.locked", field.plex_name()), "1".to_string()));
-            plan.changed.push(field);
+        if preserve && !current.is_empty() {
+            continue;
+        }
+        if value != current || !item.locked.contains(name) {
+            pairs.push((format!("{name}.value"), value.clone()));
+            pairs.push((format!("{name}.locked"), "1".into()));
+            plan.sent.push(Sent::Scalar(*field, value.clone()));
         }
     }
+
+    for (kind, names) in &want.lists {
+        let name = kind.plex_name();
+        let current = current_list(item, *kind);
+        if preserve && !current.is_empty() {
+            continue;
+        }
+        if names.is_empty() && !may_clear {
+            continue;
+        }
+        let mut wanted = names.clone();
+        if !may_clear {
+            // Never remove anything: keep what Plex has after Stash's names.
+            for c in current {
+                if !wanted.iter().any(|w| w.to_lowercase() == c.to_lowercase()) {
+                    wanted.push(c.clone());
+                }
+            }
+        }
+        let equal = same_names(&wanted, current);
+        let locked = item.locked.contains(name);
+        if equal && locked {
+            continue;
+        }
+        if !equal {
+            for (i, n) in wanted.iter().enumerate() {
+                pairs.push((format!("{name}[{i}].tag.tag"), n.clone()));
+            }
+            let keep = folded(&wanted);
+            let gone: Vec<String> =
+                current.iter().filter(|c| !keep.contains(&c.to_lowercase())).map(|c| encode_name(c)).collect();
+            if !gone.is_empty() {
+                pairs.push((format!("{name}[].tag.tag-"), gone.join(",")));
+            }
+        }
+        pairs.push((format!("{name}.locked"), "1".into()));
+        plan.sent.push(Sent::List(*kind, wanted));
+    }
+
+    if let Some(rating) = want.rating {
+        let skip = (rating.is_none() && !may_clear) || (preserve && item.user_rating.is_some());
+        if !skip && !rating_equal(item.user_rating, rating) {
+            plan.rating = Some(rating_value(rating));
+            plan.sent.push(Sent::Rating(rating));
+        }
+    }
+
     if !pairs.is_empty() {
         plan.query.push(("type".into(), plex_type.to_string()));
         plan.query.push(("id".into(), rating_key.to_string()));
@@ -149,258 +204,18 @@ pub fn plan(scene: &Scene, item: &PlexItem, settings: &Settings, plex_type: u8, 
     plan
 }
 
-/// Multi-line text (the summary): control characters dropped except line
-/// breaks and tabs, `\r\n` and lone `\r` turned into `\n`, trimmed, capped at
-/// `max_chars` characters. Paragraphs stay paragraphs.
-pub fn sanitize_text(s: &str, max_chars: usize) -> String {
-    clean(s, max_chars, true)
-}
-
-/// One-line text (title, studio): as [`sanitize_text`], but line breaks and
-/// tabs become spaces.
-pub fn sanitize_line(s: &str, max_chars: usize) -> String {
-    clean(s, max_chars, false)
-}
-
-fn clean(s: &str, max_chars: usize, multiline: bool) -> String {
-    let unified = s.replace("\r\n", "\n").replace('\r', "\n");
-    let kept: String = unified
-        .chars()
-        .filter_map(|c| match c {
-            '\n' | '\t' if multiline => Some(c),
-            '\n' | '\t' => Some(' '),
-            // Byte order mark and zero-width space: invisible debris.
-            '\u{feff}' | '\u{200b}' => None,
-            c if c.is_control() => None,
-            c => Some(c),
+/// The changes that the item read back after the write does not show
+/// (empty = verified).
+pub fn drifted(sent: &[Sent], item: &PlexItem) -> Vec<&'static str> {
+    sent.iter()
+        .filter(|s| match s {
+            Sent::Scalar(f, v) => current_scalar(item, *f) != v || !item.locked.contains(f.plex_name()),
+            Sent::List(l, names) => !same_names(current_list(item, *l), names) || !item.locked.contains(l.plex_name()),
+            Sent::Rating(r) => !rating_equal(item.user_rating, *r),
         })
-        .collect();
-    truncate_chars(kept.trim(), max_chars).trim_end().to_string()
-}
-
-/// A Stash date as Plex wants it: `YYYY-MM-DD` as is, `YYYY-MM` → the 1st of
-/// the month, `YYYY` → January 1st, empty → `""` (clear). `None` = invalid.
-pub fn normalise_date(raw: &str) -> Option<String> {
-    let s = raw.trim();
-    if s.is_empty() {
-        return Some(String::new());
-    }
-    let parts: Vec<&str> = s.split('-').collect();
-    let number = |p: &str, len: usize| -> Option<u32> {
-        if p.len() == len && p.bytes().all(|b| b.is_ascii_digit()) { p.parse().ok() } else { None }
-    };
-    let (year, month, day) = match parts.as_slice() {
-        [y] => (number(y, 4)?, 1, 1),
-        [y, m] => (number(y, 4)?, number(m, 2)?, 1),
-        [y, m, d] => (number(y, 4)?, number(m, 2)?, number(d, 2)?),
-        _ => return None,
-    };
-    if year == 0 || !(1..=12).contains(&month) || day == 0 || day > crate::calendar::days_in_month(year, month) {
-        return None;
-    }
-    Some(format!("{year:04}-{month:02}-{day:02}"))
+        .map(Sent::name)
+        .collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::host::Studio;
-
-    fn scene() -> Scene {
-        Scene {
-            id: "7".into(),
-            title: Some("My Scene".into()),
-            details: Some("First paragraph.\n\nSecond.".into()),
-            date: Some("2024-01-15".into()),
-            studio: Some(Studio { id: "1".into(), name: "Studio X".into(), parent_name: None }),
-            ..Scene::default()
-        }
-    }
-
-    fn item_matching(scene: &Scene, locked: &[&str]) -> PlexItem {
-        PlexItem {
-            rating_key: "108".into(),
-            title: scene.title.clone(),
-            summary: scene.details.clone(),
-            studio: scene.studio.as_ref().map(|s| s.name.clone()),
-            originally_available_at: scene.date.clone(),
-            locked: locked.iter().map(|s| s.to_string()).collect(),
-            ..PlexItem::default()
-        }
-    }
-
-    const ALL: [&str; 4] = ["title", "summary", "originallyAvailableAt", "studio"];
-
-    fn value<'a>(plan: &'a EditPlan, key: &str) -> Option<&'a str> {
-        plan.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-    }
-
-    #[test]
-    fn equal_and_locked_needs_no_put() {
-        let s = scene();
-        let plan = plan(&s, &item_matching(&s, &ALL), &Settings::default(), 1, "108");
-        assert!(plan.is_empty());
-        assert!(plan.query.is_empty());
-    }
-
-    #[test]
-    fn equal_but_unlocked_is_written_with_a_lock() {
-        let s = scene();
-        let p = plan(&s, &item_matching(&s, &["title", "summary", "studio"]), &Settings::default(), 1, "108");
-        assert_eq!(p.changed, vec![Field::OriginallyAvailableAt]);
-        assert_eq!(
-            p.query,
-            vec![
-                ("type".to_string(), "1".to_string()),
-                ("id".to_string(), "108".to_string()),
-                ("originallyAvailableAt.value".to_string(), "2024-01-15".to_string()),
-                ("originallyAvailableAt.locked".to_string(), "1".to_string()),
-            ]
-        );
-    }
-
-    #[test]
-    fn first_sync_writes_every_field_in_one_query() {
-        let s = scene();
-        let p = plan(&s, &PlexItem::default(), &Settings::default(), 4, "55");
-        assert_eq!(p.changed_names(), ALL.to_vec());
-        assert_eq!(value(&p, "type"), Some("4"));
-        assert_eq!(value(&p, "id"), Some("55"));
-        assert_eq!(value(&p, "title.value"), Some("My Scene"));
-        assert_eq!(value(&p, "summary.value"), Some("First paragraph.\n\nSecond."));
-        assert_eq!(value(&p, "studio.value"), Some("Studio X"));
-        for f in ALL {
-            assert_eq!(value(&p, &format!("{f}.locked")), Some("1"), "{f}");
-        }
-        assert_eq!(p.query.len(), 2 + 2 * 4);
-    }
-
-    #[test]
-    fn empty_stash_values_clear_but_title_is_never_cleared() {
-        let s = Scene { id: "7".into(), title: Some("   ".into()), ..Scene::default() };
-        let item = PlexItem {
-            title: Some("Plex Title".into()),
-            summary: Some("old".into()),
-            studio: Some("Old Studio".into()),
-            originally_available_at: Some("2001-01-01".into()),
-            ..PlexItem::default()
-        };
-        let p = plan(&s, &item, &Settings::default(), 1, "1");
-        assert_eq!(value(&p, "title.value"), None);
-        assert_eq!(value(&p, "title.locked"), None);
-        assert_eq!(value(&p, "summary.value"), Some(""));
-        assert_eq!(value(&p, "studio.value"), Some(""));
-        assert_eq!(value(&p, "originallyAvailableAt.value"), Some(""));
-    }
-
-    #[test]
-    fn preserve_mode_never_overwrites_or_clears() {
-        let settings = Settings { preserve_plex_edits: true, ..Settings::default() };
-        let s = Scene {
-            id: "7".into(),
-            title: Some("Stash Title".into()),
-            details: Some("Stash summary".into()),
-            ..Scene::default()
-        };
-        let item = PlexItem {
-            title: Some("Plex Title".into()),
-            summary: None,
-            studio: Some("Plex Studio".into()),
-            ..PlexItem::default()
-        };
-        let p = plan(&s, &item, &settings, 1, "1");
-        // Only the empty Plex summary is filled; the empty Stash studio and
-        // date do not clear anything.
-        assert_eq!(p.changed, vec![Field::Summary]);
-        assert_eq!(value(&p, "summary.value"), Some("Stash summary"));
-    }
-
-    #[test]
-    fn toggles_and_master_switch() {
-        let s = scene();
-        let off = Settings { sync_summary: false, sync_studio: false, sync_date: false, ..Settings::default() };
-        let p = plan(&s, &PlexItem::default(), &off, 1, "1");
-        assert_eq!(p.changed, vec![Field::Title]);
-        let master_off = Settings { sync_master: false, ..Settings::default() };
-        assert!(plan(&s, &PlexItem::default(), &master_off, 1, "1").is_empty());
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(normalise_date("2024-01-15").as_deref(), Some("2024-01-15"));
-        assert_eq!(normalise_date(" 2024-02 ").as_deref(), Some("2024-02-01"));
-        assert_eq!(normalise_date("1999").as_deref(), Some("1999-01-01"));
-        assert_eq!(normalise_date("").as_deref(), Some(""));
-        assert_eq!(normalise_date("2024-02-29").as_deref(), Some("2024-02-29"));
-        for bad in [
-            "2023-02-29",
-            "2024-13-01",
-            "2024-00-10",
-            "24-01-01",
-            "2024/01/01",
-            "2024-1-5",
-            "0000",
-            "2024-01-15T00:00",
-            "tomorrow",
-            "2024-04-31",
-        ] {
-            assert_eq!(normalise_date(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn invalid_date_is_not_written_and_warned() {
-        let mut s = scene();
-        s.date = Some("15/01/2024".into());
-        let item = PlexItem { originally_available_at: Some("2000-01-01".into()), ..PlexItem::default() };
-        let p = plan(&s, &item, &Settings::default(), 1, "1");
-        assert!(!p.changed.contains(&Field::OriginallyAvailableAt));
-        assert_eq!(value(&p, "originallyAvailableAt.locked"), None);
-        assert_eq!(p.warnings.len(), 1);
-        assert!(p.warnings[0].contains("15/01/2024"));
-        // Partial dates compare as the normalised form.
-        let mut s = scene();
-        s.date = Some("2024-03".into());
-        let item = PlexItem {
-            originally_available_at: Some("2024-03-01".into()),
-            locked: ["originallyAvailableAt".to_string()].into(),
-            ..PlexItem::default()
-        };
-        let p = plan(&s, &item, &Settings::default(), 1, "1");
-        assert!(!p.changed.contains(&Field::OriginallyAvailableAt));
-    }
-
-    #[test]
-    fn sanitising_keeps_paragraphs() {
-        assert_eq!(
-            sanitize_text("  One\r\ntwo\rthree\u{0}\u{7}\tfour\n\nfive  ", 100),
-            "One\ntwo\nthree\tfour\n\nfive"
-        );
-        assert_eq!(sanitize_line("A\nB\tC\u{1b}D\u{feff}", 100), "A B CD");
-    }
-
-    #[test]
-    fn truncation_on_a_char_boundary() {
-        let long: String = "é".repeat(300);
-        let t = sanitize_line(&long, TITLE_MAX_CHARS);
-        assert_eq!(t.chars().count(), 255);
-        assert_eq!(t.len(), 510);
-        let mixed: String = "日本語 ".repeat(4000);
-        let summary = sanitize_text(&mixed, SUMMARY_MAX_CHARS);
-        assert!(summary.chars().count() <= SUMMARY_MAX_CHARS);
-        assert!(summary.chars().count() >= SUMMARY_MAX_CHARS - 1);
-        assert!(summary.starts_with("日本語"));
-        // Through plan(): the written title is the capped one.
-        let s = Scene { id: "1".into(), title: Some("🎬".repeat(400)), ..Scene::default() };
-        let p = plan(&s, &PlexItem::default(), &Settings::default(), 1, "1");
-        assert_eq!(value(&p, "title.value").map(|v| v.chars().count()), Some(255));
-    }
-
-    #[test]
-    fn plex_summary_with_newlines_equals_stash_text() {
-        let s = scene();
-        let mut item = item_matching(&s, &ALL);
-        item.summary = Some("First paragraph.\n\nSecond.".into());
-        assert!(plan(&s, &item, &Settings::default(), 1, "108").is_empty());
-    }
-}
+mod tests;

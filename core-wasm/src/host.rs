@@ -19,7 +19,7 @@ pub use crate::wit::stash2plex::policy::queue::{
     DeadLetterInfo, EnqueueOutcome, Job, QueueCounts, QueueError, StateWrite,
 };
 pub use crate::wit::stash2plex::policy::stash::{
-    Group, Performer, Scene, ScenePage, SceneQuery, StashError, Studio, Tag, VideoFile,
+    Group, ImageInfo, Performer, RelatedObject, Scene, ScenePage, SceneQuery, StashError, Studio, Tag, VideoFile,
 };
 
 impl Method {
@@ -97,6 +97,7 @@ impl Describe for QueueError {
         match self {
             QueueError::LeaseLost => "the job's lease was lost".to_string(),
             QueueError::Storage(m) => format!("queue storage failure: {m}"),
+            QueueError::Refused(m) => format!("the host refused the queue call: {m}"),
         }
     }
 }
@@ -164,6 +165,7 @@ pub trait Host {
     // stash
     fn find_scene(&self, id: &str) -> Result<Option<Scene>, StashError>;
     fn find_scenes(&self, query: &SceneQuery) -> Result<ScenePage, StashError>;
+    fn image_digest(&self, url: &str) -> Result<ImageInfo, StashError>;
 
     // queue
     fn enqueue(&self, scene_id: &str, payload: &str, not_before_ms: i64) -> Result<EnqueueOutcome, QueueError>;
@@ -187,6 +189,7 @@ pub trait Host {
         state: &[StateWrite],
     ) -> Result<(), QueueError>;
     fn counts(&self) -> Result<QueueCounts, QueueError>;
+    fn forget(&self, key: &str) -> Result<bool, QueueError>;
     fn state_get(&self, key: &str) -> Result<Option<String>, QueueError>;
     fn state_set(&self, writes: &[StateWrite]) -> Result<(), QueueError>;
 }

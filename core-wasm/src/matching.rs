@@ -1,25 +1,33 @@
 //! Matching a Stash file path to a Plex item.
 //!
-//! 1. The section: the movie or show section whose `Location.path` is the
-//!    longest prefix of the file path on a path-segment boundary, among the
-//!    sections `plex_library` allows.
-//! 2. The item: exact, case-sensitive equality of the path with a
-//!    `Media[].Part[].file` of the section's listing. The [`PathIndex`] pages
-//!    through the listing lazily and remembers how far it got, so a miss
-//!    continues where the previous one stopped; only a fully listed section
-//!    says "not in Plex".
+//! 1. The path as Plex sees it: `plex_path_map` (see `pathmap`).
+//! 2. The section: the movie or show section whose `Location.path` is the
+//!    longest prefix of the path on a folder boundary, among the sections
+//!    `plex_library` allows. A section with a Windows location compares
+//!    paths as a Windows Plex server does (`pathmap::path_key`).
+//! 3. The item: equality of the path with a `Media[].Part[].file` of the
+//!    section's listing (every part of every item). The [`PathIndex`]
+//!    pages through the listing lazily and remembers how far it got, so a
+//!    miss continues where the previous one stopped. It lives for a whole
+//!    drain; a path it does not know after a full listing makes the caller
+//!    *refresh* it with the newest items ([`refresh_request`]), never list
+//!    the section again.
+//! 4. Fallbacks, each verified against `Part.file`: the `file=` filter and a
+//!    title search ([`filter_request`]); then, only without
+//!    `strict_matching`, a unique file name in the section.
 
 use std::collections::HashMap;
 
 use crate::host::PlexRequest;
-use crate::plex_json::{ListingPage, SectionInfo};
+use crate::pathmap::{is_windows_path, path_key};
+use crate::plex_json::{ListedItem, ListingPage, SectionInfo};
 
 /// Items per listing page (`X-Plex-Container-Size`).
 pub const PAGE_SIZE: u64 = 200;
-
-/// How long a fully listed section is trusted to say "not in Plex". After
-/// that, a miss lists the section again (new files may have been scanned).
-pub const INDEX_TRUST_MS: i64 = 5 * 60 * 1000;
+/// Items per page when refreshing with the newest items.
+pub const REFRESH_PAGE_SIZE: u64 = 50;
+/// Pages of newest items read in one refresh.
+pub const REFRESH_MAX_PAGES: u32 = 4;
 
 /// The library types the policy can edit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +48,13 @@ impl SectionKind {
     /// The metadata `type` of the items to list and edit: movies (1) in a
     /// movie section, episodes (4) in a show section.
     pub fn plex_type(self) -> u8 {
+        self.item_kind().plex_type()
+    }
+
+    pub fn item_kind(self) -> crate::desired::ItemKind {
         match self {
-            SectionKind::Movie => 1,
-            SectionKind::Show => 4,
+            SectionKind::Movie => crate::desired::ItemKind::Movie,
+            SectionKind::Show => crate::desired::ItemKind::Episode,
         }
     }
 }
@@ -55,6 +67,16 @@ pub struct Section {
     pub kind: SectionKind,
     /// Folder paths without trailing separators; `""` is the root `/`.
     pub locations: Vec<String>,
+    /// A Windows Plex server's library: paths compare case-insensitively,
+    /// `/` = `\`, `\\?\` ignored.
+    pub windows: bool,
+}
+
+impl Section {
+    /// `path` in the form this section compares paths in.
+    pub fn key_of(&self, path: &str) -> String {
+        path_key(path, self.windows)
+    }
 }
 
 /// The usable sections, and the configured names that matched none of them.
@@ -70,8 +92,9 @@ pub fn build_sections(infos: &[SectionInfo], wanted: &[String]) -> (Vec<Section>
         if !wanted.is_empty() && !wanted.contains(&info.title.trim().to_lowercase()) {
             continue;
         }
-        let locations = info.locations.iter().filter_map(|l| normalise_location(l)).collect();
-        sections.push(Section { key: info.key.clone(), title: info.title.clone(), kind, locations });
+        let locations: Vec<String> = info.locations.iter().filter_map(|l| normalise_location(l)).collect();
+        let windows = info.locations.iter().any(|l| is_windows_path(l));
+        sections.push(Section { key: info.key.clone(), title: info.title.clone(), kind, locations, windows });
     }
     let missing =
         wanted.iter().filter(|w| !sections.iter().any(|s| s.title.trim().to_lowercase() == **w)).cloned().collect();
@@ -97,7 +120,7 @@ fn normalise_location(location: &str) -> Option<String> {
     Some(location.trim_end_matches(is_separator).to_string())
 }
 
-/// Whether `path` lies inside the folder `location` (normalised).
+/// Whether `path` lies inside the folder `location` (both in key form).
 fn folder_contains(location: &str, path: &str) -> bool {
     match path.strip_prefix(location) {
         Some(rest) => rest.starts_with(is_separator) && !rest.trim_start_matches(is_separator).is_empty(),
@@ -105,14 +128,16 @@ fn folder_contains(location: &str, path: &str) -> bool {
     }
 }
 
-/// The section whose location is the longest folder prefix of `path`.
-/// Ties keep the first section in Plex's order.
+/// The section whose location is the longest folder prefix of `path` (as
+/// Plex sees it). Ties keep the first section in Plex's order.
 pub fn pick_section<'a>(sections: &'a [Section], path: &str) -> Option<&'a Section> {
     let mut best: Option<(&Section, usize)> = None;
     for section in sections {
+        let key = section.key_of(path);
         for location in &section.locations {
-            if folder_contains(location, path) && best.is_none_or(|(_, len)| location.len() > len) {
-                best = Some((section, location.len()));
+            let loc = section.key_of(location);
+            if folder_contains(&loc, &key) && best.is_none_or(|(_, len)| loc.len() > len) {
+                best = Some((section, loc.len()));
             }
         }
     }
@@ -128,6 +153,45 @@ pub fn listing_request(section: &Section, start: u64) -> PlexRequest {
         ("X-Plex-Container-Size".into(), PAGE_SIZE.to_string()),
     ];
     request
+}
+
+/// A page of the newest items of a section (`sort=addedAt:desc`).
+pub fn refresh_request(section: &Section, start: u64) -> PlexRequest {
+    let mut request = PlexRequest::get(format!("/library/sections/{}/all", section.key));
+    request.query.push(("type".into(), section.kind.plex_type().to_string()));
+    request.query.push(("sort".into(), "addedAt:desc".into()));
+    request.headers = vec![
+        ("X-Plex-Container-Start".into(), start.to_string()),
+        ("X-Plex-Container-Size".into(), REFRESH_PAGE_SIZE.to_string()),
+    ];
+    request
+}
+
+/// A filtered listing: `file=<path>` or `title=<text>` (Plex matches both
+/// as "contains"; the answer is verified against `Part.file`).
+pub fn filter_request(section: &Section, key: &str, value: &str) -> PlexRequest {
+    let mut request = PlexRequest::get(format!("/library/sections/{}/all", section.key));
+    request.query.push(("type".into(), section.kind.plex_type().to_string()));
+    request.query.push((key.into(), value.into()));
+    request.headers = vec![
+        ("X-Plex-Container-Start".into(), "0".into()),
+        ("X-Plex-Container-Size".into(), REFRESH_PAGE_SIZE.to_string()),
+    ];
+    request
+}
+
+/// A title to search for a file: its name without the extension.
+pub fn title_guess(path: &str) -> String {
+    let name = file_name(path);
+    match name.rfind('.') {
+        Some(dot) if dot > 0 => name[..dot].to_string(),
+        _ => name.to_string(),
+    }
+}
+
+/// The last path component (either separator).
+pub fn file_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
 }
 
 /// What the index knows about a path.
@@ -148,52 +212,70 @@ struct SectionIndex {
     next_start: u64,
     total: Option<u64>,
     complete: bool,
-    completed_at_ms: i64,
+    /// Path key → ratingKeys.
     by_path: HashMap<String, Vec<String>>,
+    /// Lower-cased file name → ratingKeys.
+    by_name: HashMap<String, Vec<String>>,
+    /// When the newest items were last read (refresh).
+    refreshed_at_ms: Option<i64>,
+}
+
+fn push_unique(list: &mut Vec<String>, rk: &str) {
+    if !list.iter().any(|k| k == rk) {
+        list.push(rk.to_string());
+    }
+}
+
+fn sorted_keys(keys: &[String]) -> Vec<String> {
+    let mut sorted = keys.to_vec();
+    sorted.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+    sorted
 }
 
 impl SectionIndex {
-    fn hit(&self, path: &str) -> Option<Resolution> {
-        let keys = self.by_path.get(path)?;
-        match keys.as_slice() {
+    fn hit(&self, key: &str) -> Option<Resolution> {
+        match self.by_path.get(key)?.as_slice() {
             [] => None,
             [one] => Some(Resolution::Found(one.clone())),
-            many => {
-                let mut sorted = many.to_vec();
-                sorted.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
-                Some(Resolution::Ambiguous(sorted))
-            }
+            many => Some(Resolution::Ambiguous(sorted_keys(many))),
         }
     }
 
-    fn add_page(&mut self, start: u64, page: &ListingPage, now_ms: i64) {
-        for item in &page.items {
+    /// Add items; returns how many of them were new to the index.
+    fn add_items(&mut self, section: &Section, items: &[ListedItem]) -> usize {
+        let mut new = 0;
+        for item in items {
             if !is_safe_key(&item.rating_key) {
                 continue;
             }
+            let mut fresh = false;
             for file in &item.files {
-                let keys = self.by_path.entry(file.clone()).or_default();
+                let keys = self.by_path.entry(section.key_of(file)).or_default();
                 if !keys.contains(&item.rating_key) {
                     keys.push(item.rating_key.clone());
+                    fresh = true;
                 }
+                push_unique(self.by_name.entry(file_name(file).to_lowercase()).or_default(), &item.rating_key);
             }
+            new += usize::from(fresh);
         }
+        new
+    }
+
+    fn add_page(&mut self, section: &Section, start: u64, page: &ListingPage) {
+        self.add_items(section, &page.items);
         let received = page.items.len() as u64;
         self.next_start = start.saturating_add(received);
         if page.total_size.is_some() {
             self.total = page.total_size;
         }
-        let done = match page.total_size {
+        self.complete = match page.total_size {
             _ if received == 0 => true,
             // The server ignored paging and sent everything.
             _ if received > PAGE_SIZE => true,
             Some(total) => self.next_start >= total,
             None => received < PAGE_SIZE,
         };
-        if done {
-            self.complete = true;
-            self.completed_at_ms = now_ms;
-        }
     }
 }
 
@@ -212,26 +294,22 @@ impl PathIndex {
         &mut self,
         section: &Section,
         path: &str,
-        now_ms: i64,
         max_pages: u32,
         mut fetch: impl FnMut(&PlexRequest) -> Result<ListingPage, E>,
     ) -> Result<Resolution, E> {
+        let key = section.key_of(path);
         let index = self.sections.entry(section.key.clone()).or_default();
-        if let Some(hit) = index.hit(path) {
+        if let Some(hit) = index.hit(&key) {
             return Ok(hit);
         }
         if index.complete {
-            if now_ms.saturating_sub(index.completed_at_ms) < INDEX_TRUST_MS {
-                return Ok(Resolution::NotInPlex);
-            }
-            // Too old to trust a miss: list again from the start.
-            *index = SectionIndex::default();
+            return Ok(Resolution::NotInPlex);
         }
         for _ in 0..max_pages {
             let start = index.next_start;
             let page = fetch(&listing_request(section, start))?;
-            index.add_page(start, &page, now_ms);
-            if let Some(hit) = index.hit(path) {
+            index.add_page(section, start, &page);
+            if let Some(hit) = index.hit(&key) {
                 return Ok(hit);
             }
             if index.complete {
@@ -241,8 +319,81 @@ impl PathIndex {
         Ok(Resolution::Unfinished { listed: index.next_start, total: index.total })
     }
 
-    /// Forget everything about a section (a cached entry proved stale): the
-    /// next look-up lists it again from the start.
+    /// What the index says about `path` without asking Plex (`None` when it
+    /// cannot say yet).
+    pub fn peek(&self, section: &Section, path: &str) -> Option<Resolution> {
+        let index = self.sections.get(&section.key)?;
+        index.hit(&section.key_of(path)).or(index.complete.then_some(Resolution::NotInPlex))
+    }
+
+    /// Read the newest items of a fully listed section (at most
+    /// [`REFRESH_MAX_PAGES`] pages, stopping at a page with nothing new),
+    /// unless that was done in the last `min_interval_ms`. Returns the
+    /// number of requests sent.
+    pub fn refresh<E>(
+        &mut self,
+        section: &Section,
+        now_ms: i64,
+        min_interval_ms: i64,
+        mut fetch: impl FnMut(&PlexRequest) -> Result<ListingPage, E>,
+    ) -> Result<u32, E> {
+        let index = self.sections.entry(section.key.clone()).or_default();
+        if index.refreshed_at_ms.is_some_and(|at| now_ms.saturating_sub(at) < min_interval_ms) {
+            return Ok(0);
+        }
+        let mut sent = 0;
+        let mut start = 0;
+        while sent < REFRESH_MAX_PAGES {
+            let page = fetch(&refresh_request(section, start))?;
+            sent += 1;
+            let new = index.add_items(section, &page.items);
+            let received = page.items.len() as u64;
+            start += received;
+            if new == 0 || received < REFRESH_PAGE_SIZE {
+                break;
+            }
+        }
+        index.refreshed_at_ms = Some(now_ms);
+        Ok(sent)
+    }
+
+    /// Add items found by a filtered listing (already verified by the
+    /// caller or not: only exact part paths ever match).
+    pub fn learn(&mut self, section: &Section, items: &[ListedItem]) {
+        self.sections.entry(section.key.clone()).or_default().add_items(section, items);
+    }
+
+    /// The items whose file name equals `path`'s (case-insensitively), in any
+    /// folder of the section.
+    pub fn same_name(&self, section: &Section, path: &str) -> Vec<String> {
+        self.sections
+            .get(&section.key)
+            .and_then(|i| i.by_name.get(&file_name(path).to_lowercase()))
+            .map(|keys| sorted_keys(keys))
+            .unwrap_or_default()
+    }
+
+    /// Forget that `path` belongs to `rating_key` (the item no longer has
+    /// it); the rest of the index stays.
+    pub fn forget(&mut self, section: &Section, path: &str, rating_key: &str) {
+        if let Some(index) = self.sections.get_mut(&section.key) {
+            let key = section.key_of(path);
+            if let Some(keys) = index.by_path.get_mut(&key) {
+                keys.retain(|k| k != rating_key);
+                if keys.is_empty() {
+                    index.by_path.remove(&key);
+                }
+            }
+            if let Some(keys) = index.by_name.get_mut(&file_name(path).to_lowercase()) {
+                keys.retain(|k| k != rating_key);
+            }
+            // The next miss reads the newest items again at once.
+            index.refreshed_at_ms = None;
+        }
+    }
+
+    /// Forget everything about a section (it disappeared): the next look-up
+    /// lists it again from the start.
     pub fn invalidate(&mut self, section_key: &str) {
         self.sections.remove(section_key);
     }
@@ -360,29 +511,26 @@ mod tests {
         let mut index = PathIndex::default();
         let mut starts = Vec::new();
         // Item 450 is on the third page.
-        let r = index.resolve(&section, "/data/Movies/450.mkv", 0, 25, listing(1000, &mut starts)).unwrap();
+        let r = index.resolve(&section, "/data/Movies/450.mkv", 25, listing(1000, &mut starts)).unwrap();
         assert_eq!(r, Resolution::Found("1450".into()));
         assert_eq!(starts, vec![0, 200, 400]);
         // An already listed path costs no request.
         starts.clear();
-        let r = index.resolve(&section, "/data/Movies/10.mkv", 0, 25, listing(1000, &mut starts)).unwrap();
+        let r = index.resolve(&section, "/data/Movies/10.mkv", 25, listing(1000, &mut starts)).unwrap();
         assert_eq!(r, Resolution::Found("1010".into()));
         assert!(starts.is_empty());
         // A later miss continues from page 4, not from the start.
-        let r = index.resolve(&section, "/data/Movies/999.mkv", 0, 25, listing(1000, &mut starts)).unwrap();
+        let r = index.resolve(&section, "/data/Movies/999.mkv", 25, listing(1000, &mut starts)).unwrap();
         assert_eq!(r, Resolution::Found("1999".into()));
         assert_eq!(starts, vec![600, 800]);
-        // Fully listed: a miss is answered without requests.
+        // Fully listed: a miss is answered without requests, for the whole
+        // drain (the caller refreshes with the newest items instead).
         starts.clear();
-        let r = index.resolve(&section, "/data/Movies/nope.mkv", 1000, 25, listing(1000, &mut starts)).unwrap();
+        let r = index.resolve(&section, "/data/Movies/nope.mkv", 25, listing(1000, &mut starts)).unwrap();
         assert_eq!(r, Resolution::NotInPlex);
         assert!(starts.is_empty());
-        // ... until the listing is too old to trust.
-        let r = index
-            .resolve(&section, "/data/Movies/nope.mkv", INDEX_TRUST_MS + 1, 25, listing(1000, &mut starts))
-            .unwrap();
-        assert_eq!(r, Resolution::NotInPlex);
-        assert_eq!(starts, vec![0, 200, 400, 600, 800]);
+        assert_eq!(index.peek(&section, "/data/Movies/nope.mkv"), Some(Resolution::NotInPlex));
+        assert_eq!(index.peek(&section, "/data/Movies/3.mkv"), Some(Resolution::Found("1003".into())));
     }
 
     #[test]
@@ -390,13 +538,13 @@ mod tests {
         let section = movies();
         let mut index = PathIndex::default();
         let mut starts = Vec::new();
-        let r = index.resolve(&section, "/data/Movies/nope.mkv", 0, 2, listing(1000, &mut starts)).unwrap();
+        let r = index.resolve(&section, "/data/Movies/nope.mkv", 2, listing(1000, &mut starts)).unwrap();
         assert_eq!(r, Resolution::Unfinished { listed: 400, total: Some(1000) });
         // A failing page does not lose the first pages.
-        let err = index.resolve(&section, "/data/Movies/nope.mkv", 0, 2, |_| Err::<ListingPage, _>("boom"));
+        let err = index.resolve(&section, "/data/Movies/nope.mkv", 2, |_| Err::<ListingPage, _>("boom"));
         assert_eq!(err, Err("boom"));
         starts.clear();
-        let r = index.resolve(&section, "/data/Movies/nope.mkv", 0, 25, listing(1000, &mut starts)).unwrap();
+        let r = index.resolve(&section, "/data/Movies/nope.mkv", 25, listing(1000, &mut starts)).unwrap();
         assert_eq!(r, Resolution::NotInPlex);
         assert_eq!(starts, vec![400, 600, 800]);
     }
@@ -407,7 +555,7 @@ mod tests {
         let mut index = PathIndex::default();
         let mut calls = 0;
         let r = index
-            .resolve(&section, "/x.mkv", 0, 25, |req| {
+            .resolve(&section, "/x.mkv", 25, |req| {
                 calls += 1;
                 let start: u64 = req.header_value("X-Plex-Container-Start").and_then(|s| s.parse().ok()).unwrap_or(0);
                 let mut p = page(start, PAGE_SIZE.min(300 - start), 300);
@@ -432,10 +580,10 @@ mod tests {
             ],
             ..Default::default()
         };
-        let r = index.resolve(&section, "/data/Movies/a.mkv", 0, 5, |_| Ok::<_, ()>(p.clone())).unwrap();
+        let r = index.resolve(&section, "/data/Movies/a.mkv", 5, |_| Ok::<_, ()>(p.clone())).unwrap();
         assert_eq!(r, Resolution::Ambiguous(vec!["9".into(), "20".into()]));
         // Exact, case-sensitive: A.mkv is a different file.
-        let r = index.resolve(&section, "/data/Movies/A.mkv", 0, 5, |_| Ok::<_, ()>(p.clone())).unwrap();
+        let r = index.resolve(&section, "/data/Movies/A.mkv", 5, |_| Ok::<_, ()>(p.clone())).unwrap();
         assert_eq!(r, Resolution::Found("100".into()));
     }
 
@@ -444,12 +592,93 @@ mod tests {
         let section = movies();
         let mut index = PathIndex::default();
         let mut starts = Vec::new();
-        index.resolve(&section, "/data/Movies/5.mkv", 0, 25, listing(300, &mut starts)).unwrap();
+        index.resolve(&section, "/data/Movies/5.mkv", 25, listing(300, &mut starts)).unwrap();
         assert!(index.len("1") > 0);
         index.invalidate("1");
         assert_eq!(index.len("1"), 0);
         starts.clear();
-        index.resolve(&section, "/data/Movies/5.mkv", 0, 25, listing(300, &mut starts)).unwrap();
+        index.resolve(&section, "/data/Movies/5.mkv", 25, listing(300, &mut starts)).unwrap();
         assert_eq!(starts, vec![0]);
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+    use crate::plex_json::ListedItem;
+
+    fn section(windows: bool) -> Section {
+        let loc = if windows { "\\\\?\\D:\\Media" } else { "/data/Movies" };
+        let info =
+            SectionInfo { key: "1".into(), kind: "movie".into(), title: "M".into(), locations: vec![loc.into()] };
+        build_sections(&[info], &[]).0.remove(0)
+    }
+
+    fn item(rk: &str, files: &[&str]) -> ListedItem {
+        ListedItem { rating_key: rk.into(), files: files.iter().map(|f| f.to_string()).collect() }
+    }
+
+    fn page(items: Vec<ListedItem>) -> ListingPage {
+        ListingPage { total_size: Some(items.len() as u64), items, ..Default::default() }
+    }
+
+    #[test]
+    fn windows_sections_compare_like_windows() {
+        let s = section(true);
+        assert!(s.windows);
+        let sections = vec![s.clone()];
+        assert!(pick_section(&sections, "d:/media/Studio/A.mp4").is_some());
+        assert!(pick_section(&sections, "D:\\Other\\A.mp4").is_none());
+        let mut index = PathIndex::default();
+        let p = page(vec![item("5", &["\\\\?\\D:\\Media\\Studio\\Scene One.MP4"])]);
+        let r = index.resolve(&s, "D:\\Media\\studio\\scene one.mp4", 5, |_| Ok::<_, ()>(p.clone())).unwrap();
+        assert_eq!(r, Resolution::Found("5".into()));
+    }
+
+    #[test]
+    fn every_part_of_an_item_and_same_names_in_other_folders() {
+        let s = section(false);
+        let mut index = PathIndex::default();
+        let p = page(vec![
+            item("1", &["/data/Movies/a/x.mp4", "/data/Movies/a/x-4k.mp4"]),
+            item("2", &["/data/Movies/b/x.mp4"]),
+        ]);
+        let r = index.resolve(&s, "/data/Movies/a/x-4k.mp4", 5, |_| Ok::<_, ()>(p.clone())).unwrap();
+        assert_eq!(r, Resolution::Found("1".into()));
+        assert_eq!(index.peek(&s, "/data/Movies/b/x.mp4"), Some(Resolution::Found("2".into())));
+        // The same file name in two folders is two items, never ambiguous
+        // by path; by name alone it is.
+        assert_eq!(index.same_name(&s, "/elsewhere/X.MP4"), ["1", "2"]);
+        index.forget(&s, "/data/Movies/b/x.mp4", "2");
+        assert_eq!(index.peek(&s, "/data/Movies/b/x.mp4"), Some(Resolution::NotInPlex));
+    }
+
+    #[test]
+    fn refresh_reads_newest_pages_until_nothing_is_new() {
+        let s = section(false);
+        let mut index = PathIndex::default();
+        index.resolve(&s, "/none", 5, |_| Ok::<_, ()>(page(vec![item("1", &["/data/Movies/old.mp4"])]))).unwrap();
+        let mut asked = Vec::new();
+        let sent = index
+            .refresh(&s, 0, 5_000, |req| {
+                asked.push((
+                    req.query_value("sort").map(String::from),
+                    req.header_value("X-Plex-Container-Start").map(String::from),
+                ));
+                let mut items: Vec<ListedItem> = (0..REFRESH_PAGE_SIZE)
+                    .map(|i| item(&format!("n{i}"), &[&format!("/data/Movies/n{i}.mp4")]))
+                    .collect();
+                if asked.len() > 1 {
+                    items = vec![item("1", &["/data/Movies/old.mp4"])];
+                }
+                Ok::<_, ()>(page(items))
+            })
+            .unwrap();
+        assert_eq!(sent, 2);
+        assert_eq!(asked[0], (Some("addedAt:desc".into()), Some("0".into())));
+        assert_eq!(index.peek(&s, "/data/Movies/n7.mp4"), Some(Resolution::Found("n7".into())));
+        // Not again within the interval.
+        assert_eq!(index.refresh(&s, 1_000, 5_000, |_| Err::<ListingPage, _>(())).unwrap(), 0);
+        assert_eq!(title_guess("/a/b/My Scene (2020).mp4"), "My Scene (2020)");
     }
 }

@@ -54,7 +54,7 @@ pub struct ListedItem {
 }
 
 /// The full record of one item (`GET /library/metadata/{rk}`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PlexItem {
     pub rating_key: String,
     pub item_type: Option<String>,
@@ -62,10 +62,40 @@ pub struct PlexItem {
     pub summary: Option<String>,
     pub studio: Option<String>,
     pub originally_available_at: Option<String>,
+    pub title_sort: Option<String>,
+    pub tagline: Option<String>,
+    pub content_rating: Option<String>,
+    /// 0–10.
+    pub user_rating: Option<f64>,
+    /// The selected poster and background (absent when the item has none).
+    pub thumb: Option<String>,
+    pub art: Option<String>,
     pub library_section_id: Option<u64>,
     pub files: Vec<String>,
+    /// `Role[].tag`, `Genre[].tag`, `Collection[].tag`, `Label[].tag`.
+    pub actors: Vec<String>,
+    pub genres: Vec<String>,
+    pub collections: Vec<String>,
+    pub labels: Vec<String>,
     /// Names of the locked fields (`Field[]` with `locked` true).
     pub locked: BTreeSet<String>,
+}
+
+/// One entry of `GET /library/metadata/{rk}/posters` (or `/arts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageEntry {
+    /// `upload://posters/<sha1>` for an upload, an agent URL otherwise.
+    pub rating_key: String,
+    pub selected: bool,
+}
+
+/// One entry of `GET /activities`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activity {
+    /// `library.update.section` for a scan, `library.refresh.items`, …
+    pub kind: String,
+    /// `Context.librarySectionID`, when Plex says.
+    pub section: Option<String>,
 }
 
 // ---------------------------------------------------------------- entry points
@@ -107,23 +137,60 @@ pub fn parse_listing(body: &[u8]) -> Result<ListingPage, PlexJsonError> {
 
 /// `GET /library/metadata/{rk}`: the first item, `None` if there is none.
 pub fn parse_item(body: &[u8]) -> Result<Option<PlexItem>, PlexJsonError> {
+    Ok(parse_items(body)?.into_iter().next())
+}
+
+/// `GET /library/metadata/{rk1},{rk2},…`: every item, in Plex's order.
+pub fn parse_items(body: &[u8]) -> Result<Vec<PlexItem>, PlexJsonError> {
     let c: ItemsContainer = container(body)?;
     let container_section = c.library_section_id;
-    Ok(c.metadata.into_iter().find_map(|m| {
-        let files = m.files();
-        let rating_key = m.rating_key.filter(|k| !k.is_empty())?;
-        Some(PlexItem {
-            rating_key,
-            item_type: m.kind,
-            title: m.title,
-            summary: m.summary,
-            studio: m.studio,
-            originally_available_at: m.originally_available_at,
-            library_section_id: m.library_section_id.or(container_section),
-            files,
-            locked: m.fields.into_iter().filter(|f| f.locked).filter_map(|f| f.name).collect(),
+    Ok(c.metadata
+        .into_iter()
+        .filter_map(|m| {
+            let files = m.files();
+            let rating_key = m.rating_key.filter(|k| !k.is_empty())?;
+            let names = |tags: Vec<TagRef>| tags.into_iter().filter_map(|t| t.tag).collect::<Vec<_>>();
+            Some(PlexItem {
+                rating_key,
+                item_type: m.kind,
+                title: m.title,
+                summary: m.summary,
+                studio: m.studio,
+                originally_available_at: m.originally_available_at,
+                title_sort: m.title_sort,
+                tagline: m.tagline,
+                content_rating: m.content_rating,
+                user_rating: m.user_rating,
+                thumb: m.thumb,
+                art: m.art,
+                library_section_id: m.library_section_id.or(container_section),
+                files,
+                actors: names(m.roles),
+                genres: names(m.genres),
+                collections: names(m.collections),
+                labels: names(m.labels),
+                locked: m.fields.into_iter().filter(|f| f.locked).filter_map(|f| f.name).collect(),
+            })
         })
-    }))
+        .collect())
+}
+
+/// `GET /library/metadata/{rk}/posters` or `/arts`.
+pub fn parse_images(body: &[u8]) -> Result<Vec<ImageEntry>, PlexJsonError> {
+    let c: ImagesContainer = container(body)?;
+    Ok(c.metadata
+        .into_iter()
+        .filter_map(|m| Some(ImageEntry { rating_key: m.rating_key?, selected: m.selected }))
+        .collect())
+}
+
+/// `GET /activities`.
+pub fn parse_activities(body: &[u8]) -> Result<Vec<Activity>, PlexJsonError> {
+    let c: ActivitiesContainer = container(body)?;
+    Ok(c.activities
+        .into_iter()
+        .map(|a| Activity { kind: a.kind.unwrap_or_default(), section: a.context.and_then(|c| c.library_section_id) })
+        .collect())
 }
 
 fn container<T: DeserializeOwned>(body: &[u8]) -> Result<T, PlexJsonError> {
@@ -198,12 +265,72 @@ struct Metadata {
     studio: Option<String>,
     #[serde(rename = "originallyAvailableAt", default, deserialize_with = "string")]
     originally_available_at: Option<String>,
+    #[serde(rename = "titleSort", default, deserialize_with = "string")]
+    title_sort: Option<String>,
+    #[serde(default, deserialize_with = "string")]
+    tagline: Option<String>,
+    #[serde(rename = "contentRating", default, deserialize_with = "string")]
+    content_rating: Option<String>,
+    #[serde(rename = "userRating", default, deserialize_with = "float")]
+    user_rating: Option<f64>,
+    #[serde(default, deserialize_with = "string")]
+    thumb: Option<String>,
+    #[serde(default, deserialize_with = "string")]
+    art: Option<String>,
     #[serde(rename = "librarySectionID", default, deserialize_with = "number")]
     library_section_id: Option<u64>,
     #[serde(rename = "Media", default, deserialize_with = "list")]
     media: Vec<Media>,
+    #[serde(rename = "Role", default, deserialize_with = "list")]
+    roles: Vec<TagRef>,
+    #[serde(rename = "Genre", default, deserialize_with = "list")]
+    genres: Vec<TagRef>,
+    #[serde(rename = "Collection", default, deserialize_with = "list")]
+    collections: Vec<TagRef>,
+    #[serde(rename = "Label", default, deserialize_with = "list")]
+    labels: Vec<TagRef>,
     #[serde(rename = "Field", default, deserialize_with = "list")]
     fields: Vec<FieldLock>,
+}
+
+#[derive(Deserialize)]
+struct TagRef {
+    #[serde(default, deserialize_with = "string")]
+    tag: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ImagesContainer {
+    #[serde(rename = "Metadata", default, deserialize_with = "list")]
+    metadata: Vec<ImageMeta>,
+}
+
+#[derive(Deserialize)]
+struct ImageMeta {
+    #[serde(rename = "ratingKey", default, deserialize_with = "string")]
+    rating_key: Option<String>,
+    #[serde(default, deserialize_with = "boolean")]
+    selected: bool,
+}
+
+#[derive(Deserialize)]
+struct ActivitiesContainer {
+    #[serde(rename = "Activity", default, deserialize_with = "list")]
+    activities: Vec<ActivityJson>,
+}
+
+#[derive(Deserialize)]
+struct ActivityJson {
+    #[serde(rename = "type", default, deserialize_with = "string")]
+    kind: Option<String>,
+    #[serde(rename = "Context", default)]
+    context: Option<ActivityContext>,
+}
+
+#[derive(Deserialize)]
+struct ActivityContext {
+    #[serde(rename = "librarySectionID", default, deserialize_with = "string")]
+    library_section_id: Option<String>,
 }
 
 impl Metadata {
@@ -272,6 +399,16 @@ fn number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         Some(Value::String(s)) => s.trim().parse().ok(),
         _ => None,
     })
+}
+
+/// A finite number, from a number or a numeric string.
+fn float<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|x: &f64| x.is_finite()))
 }
 
 /// `true`/`false`, a number (non-zero = true) or text (`1`, `true`, `yes`).
@@ -348,6 +485,52 @@ mod tests {
         // studio has locked:false; thumb has no `locked` and counts as locked.
         assert_eq!(locked, vec!["genre", "thumb", "title"]);
         assert_eq!(item.files, vec!["/data/Movies/Interstate 60 (2002).mkv"]);
+    }
+
+    #[test]
+    fn full_item_tags_rating_and_images() {
+        let body = br#"{"MediaContainer":{"size":2,"librarySectionID":1,"Metadata":[
+            {"ratingKey":"108","type":"movie","title":"T","titleSort":"S","tagline":"G","contentRating":"R",
+             "userRating":8.5,"thumb":"/library/metadata/108/thumb/1","art":"/library/metadata/108/art/1",
+             "Genre":[{"id":1,"tag":"Drama"},{"id":2,"tag":"Sci-Fi & Fantasy"}],
+             "Role":[{"id":3,"tag":"Jane","role":"Herself"}],"Collection":[{"tag":"Studio X"}],
+             "Label":[{"tag":"Stash"}]},
+            {"ratingKey":"109","type":"episode","userRating":"7"}]}}"#;
+        let items = parse_items(body).unwrap();
+        assert_eq!(items.len(), 2);
+        let a = &items[0];
+        assert_eq!(
+            (a.title_sort.as_deref(), a.tagline.as_deref(), a.content_rating.as_deref()),
+            (Some("S"), Some("G"), Some("R"))
+        );
+        assert_eq!(a.user_rating, Some(8.5));
+        assert_eq!(a.genres, ["Drama", "Sci-Fi & Fantasy"]);
+        assert_eq!(a.actors, ["Jane"]);
+        assert_eq!(a.collections, ["Studio X"]);
+        assert_eq!(a.labels, ["Stash"]);
+        assert!(a.thumb.is_some() && a.art.is_some());
+        assert_eq!(items[1].user_rating, Some(7.0));
+        assert_eq!(items[1].library_section_id, Some(1));
+    }
+
+    #[test]
+    fn posters_and_activities() {
+        let body = br#"{"MediaContainer":{"size":2,"Metadata":[
+            {"key":"/library/metadata/108/file?url=upload%3A%2F%2Fposters%2F9f70","ratingKey":"upload://posters/9f70","selected":true},
+            {"key":"https://image.tmdb.org/t/p/original/abc.jpg","ratingKey":"https://image.tmdb.org/abc.jpg","selected":false}]}}"#;
+        let images = parse_images(body).unwrap();
+        assert_eq!(
+            images,
+            vec![
+                ImageEntry { rating_key: "upload://posters/9f70".into(), selected: true },
+                ImageEntry { rating_key: "https://image.tmdb.org/abc.jpg".into(), selected: false },
+            ]
+        );
+        let body = br#"{"MediaContainer":{"size":1,"Activity":[{"uuid":"u","type":"library.update.section",
+            "title":"Scanning","progress":0,"Context":{"librarySectionID":"3"}}]}}"#;
+        let acts = parse_activities(body).unwrap();
+        assert_eq!(acts, vec![Activity { kind: "library.update.section".into(), section: Some("3".into()) }]);
+        assert!(parse_activities(br#"{"MediaContainer":{"size":0}}"#).unwrap().is_empty());
     }
 
     #[test]

@@ -138,7 +138,9 @@ pub fn profile(class: ErrorClass, settings: RetrySettings) -> RetryProfile {
         ErrorClass::Ambiguous | ErrorClass::BadRequest { .. } | ErrorClass::RequestRefused => {
             p(0, 0, Some(1), Jitter::None)
         }
-        ErrorClass::StashUnavailable => p(10_000, 600_000, Some(12), j),
+        // Stash being away is an outage like Plex's: the change waits, no
+        // attempt is used (the host ends a drain whose Stash is gone).
+        ErrorClass::StashUnavailable => p(10_000, 120_000, None, j),
         ErrorClass::StashUnauthorized => p(60_000, 60_000, None, Jitter::None),
         ErrorClass::StashMalformed => p(5_000, 80_000, transient, j),
     }

@@ -4,9 +4,25 @@
 //! one rule per kind and checks every range declared here; this module only
 //! checks the rules that join two settings.
 //!
-//! Sync settings: `plex_library` (text, empty = all movie/TV libraries),
-//! `sync_master`, `sync_summary`, `sync_studio`, `sync_date` (true),
-//! `preserve_plex_edits` (false), `strict_matching` (true).
+//! Sync settings (every field, what it writes and how it is matched is in
+//! `docs/metadata.md`):
+//!
+//! | key | kind | default | meaning |
+//! |---|---|---|---|
+//! | `plex_library` | text | empty | library names to sync into (empty = every movie/TV library) |
+//! | `sync_master` | flag | true | off = nothing is written to Plex |
+//! | `sync_title`, `sync_summary`, `sync_tagline`, `sync_date`, `sync_studio`, `sync_performers`, `sync_tags`, `sync_collection`, `sync_group_collections`, `sync_poster`, `sync_background` | flag | true | one per field |
+//! | `sync_sort_title` | choice | `title` | `title`, `date` (date then title), `off` |
+//! | `studio_with_parent` | flag | false | studio written as `Parent / Studio` |
+//! | `sync_rating` | flag | false | Stash `rating100` → Plex user rating (0–10) |
+//! | `content_rating` | text | empty | this content rating on every synced item (empty = leave Plex's) |
+//! | `plex_labels` | text | empty | comma-separated labels on every synced item (empty = leave Plex's) |
+//! | `max_tags` | whole 10–500 | 100 | genres written per item |
+//! | `plex_path_map` | text | empty | `stash prefix=>plex prefix; …` |
+//! | `preserve_plex_edits` | flag | false | only fill empty Plex fields |
+//! | `strict_matching` | flag | true | only exact-path matches; never guess |
+//! | `trigger_plex_scan` | flag | false | ask Plex to scan a file's folder when it has no item for it |
+//! | `skip_not_found` | flag | false | drop changes of files Plex does not have |
 //!
 //! Reliability settings (whole numbers; default, range):
 //!
@@ -36,6 +52,35 @@ use crate::host::{Setting, SettingKind, SettingSpec, SettingValue, WholeRange};
 use crate::recovery::{ProbeConfig, RampConfig};
 use crate::retry::{Jitter, RetrySettings};
 
+pub use crate::pathmap::PathMap;
+
+/// What the Plex sort title is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortTitle {
+    /// The (written) title.
+    Title,
+    /// `YYYY-MM-DD title`, so scenes sort by date.
+    Date,
+    /// Leave Plex's sort title alone.
+    Off,
+}
+
+impl SortTitle {
+    pub const ALL: [SortTitle; 3] = [SortTitle::Title, SortTitle::Date, SortTitle::Off];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortTitle::Title => "title",
+            SortTitle::Date => "date",
+            SortTitle::Off => "off",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SortTitle> {
+        Self::ALL.into_iter().find(|t| t.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
 /// The settings this policy reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -43,9 +88,34 @@ pub struct Settings {
     pub plex_library: Vec<String>,
     /// `false` = write nothing to Plex at all.
     pub sync_master: bool,
+    pub sync_title: bool,
+    pub sort_title: SortTitle,
     pub sync_summary: bool,
+    pub sync_tagline: bool,
     pub sync_studio: bool,
+    pub studio_with_parent: bool,
     pub sync_date: bool,
+    pub sync_rating: bool,
+    /// Written as `contentRating` on every synced item; empty = untouched.
+    pub content_rating: String,
+    pub sync_performers: bool,
+    pub sync_tags: bool,
+    /// Genres written per item.
+    pub max_tags: u32,
+    /// The studio as a collection.
+    pub sync_collection: bool,
+    /// Each Stash group as a collection.
+    pub sync_group_collections: bool,
+    /// Labels given to every synced item; empty = labels untouched.
+    pub plex_labels: Vec<String>,
+    pub sync_poster: bool,
+    pub sync_background: bool,
+    /// Stash → Plex path prefix rules, longest Stash prefix first.
+    pub path_map: PathMap,
+    /// Request a partial scan when a file is not in Plex yet.
+    pub trigger_plex_scan: bool,
+    /// Drop changes of files Plex does not have.
+    pub skip_not_found: bool,
     /// Never overwrite a non-empty Plex value, never clear one.
     pub preserve_plex_edits: bool,
     /// Refuse ambiguous matches (dead-letter) instead of picking one.
@@ -76,9 +146,26 @@ impl Default for Settings {
         Settings {
             plex_library: Vec::new(),
             sync_master: true,
+            sync_title: true,
+            sort_title: SortTitle::Title,
             sync_summary: true,
+            sync_tagline: true,
             sync_studio: true,
+            studio_with_parent: false,
             sync_date: true,
+            sync_rating: false,
+            content_rating: String::new(),
+            sync_performers: true,
+            sync_tags: true,
+            max_tags: 100,
+            sync_collection: true,
+            sync_group_collections: true,
+            plex_labels: Vec::new(),
+            sync_poster: true,
+            sync_background: true,
+            path_map: PathMap::default(),
+            trigger_plex_scan: false,
+            skip_not_found: false,
             preserve_plex_edits: false,
             strict_matching: true,
             max_retries: 5,
@@ -139,8 +226,9 @@ impl Settings {
     }
 }
 
-/// The whole-number reliability settings: key, range, what it does.
-const NUMBERS: [(&str, u32, u32, &str); 17] = [
+/// The whole-number settings: key, range, what it does.
+const NUMBERS: [(&str, u32, u32, &str); 18] = [
+    ("max_tags", 10, 500, "Most Stash tags written as Plex genres per item"),
     ("max_retries", 1, 20, "Attempts for a change that fails for a temporary reason"),
     ("retry_budget_percent", 0, 100, "Retries allowed per minute, as a share of first attempts"),
     ("breaker_failure_threshold", 1, 100, "Failures in a row that open the circuit breaker"),
@@ -161,18 +249,31 @@ const NUMBERS: [(&str, u32, u32, &str); 17] = [
 ];
 
 /// The yes/no settings: key, what it does.
-const FLAGS: [(&str, &str); 6] = [
+const FLAGS: [(&str, &str); 18] = [
     ("sync_master", "Off stops all writes to Plex (jobs still complete)"),
+    ("sync_title", "Write the scene's title"),
     ("sync_summary", "Write the scene's details as the Plex summary"),
+    ("sync_tagline", "Write the scene's studio code as the Plex tagline"),
     ("sync_studio", "Write the scene's studio"),
+    ("studio_with_parent", "Write the studio as 'Parent / Studio' when it has a parent studio"),
     ("sync_date", "Write the scene's date"),
+    ("sync_rating", "Write the scene's rating as the Plex user rating"),
+    ("sync_performers", "Write the scene's performers as Plex actors"),
+    ("sync_tags", "Write the scene's tags as Plex genres"),
+    ("sync_collection", "Put the item into a collection named after its studio"),
+    ("sync_group_collections", "Put the item into a collection per Stash group"),
+    ("sync_poster", "Upload the scene's screenshot as the Plex poster"),
+    ("sync_background", "Upload the scene's screenshot as the Plex background"),
     ("preserve_plex_edits", "Only fill Plex fields that are empty; never overwrite or clear them"),
-    ("strict_matching", "When two Plex items have the scene's file, do not guess"),
+    ("strict_matching", "Only match a Plex item by its exact file path; never guess"),
+    ("trigger_plex_scan", "Ask Plex to scan a file's folder when it has no item for the file yet"),
+    ("skip_not_found", "Drop changes of files Plex does not have instead of retrying"),
 ];
 
 fn number_slot<'a>(settings: &'a mut Settings, key: &str) -> Option<&'a mut u32> {
     Some(match key {
         "max_retries" => &mut settings.max_retries,
+        "max_tags" => &mut settings.max_tags,
         "retry_budget_percent" => &mut settings.retry_budget_percent,
         "breaker_failure_threshold" => &mut settings.breaker_failure_threshold,
         "breaker_failure_rate" => &mut settings.breaker_failure_rate,
@@ -196,14 +297,36 @@ fn number_slot<'a>(settings: &'a mut Settings, key: &str) -> Option<&'a mut u32>
 fn flag_slot<'a>(settings: &'a mut Settings, key: &str) -> Option<&'a mut bool> {
     Some(match key {
         "sync_master" => &mut settings.sync_master,
+        "sync_title" => &mut settings.sync_title,
         "sync_summary" => &mut settings.sync_summary,
+        "sync_tagline" => &mut settings.sync_tagline,
         "sync_studio" => &mut settings.sync_studio,
+        "studio_with_parent" => &mut settings.studio_with_parent,
         "sync_date" => &mut settings.sync_date,
+        "sync_rating" => &mut settings.sync_rating,
+        "sync_performers" => &mut settings.sync_performers,
+        "sync_tags" => &mut settings.sync_tags,
+        "sync_collection" => &mut settings.sync_collection,
+        "sync_group_collections" => &mut settings.sync_group_collections,
+        "sync_poster" => &mut settings.sync_poster,
+        "sync_background" => &mut settings.sync_background,
+        "trigger_plex_scan" => &mut settings.trigger_plex_scan,
+        "skip_not_found" => &mut settings.skip_not_found,
         "preserve_plex_edits" => &mut settings.preserve_plex_edits,
         "strict_matching" => &mut settings.strict_matching,
         _ => return None,
     })
 }
+
+/// The free-text settings besides `plex_library` (all default to empty).
+const TEXTS: [(&str, &str); 3] = [
+    ("content_rating", "Content rating written on every synced item (empty = leave Plex's)"),
+    ("plex_labels", "Comma-separated labels given to every synced item (empty = leave Plex's labels alone)"),
+    (
+        "plex_path_map",
+        "Where Plex sees Stash's files: 'stash prefix=>plex prefix', several separated by ';' (empty = the same paths)",
+    ),
+];
 
 /// Every setting this policy reads, with its kind and default (the defaults
 /// are [`Settings::default`]'s).
@@ -233,6 +356,20 @@ pub fn schema() -> Vec<SettingSpec> {
             description: description.into(),
         });
     }
+    for (key, description) in TEXTS {
+        specs.push(SettingSpec {
+            key: key.into(),
+            kind: SettingKind::Text,
+            default_value: SettingValue::Text(String::new()),
+            description: description.into(),
+        });
+    }
+    specs.push(SettingSpec {
+        key: "sync_sort_title".into(),
+        kind: SettingKind::Choice(SortTitle::ALL.iter().map(|s| s.as_str().to_string()).collect()),
+        default_value: SettingValue::Text(defaults.sort_title.as_str().into()),
+        description: "The Plex sort title: the scene's title, its date then title, or off".into(),
+    });
     specs.push(SettingSpec {
         key: "retry_jitter".into(),
         kind: SettingKind::Choice(Jitter::ALL.iter().map(|j| j.as_str().to_string()).collect()),
@@ -247,6 +384,7 @@ pub fn schema() -> Vec<SettingSpec> {
 /// declared key; this only guards against a host that does not).
 pub fn from_settings(values: &[Setting]) -> Result<Settings, Vec<String>> {
     let mut settings = Settings::default();
+    let mut path_errors = Vec::new();
     for Setting { key, value } in values {
         match value {
             SettingValue::Flag(b) => {
@@ -261,6 +399,21 @@ pub fn from_settings(values: &[Setting]) -> Result<Settings, Vec<String>> {
                 }
             }
             SettingValue::Text(text) if key == "plex_library" => settings.plex_library = split_libraries(text),
+            SettingValue::Text(text) if key == "content_rating" => {
+                settings.content_rating = crate::sanitize::line(text, crate::sanitize::LINE_MAX_CHARS);
+            }
+            SettingValue::Text(text) if key == "plex_labels" => {
+                settings.plex_labels = split_list(text);
+            }
+            SettingValue::Text(text) if key == "plex_path_map" => match PathMap::parse(text) {
+                Ok(map) => settings.path_map = map,
+                Err(e) => path_errors.push(e),
+            },
+            SettingValue::Text(text) if key == "sync_sort_title" => {
+                if let Some(s) = SortTitle::parse(text) {
+                    settings.sort_title = s;
+                }
+            }
             SettingValue::Text(text) if key == "retry_jitter" => {
                 if let Some(j) = Jitter::parse(text) {
                     settings.retry_jitter = j;
@@ -287,12 +440,19 @@ pub fn from_settings(values: &[Setting]) -> Result<Settings, Vec<String>> {
         ),
         ("ramp_start_rps", settings.ramp_start_rps, "ramp_target_rps", settings.ramp_target_rps),
     ];
-    let errors: Vec<String> = pairs
+    let mut errors: Vec<String> = pairs
         .iter()
         .filter(|(_, low, _, high)| low > high)
         .map(|(low_key, low, high_key, high)| format!("{low_key} ({low}) must not be larger than {high_key} ({high})."))
         .collect();
+    errors.extend(path_errors);
     if errors.is_empty() { Ok(settings) } else { Err(errors) }
+}
+
+/// Comma-separated names (labels): trimmed, sanitised, empties and
+/// case-insensitive duplicates dropped, order kept.
+pub fn split_list(s: &str) -> Vec<String> {
+    crate::sanitize::dedup_names(s.split(',').map(str::to_string), crate::sanitize::LINE_MAX_CHARS, usize::MAX)
 }
 
 /// Comma-separated titles, trimmed, empties dropped, lower-cased for

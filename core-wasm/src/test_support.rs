@@ -5,13 +5,14 @@
 //! and records every request. Settings go through the host's real parser.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde_json::{Value, json};
 
 use crate::host::{
-    DeadLetterInfo, EnqueueOutcome, Host, Job, LogLevel, Method, PlexRequest, PlexResponse, QueueCounts, QueueError,
-    Scene, ScenePage, SceneQuery, Setting, StashError, StateWrite, Studio, TransportError, VideoFile,
+    DeadLetterInfo, EnqueueOutcome, Host, ImageInfo, Job, LogLevel, Method, PlexRequest, PlexResponse, QueueCounts,
+    QueueError, RelatedObject, Scene, ScenePage, SceneQuery, Setting, StashError, StateWrite, Studio, TransportError,
+    VideoFile,
 };
 use crate::settings::{self, Settings};
 use serde::Serialize;
@@ -41,6 +42,11 @@ pub struct FakeItem {
     pub date: String,
     pub files: Vec<String>,
     pub locked: BTreeSet<String>,
+    /// Other one-value fields (`titleSort`, `tagline`, `contentRating`).
+    pub extra: BTreeMap<String, String>,
+    /// Tag lists by edit name (`genre`, `actor`, `collection`, `label`).
+    pub tags: BTreeMap<String, Vec<String>>,
+    pub user_rating: Option<f64>,
 }
 
 /// An in-memory PMS.
@@ -125,6 +131,7 @@ impl FakePlex {
                     "machineIdentifier": "fake0123", "version": "1.41.3.9314-a0bfb8370"}}),
             ),
             (Method::Get, "/library/sections") => self.sections_json(),
+            (Method::Put, "/:/rate") => self.rate(req),
             (Method::Get, _) if path.starts_with("/library/metadata/") => {
                 self.metadata_json(&path["/library/metadata/".len()..])
             }
@@ -209,18 +216,28 @@ impl FakePlex {
         json_response(200, &json!({ "MediaContainer": container }))
     }
 
-    fn metadata_json(&self, rk: &str) -> PlexResponse {
-        let Some(item) = self.item(rk) else {
+    fn metadata_json(&self, rks: &str) -> PlexResponse {
+        let items: Vec<&FakeItem> = rks.split(',').filter_map(|rk| self.item(rk)).collect();
+        let Some(first) = items.first() else {
             return not_found();
         };
+        let sid = first.section.parse::<u64>().unwrap_or(0);
+        let entries: Vec<Value> = items.iter().map(|item| Self::item_full_json(item)).collect();
+        json_response(
+            200,
+            &json!({"MediaContainer": {"size": entries.len(), "librarySectionID": sid, "Metadata": entries}}),
+        )
+    }
+
+    fn item_full_json(item: &FakeItem) -> Value {
+        let rk = &item.rating_key;
         let sid = item.section.parse::<u64>().unwrap_or(0);
         let mut m = json!({"ratingKey": item.rating_key, "key": format!("/library/metadata/{rk}"),
             "guid": format!("plex://movie/{rk}"), "type": type_name(item.item_type),
             "title": item.title, "librarySectionID": sid,
             "librarySectionKey": format!("/library/sections/{}", item.section),
             "addedAt": 1579514268, "updatedAt": 1700000000,
-            "Media": Self::media_json(item),
-            "Genre": [{"id": 177, "filter": "genre=177", "tag": "Adventure"}]});
+            "Media": Self::media_json(item)});
         // PMS leaves empty fields out.
         for (key, value) in
             [("summary", &item.summary), ("studio", &item.studio), ("originallyAvailableAt", &item.date)]
@@ -229,10 +246,44 @@ impl FakePlex {
                 m[key] = json!(value);
             }
         }
+        for (key, value) in &item.extra {
+            if !value.is_empty() {
+                m[key.as_str()] = json!(value);
+            }
+        }
+        if let Some(r) = item.user_rating {
+            m["userRating"] = json!(r);
+        }
+        for (name, list) in &item.tags {
+            let key = match name.as_str() {
+                "actor" => "Role",
+                "genre" => "Genre",
+                "collection" => "Collection",
+                _ => "Label",
+            };
+            if !list.is_empty() {
+                m[key] = Value::Array(list.iter().map(|t| json!({"tag": t})).collect());
+            }
+        }
         if !item.locked.is_empty() {
             m["Field"] = Value::Array(item.locked.iter().map(|n| json!({"locked": true, "name": n})).collect());
         }
-        json_response(200, &json!({"MediaContainer": {"size": 1, "librarySectionID": sid, "Metadata": [m]}}))
+        m
+    }
+
+    /// `PUT /:/rate?key=&identifier=&rating=` (−1 clears).
+    fn rate(&mut self, req: &PlexRequest) -> PlexResponse {
+        let (Some(key), Some(rating)) = (req.query_value("key"), req.query_value("rating")) else {
+            return status_response(400, "key and rating required");
+        };
+        let Ok(rating) = rating.parse::<f64>() else {
+            return status_response(400, "bad rating");
+        };
+        let Some(item) = self.items.iter_mut().find(|i| i.rating_key == key) else {
+            return not_found();
+        };
+        item.user_rating = (rating >= 0.0).then_some(rating);
+        status_response(200, "")
     }
 
     fn edit(&mut self, sid: &str, req: &PlexRequest) -> PlexResponse {
@@ -245,8 +296,30 @@ impl FakePlex {
         if t != item.item_type.to_string() {
             return status_response(400, "type mismatch");
         }
+        let mut replaced: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (key, value) in &req.query {
             if key == "type" || key == "id" {
+                continue;
+            }
+            if let Some((tag, rest)) = key.split_once('[') {
+                // `genre[0].tag.tag=` replaces the list; `genre[].tag.tag-=`
+                // removes the (double-encoded) names.
+                if !["genre", "actor", "collection", "label"].contains(&tag) {
+                    return status_response(400, "unknown tag");
+                }
+                if rest == "].tag.tag-" {
+                    let gone: Vec<String> = value.split(',').map(pct_decode).collect();
+                    item.tags.entry(tag.to_string()).or_default().retain(|t| !gone.contains(t));
+                } else if rest.ends_with("].tag.tag") {
+                    let idx: usize = rest.trim_end_matches("].tag.tag").parse().unwrap_or(0);
+                    let list = replaced.entry(tag.to_string()).or_default();
+                    if list.len() <= idx {
+                        list.resize(idx + 1, String::new());
+                    }
+                    list[idx] = value.clone();
+                } else {
+                    return status_response(400, "bad tag parameter");
+                }
                 continue;
             }
             let Some((field, op)) = key.split_once('.') else {
@@ -259,6 +332,7 @@ impl FakePlex {
                         "summary" => &mut item.summary,
                         "studio" => &mut item.studio,
                         "originallyAvailableAt" => &mut item.date,
+                        "titleSort" | "tagline" | "contentRating" => item.extra.entry(field.to_string()).or_default(),
                         _ => return status_response(400, "unknown field"),
                     };
                     *slot = value.clone();
@@ -273,8 +347,16 @@ impl FakePlex {
                 _ => return status_response(400, "bad parameter"),
             }
         }
+        for (tag, list) in replaced {
+            item.tags.insert(tag, list.into_iter().filter(|t| !t.is_empty()).collect());
+        }
         status_response(200, "")
     }
+}
+
+/// Percent-decoding of one removal name.
+fn pct_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 // ---------------------------------------------------------------- fake queue
@@ -341,6 +423,7 @@ pub struct FakeHost {
     requests: RefCell<Vec<PlexRequest>>,
     scripts: RefCell<VecDeque<Script>>,
     scenes: RefCell<HashMap<String, Result<Option<Scene>, StashError>>>,
+    scenes_error: RefCell<Option<StashError>>,
     queue: RefCell<real::Queue>,
     queue_failure: RefCell<Option<QueueError>>,
     completed: RefCell<Vec<u64>>,
@@ -350,6 +433,8 @@ pub struct FakeHost {
     state_calls: RefCell<Vec<(&'static str, Vec<String>)>>,
     advance_per_request: Cell<i64>,
     steal_leases_at_request: Cell<Option<usize>>,
+    digests: Cell<u32>,
+    stash_batches: Cell<u32>,
 }
 
 impl Default for FakeHost {
@@ -369,6 +454,7 @@ impl FakeHost {
             requests: RefCell::default(),
             scripts: RefCell::default(),
             scenes: RefCell::default(),
+            scenes_error: RefCell::default(),
             queue: RefCell::new(real::Queue::open_in_memory().expect("an in-memory queue opens")),
             queue_failure: RefCell::default(),
             completed: RefCell::default(),
@@ -377,6 +463,8 @@ impl FakeHost {
             state_calls: RefCell::default(),
             advance_per_request: Cell::new(0),
             steal_leases_at_request: Cell::new(None),
+            digests: Cell::new(0),
+            stash_batches: Cell::new(0),
         }
     }
 
@@ -410,6 +498,10 @@ impl FakeHost {
     /// to another (imaginary) drainer.
     pub fn steal_leases_at_request(&self, n: usize) {
         self.steal_leases_at_request.set(Some(n));
+    }
+    /// `find-scenes` calls so far.
+    pub fn stash_batches(&self) -> u32 {
+        self.stash_batches.get()
     }
     pub fn renewals(&self) -> u32 {
         self.renewals.get()
@@ -456,6 +548,10 @@ impl FakeHost {
     // stash
     pub fn add_scene(&self, scene: Scene) {
         self.scenes.borrow_mut().insert(scene.id.clone(), Ok(Some(scene)));
+    }
+    /// Make scene listings (`find-scenes`) fail with `error` (`None`: work).
+    pub fn scenes_error(&self, error: Option<StashError>) {
+        *self.scenes_error.borrow_mut() = error;
     }
     pub fn stash_error(&self, id: &str, error: StashError) {
         self.scenes.borrow_mut().insert(id.into(), Err(error));
@@ -602,12 +698,47 @@ impl Host for FakeHost {
     }
 
     fn find_scenes(&self, query: &SceneQuery) -> Result<ScenePage, StashError> {
-        let mut scenes: Vec<Scene> = self.scenes.borrow().values().filter_map(|r| r.clone().ok().flatten()).collect();
-        scenes.sort_by(|a, b| a.updated_at.cmp(&b.updated_at));
+        self.stash_batches.set(self.stash_batches.get() + 1);
+        if let Some(e) = self.scenes_error.borrow().clone() {
+            return Err(e);
+        }
+        if let Some(err) =
+            query.ids.iter().find_map(|id| self.scenes.borrow().get(id).and_then(|r| r.as_ref().err().cloned()))
+        {
+            return Err(err);
+        }
+        let carries = |s: &Scene| match &query.related {
+            None => true,
+            Some(RelatedObject::Performer(id)) => s.performers.iter().any(|p| &p.id == id),
+            Some(RelatedObject::Studio(id)) => s.studio.as_ref().is_some_and(|st| &st.id == id),
+            Some(RelatedObject::Tag(id)) => s.tags.iter().any(|t| &t.id == id),
+            Some(RelatedObject::Group(id)) => s.groups.iter().any(|g| &g.id == id),
+        };
+        let mut scenes: Vec<Scene> = self
+            .scenes
+            .borrow()
+            .values()
+            .filter_map(|r| r.clone().ok().flatten())
+            .filter(|s| carries(s))
+            .filter(|s| query.ids.is_empty() || query.ids.contains(&s.id))
+            .filter(|s| query.updated_after.as_ref().is_none_or(|after| s.updated_at.as_str() > after.as_str()))
+            .collect();
+        scenes.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then_with(|| a.id.cmp(&b.id)));
         let count = scenes.len() as u64;
         let per = query.per_page.max(1) as usize;
         let skip = (query.page.max(1) as usize - 1) * per;
         Ok(ScenePage { count, scenes: scenes.into_iter().skip(skip).take(per).collect() })
+    }
+
+    fn image_digest(&self, url: &str) -> Result<ImageInfo, StashError> {
+        self.digests.set(self.digests.get() + 1);
+        // A stand-in digest: the same image path gives the same "SHA-1".
+        let path = url.split('?').next().unwrap_or(url);
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in path.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        Ok(ImageInfo { sha1: format!("{h:016x}{h:016x}{:08x}", h as u32), size: 1234 })
     }
 
     fn enqueue(&self, scene_id: &str, payload: &str, not_before_ms: i64) -> Result<EnqueueOutcome, QueueError> {
@@ -684,6 +815,11 @@ impl Host for FakeHost {
     fn counts(&self) -> Result<QueueCounts, QueueError> {
         self.queue_check()?;
         self.queue.borrow().counts(self.now()).map(convert).map_err(queue_error)
+    }
+
+    fn forget(&self, key: &str) -> Result<bool, QueueError> {
+        self.queue_check()?;
+        self.queue.borrow_mut().forget(key).map_err(queue_error)
     }
 
     fn state_get(&self, key: &str) -> Result<Option<String>, QueueError> {

@@ -102,6 +102,10 @@ impl Host for WitHost {
         stash::find_scenes(query)
     }
 
+    fn image_digest(&self, url: &str) -> Result<api::ImageInfo, api::StashError> {
+        stash::image_digest(url)
+    }
+
     fn enqueue(
         &self,
         scene_id: &str,
@@ -156,6 +160,10 @@ impl Host for WitHost {
 
     fn counts(&self) -> Result<api::QueueCounts, api::QueueError> {
         queue::counts()
+    }
+
+    fn forget(&self, key: &str) -> Result<bool, api::QueueError> {
+        queue::forget(key)
     }
 
     fn state_get(&self, key: &str) -> Result<Option<String>, api::QueueError> {

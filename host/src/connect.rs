@@ -66,7 +66,13 @@ pub fn connected_session(env: &Env) -> Result<(PolicySession, HostSettings), Str
     let connected = connect(env, &mut queue)?;
     let client_id = device_id(&mut queue);
     let s = &connected.settings;
-    let plex = PlexClient::new(&s.plex_url, &s.plex_token, &client_id, s.connect_timeout, s.read_timeout);
+    let proxy = match &s.plex_proxy {
+        None => None,
+        Some(url) => {
+            Some(ureq::Proxy::new(url).map_err(|e| format!("plex_proxy {url:?} cannot be used as a proxy ({e})"))?)
+        }
+    };
+    let plex = PlexClient::new(&s.plex_url, &s.plex_token, &client_id, s.connect_timeout, s.read_timeout, proxy);
     let stash = Arc::new(connected.stash);
     let mut state = env.host_state(queue);
     state.log.obfuscator = Obfuscator::new(s.obfuscate_paths);

@@ -4,7 +4,7 @@
 use crate::env::{Env, Options, resolve_data_dir};
 use crate::plugin::answer::Answer;
 use crate::plugin::input::{self, Invocation};
-use crate::{hook, tasks};
+use crate::{files, hook, tasks};
 
 /// Run one plugin invocation on `raw` stdin bytes.
 pub fn run_plugin(raw: &[u8], opts: Options) -> Answer {
@@ -16,8 +16,8 @@ pub fn run_plugin(raw: &[u8], opts: Options) -> Answer {
         Ok(d) => d,
         Err(e) => return Answer::Error(e),
     };
-    if let Err(e) = std::fs::create_dir_all(&data_dir) {
-        return Answer::Error(format!("cannot create the data directory {}: {e}", data_dir.display()));
+    if let Err(e) = files::private_dir(&data_dir) {
+        return Answer::Error(e);
     }
     let env = Env { opts, input, data_dir };
     match env.input.invocation.clone() {

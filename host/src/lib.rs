@@ -14,6 +14,7 @@ pub mod clock;
 mod connect;
 pub mod drain;
 pub mod env;
+mod files;
 mod hook;
 pub mod invocation;
 mod net;
@@ -23,3 +24,8 @@ pub mod settings;
 pub mod store;
 pub mod tasks;
 mod text;
+
+pub use files::restrict_new_files;
+/// The query string exactly as the host puts it on the wire (the policy's
+/// tests check their edit requests against it).
+pub use net::http::build_query;

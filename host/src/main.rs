@@ -40,6 +40,7 @@ enum Command {
 }
 
 fn main() {
+    stash2plex::restrict_new_files();
     let cli = Cli::parse();
     let opts = Options {
         plugin_id: cli.plugin_id.clone(),

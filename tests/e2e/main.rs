@@ -1,8 +1,10 @@
 //! End-to-end tests: the real binary, spawned as Stash spawns it, against
 //! fake Stash and fake Plex servers on loopback.
 
+mod authority;
 mod dlq;
 mod harness;
+mod metadata;
 mod plugin_protocol;
 mod resilience;
 mod sandbox;

@@ -149,6 +149,11 @@ fn the_plugin_yaml_only_uses_keys_stash_accepts_and_modes_we_handle() {
             "connect_timeout" => json!(5),
             "read_timeout" => json!(30),
             "dlq_retention_days" => json!(30),
+            "max_tags" => json!(100),
+            "sync_sort_title" => json!("date"),
+            "plex_path_map" => json!("/nowhere=>/data"),
+            "content_rating" => json!("X"),
+            "plex_labels" => json!("Stash, Synced"),
             k if k.starts_with("sync_") || k == "enabled" || k == "strict_matching" => json!(true),
             _ => json!(false),
         };

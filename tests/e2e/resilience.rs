@@ -30,7 +30,15 @@ impl SimWorld {
         SimWorld { stash, plex, scenes, dir: tempfile::tempdir().expect("temp dir") }
     }
 
-    pub fn sim(&self, settings: serde_json::Value, seed: u64) -> Sim {
+    /// The simulator with `settings`. Image uploads are off unless a test
+    /// turns them on: these tests count requests per job against the
+    /// breaker's and the ramp's limits, and the first upload of a poster and
+    /// a background adds six requests to a job (see tests/e2e/metadata.rs).
+    pub fn sim(&self, mut settings: serde_json::Value, seed: u64) -> Sim {
+        if let Some(map) = settings.as_object_mut() {
+            map.entry("sync_poster").or_insert(serde_json::json!(false));
+            map.entry("sync_background").or_insert(serde_json::json!(false));
+        }
         Sim::new(SimConfig {
             data_dir: &self.dir.path().join("data"),
             plex_url: &self.plex.url(),

@@ -29,7 +29,7 @@ const STASH_MAX_LINE: usize = 64 * 1024;
 
 include!("../../host/guest_build.rs");
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ lives in the workspace root").to_path_buf()
 }
 
@@ -40,7 +40,7 @@ fn workspace_root() -> PathBuf {
 /// host/build.rs builds the default policy (same nested target dir, so the
 /// guest dependencies are shared; host-only flags removed). Cargo releases
 /// its lock before it runs tests, so this works inside `cargo test`.
-fn misbehave_core() -> &'static [u8] {
+pub(crate) fn misbehave_core() -> &'static [u8] {
     static CORE: OnceLock<Vec<u8>> = OnceLock::new();
     CORE.get_or_init(|| {
         let root = workspace_root();
@@ -53,7 +53,7 @@ fn misbehave_core() -> &'static [u8] {
     })
 }
 
-fn componentize(core: &[u8]) -> Vec<u8> {
+pub(crate) fn componentize(core: &[u8]) -> Vec<u8> {
     wit_component::ComponentEncoder::default()
         .validate(true)
         .module(core)
@@ -62,7 +62,7 @@ fn componentize(core: &[u8]) -> Vec<u8> {
 }
 
 /// The misbehave policy as a component (its mode comes from the settings).
-fn misbehave_component() -> &'static [u8] {
+pub(crate) fn misbehave_component() -> &'static [u8] {
     static COMPONENT: OnceLock<Vec<u8>> = OnceLock::new();
     COMPONENT.get_or_init(|| componentize(misbehave_core()))
 }
@@ -143,14 +143,14 @@ fn dummy_component(resolve: &wit_parser::Resolve, pkg: wit_parser::PackageId, wo
 
 /// Where the user's policy lives in a test (not `policy.wasm`, which the
 /// host would pick up by itself).
-fn install_policy(world: &World, name: &str, component: &[u8]) -> PathBuf {
+pub(crate) fn install_policy(world: &World, name: &str, component: &[u8]) -> PathBuf {
     let path = world.plugin_dir.path().join(name);
     std::fs::write(&path, component).expect("write the policy component");
     path
 }
 
 /// The Stash plugin settings the next task reads (and saves for hooks).
-fn set_settings(world: &World, extra: Value) {
+pub(crate) fn set_settings(world: &World, extra: Value) {
     let mut settings = json!({ "plex_url": world.plex.url(), "plex_token": PLEX_TOKEN });
     if let (Some(map), Value::Object(more)) = (settings.as_object_mut(), extra) {
         map.extend(more);
@@ -158,7 +158,7 @@ fn set_settings(world: &World, extra: Value) {
     world.stash.set_plugin_settings("Stash2Plex", settings);
 }
 
-fn hook_stdin(world: &World, scene_id: &str, fields: &[&str]) -> String {
+pub(crate) fn hook_stdin(world: &World, scene_id: &str, fields: &[&str]) -> String {
     let mut input = serde_json::Map::new();
     input.insert("id".into(), json!(scene_id));
     for f in fields {
@@ -172,28 +172,28 @@ fn hook_stdin(world: &World, scene_id: &str, fields: &[&str]) -> String {
     .to_string()
 }
 
-fn task_stdin(world: &World, mode: &str) -> String {
+pub(crate) fn task_stdin(world: &World, mode: &str) -> String {
     json!({ "server_connection": world.connection(), "args": { "mode": mode } }).to_string()
 }
 
 /// Background drainers off (as in `harness::run`), so no hook races the
 /// test's own Process Queue.
-const NO_AUTODRAIN: &[(&str, &str)] = &[("STASH2PLEX_AUTODRAIN", "0")];
+pub(crate) const NO_AUTODRAIN: &[(&str, &str)] = &[("STASH2PLEX_AUTODRAIN", "0")];
 
 /// A `Scene.Update.Post` hook for `scene_id`, run with the policy at `policy`.
-fn hook_with(world: &World, policy: &Path, scene_id: &str) -> (Outcome, Duration) {
+pub(crate) fn hook_with(world: &World, policy: &Path, scene_id: &str) -> (Outcome, Duration) {
     let stdin = hook_stdin(world, scene_id, &["id", "title"]);
     run_bounded(&stdin, &["--policy", policy.to_str().unwrap()], NO_AUTODRAIN)
 }
 
 /// The Process Queue task, run with the policy at `policy`.
-fn process_queue_with(world: &World, policy: &Path) -> (Outcome, Duration) {
+pub(crate) fn process_queue_with(world: &World, policy: &Path) -> (Outcome, Duration) {
     run_bounded(&task_stdin(world, "process_queue"), &["--policy", policy.to_str().unwrap()], NO_AUTODRAIN)
 }
 
 /// Like `harness::run_with_env`, but a run that outlives [`RUN_LIMIT`] is
 /// killed and fails the test; returns how long the process ran.
-fn run_bounded(stdin: &str, args: &[&str], vars: &[(&str, &str)]) -> (Outcome, Duration) {
+pub(crate) fn run_bounded(stdin: &str, args: &[&str], vars: &[(&str, &str)]) -> (Outcome, Duration) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stash2plex"));
     cmd.envs(vars.iter().copied());
     cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -238,7 +238,7 @@ fn run_bounded(stdin: &str, args: &[&str], vars: &[(&str, &str)]) -> (Outcome, D
     (outcome, elapsed)
 }
 
-fn tail(text: &str) -> String {
+pub(crate) fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].iter().map(|l| format!("{}\n", clip(l, 300))).collect()
 }
@@ -268,16 +268,16 @@ fn processes_mentioning(needle: &str) -> Vec<u32> {
         .collect()
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 /// Counts with every lease and retry time considered past.
-fn all_counts(world: &World) -> QueueCounts {
+pub(crate) fn all_counts(world: &World) -> QueueCounts {
     Queue::open(&world.queue_db()).expect("queue opens").counts(i64::MAX / 2).expect("counts")
 }
 
-fn pending(world: &World) -> Vec<JobRow> {
+pub(crate) fn pending(world: &World) -> Vec<JobRow> {
     Queue::open(&world.queue_db()).expect("queue opens").jobs(100, now_ms()).expect("jobs")
 }
 
@@ -503,7 +503,11 @@ fn a_huge_log_line_is_capped_and_cannot_forge_log_frames() {
     let longest = hook.stderr.split('\n').map(str::len).max().unwrap_or(0);
     assert!(longest <= STASH_MAX_LINE, "a stderr line of {longest} bytes would stop Stash's log reader");
     let huge = hook.stderr.lines().find(|l| l.contains("misbehave: huge line")).expect("the line is logged");
-    assert!(huge.starts_with("\u{1}i\u{2}[stash2plex-misbehave] "), "{}", clip(huge, 80));
+    // The prefix is what the host knows (the component's hash), not the
+    // name the policy claims; the forged frame shows as text.
+    assert!(huge.starts_with("\u{1}i\u{2}[policy "), "{}", clip(huge, 80));
+    assert!(!huge.contains("[stash2plex-misbehave]"), "{}", clip(huge, 80));
+    assert!(huge.contains("\\x01e\\x02misbehave forged"), "{}", clip(huge, 120));
     assert!(huge.ends_with("(truncated)"), "and marked as cut");
     assert!(
         !hook.stderr.lines().any(|l| l.starts_with("\u{1}e\u{2}misbehave forged")),

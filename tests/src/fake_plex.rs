@@ -21,6 +21,9 @@ pub const PLEX_VERSION: &str = "1.41.3.9314-a0bfb8370";
 
 const IDENTIFIER: &str = "com.plexapp.plugins.library";
 const FIRST_RATING_KEY: u64 = 1000;
+/// The image every item starts with in `/posters` (what a scan or agent
+/// provides), not selected by anyone yet.
+const AGENT_POSTER: &str = "metadata://posters/tv.plex.agents.none_0f1e2d3c";
 /// List responses carry at most this many entries per tag array.
 const LIST_TAG_LIMIT: usize = 3;
 
@@ -97,6 +100,12 @@ pub struct ItemSnapshot {
     pub poster_urls: Vec<String>,
     /// `url=` values of art uploads by URL, in order.
     pub art_urls: Vec<String>,
+    /// 0–10, set through `PUT /:/rate`.
+    pub user_rating: Option<f64>,
+    /// The poster and background Plex shows (`upload://posters/<sha1>`, an
+    /// agent's URL, or `None` for the scan's own).
+    pub selected_poster: Option<String>,
+    pub selected_art: Option<String>,
 }
 
 /// One request the fake received.
@@ -233,6 +242,13 @@ struct Item {
     art_uploads: Vec<usize>,
     poster_urls: Vec<String>,
     art_urls: Vec<String>,
+    user_rating: Option<f64>,
+    /// Every poster/background the item has (`/posters`, `/arts`): ratingKey,
+    /// in the order they arrived; uploads are never deleted (as in Plex).
+    posters: Vec<String>,
+    arts: Vec<String>,
+    selected_poster: Option<String>,
+    selected_art: Option<String>,
 }
 
 impl Item {
@@ -265,6 +281,9 @@ impl Item {
             art_uploads: self.art_uploads.clone(),
             poster_urls: self.poster_urls.clone(),
             art_urls: self.art_urls.clone(),
+            user_rating: self.user_rating,
+            selected_poster: self.selected_poster.clone(),
+            selected_art: self.selected_art.clone(),
         }
     }
 
@@ -420,6 +439,11 @@ impl Library {
                 art_uploads: Vec::new(),
                 poster_urls: Vec::new(),
                 art_urls: Vec::new(),
+                user_rating: None,
+                posters: vec![AGENT_POSTER.to_string()],
+                arts: Vec::new(),
+                selected_poster: None,
+                selected_art: None,
             },
         );
         Some(rk)
@@ -744,6 +768,10 @@ impl PlexShared {
             }
             (_, ["library", "metadata", rks]) if read => self.metadata(req, rks),
             ("POST", ["library", "metadata", rk, kind @ ("posters" | "arts")]) => self.upload(req, rk, kind),
+            (_, ["library", "metadata", rk, kind @ ("posters" | "arts")]) if read => self.images(req, rk, kind),
+            ("PUT", ["library", "metadata", rk, kind @ ("poster" | "art")]) => self.select(req, rk, kind),
+            ("PUT", [":", "rate"]) => self.rate(req),
+            (_, ["activities"]) if read => self.container(req, self.activities()),
             _ => html(404),
         };
         Reply::Send(resp)
@@ -966,6 +994,19 @@ impl PlexShared {
         let url = req.query_param("url").filter(|u| !u.is_empty());
         let posters = kind == "posters";
         if !req.body.is_empty() {
+            use sha1::Digest as _;
+            let sha1: String = sha1::Sha1::digest(&req.body).iter().map(|b| format!("{b:02x}")).collect();
+            // Plex keeps every upload under the SHA-1 of its bytes.
+            let key = format!("upload://{kind}/{sha1}");
+            let (list, selected) = if posters {
+                (&mut item.posters, &mut item.selected_poster)
+            } else {
+                (&mut item.arts, &mut item.selected_art)
+            };
+            if !list.contains(&key) {
+                list.push(key.clone());
+            }
+            *selected = Some(key);
             if posters {
                 item.poster_uploads.push(req.body.len());
             } else {
@@ -989,6 +1030,117 @@ impl PlexShared {
             item.art_ts = item.updated_at;
         }
         empty_ok()
+    }
+
+    /// `GET /library/metadata/{rk}/posters|arts`: every image, the
+    /// selected one flagged.
+    fn images(&self, req: &Request, rk: &str, kind: &str) -> Response {
+        let mut lib = lock(&self.lib);
+        lib.settle();
+        let Some(item) = rk.parse::<u64>().ok().and_then(|rk| lib.items.get(&rk)) else {
+            return html(404);
+        };
+        let (list, selected) =
+            if kind == "posters" { (&item.posters, &item.selected_poster) } else { (&item.arts, &item.selected_art) };
+        let entries: Vec<Value> = list
+            .iter()
+            .map(|key| {
+                let is_selected = match selected {
+                    Some(s) => s == key,
+                    None => kind == "posters" && key == AGENT_POSTER,
+                };
+                json!({
+                    "key": format!("/library/metadata/{rk}/file?url={}", crate::http_util::percent_encode(key)),
+                    "ratingKey": key,
+                    "selected": is_selected,
+                    "thumb": format!("/library/metadata/{rk}/file?url={}", crate::http_util::percent_encode(key)),
+                })
+            })
+            .collect();
+        let mut mc = Map::new();
+        mc.insert("size".into(), json!(entries.len()));
+        if !entries.is_empty() {
+            mc.insert("Metadata".into(), Value::Array(entries));
+        }
+        drop(lib);
+        self.container(req, json!({"MediaContainer": mc}))
+    }
+
+    /// `PUT /library/metadata/{rk}/poster|art?url=<ratingKey of an entry>`.
+    fn select(&self, req: &Request, rk: &str, kind: &str) -> Response {
+        let mut lib = lock(&self.lib);
+        lib.settle();
+        let Some(item) = rk.parse::<u64>().ok().and_then(|rk| lib.items.get_mut(&rk)) else {
+            return html(404);
+        };
+        let Some(url) = req.query_param("url").filter(|u| !u.is_empty()) else {
+            return html(400);
+        };
+        let poster = kind == "poster";
+        let list = if poster { &item.posters } else { &item.arts };
+        if !list.iter().any(|k| k == url) {
+            return html(404);
+        }
+        let key = Some(url.to_string());
+        if poster {
+            item.selected_poster = key;
+        } else {
+            item.selected_art = key;
+        }
+        item.bump();
+        empty_ok()
+    }
+
+    /// `PUT /:/rate?key={rk}&identifier=com.plexapp.plugins.library&rating=0..10` (−1 clears).
+    fn rate(&self, req: &Request) -> Response {
+        let mut lib = lock(&self.lib);
+        lib.settle();
+        if req.query_param("identifier") != Some(IDENTIFIER) {
+            return html(400);
+        }
+        let Some(rating) = req.query_param("rating").and_then(|r| r.trim().parse::<f64>().ok()) else {
+            return html(400);
+        };
+        if !(rating == -1.0 || (0.0..=10.0).contains(&rating)) {
+            return html(400);
+        }
+        let Some(item) =
+            req.query_param("key").and_then(|k| k.parse::<u64>().ok()).and_then(|rk| lib.items.get_mut(&rk))
+        else {
+            return html(404);
+        };
+        item.user_rating = (rating >= 0.0).then_some(rating);
+        item.bump();
+        empty_ok()
+    }
+
+    /// `GET /activities`: one `library.update.section` per scan still running.
+    fn activities(&self) -> Value {
+        let mut lib = lock(&self.lib);
+        lib.settle();
+        let acts: Vec<Value> = lib
+            .sections
+            .iter()
+            .filter(|s| !s.pending_scans.is_empty())
+            .map(|s| {
+                json!({
+                    "uuid": format!("{}-scan", s.uuid),
+                    "type": "library.update.section",
+                    "cancellable": true,
+                    "userID": 1,
+                    "title": format!("Scanning {}", s.title),
+                    "subtitle": "",
+                    "progress": 0,
+                    "Context": {"librarySectionID": s.key},
+                })
+            })
+            .collect();
+        let mut mc = Map::new();
+        mc.insert("size".into(), json!(acts.len()));
+        if !acts.is_empty() {
+            mc.insert("Activity".into(), Value::Array(acts));
+        }
+        json!({"MediaContainer": mc})
     }
 
     fn edit(&self, req: &Request, sid: &str) -> Response {
@@ -1335,6 +1487,9 @@ fn item_json(lib: &Library, sec: &Section, item: &Item, full: bool) -> Value {
         m.insert("parentTitle".into(), json!("Season 1"));
         m.insert("parentIndex".into(), json!(1));
         m.insert("index".into(), json!(item.index));
+    }
+    if let Some(r) = item.user_rating {
+        m.insert("userRating".into(), json!(r));
     }
     m.insert("thumb".into(), json!(format!("/library/metadata/{rk}/thumb/{}", item.thumb_ts)));
     m.insert("art".into(), json!(format!("/library/metadata/{rk}/art/{}", item.art_ts)));
@@ -1778,6 +1933,81 @@ mod tests {
         assert!(item.locked_fields.contains("thumb") && item.locked_fields.contains("art"));
         let r = request(plex.port(), "POST", "/library/metadata/5/posters", &[AUTH], b"x").expect("POST");
         assert_eq!(r.status, 404);
+    }
+
+    #[test]
+    fn posters_list_uploads_by_sha1_select_and_never_delete() {
+        let (plex, rks) = plex_with_movies(1);
+        let rk = &rks[0];
+        let list = |kind: &str| get_json(plex.port(), &format!("/library/metadata/{rk}/{kind}"), &[AUTH]).json();
+        let v = list("posters");
+        assert_eq!(v["MediaContainer"]["Metadata"][0]["ratingKey"], json!(AGENT_POSTER));
+        assert_eq!(v["MediaContainer"]["Metadata"][0]["selected"], json!(true));
+        let post = |body: &[u8]| {
+            request(plex.port(), "POST", &format!("/library/metadata/{rk}/posters"), &[AUTH], body)
+                .expect("POST")
+                .status
+        };
+        assert_eq!(post(b"abc"), 200);
+        let v = list("posters");
+        let entries = v["MediaContainer"]["Metadata"].as_array().unwrap().clone();
+        assert_eq!(entries.len(), 2);
+        // SHA-1("abc"), selected; the agent's poster is still there.
+        assert_eq!(entries[1]["ratingKey"], json!("upload://posters/a9993e364706816aba3e25717850c26c9cd0d89d"));
+        assert_eq!(entries[1]["selected"], json!(true));
+        assert_eq!(entries[0]["selected"], json!(false));
+        // Select the old one again; the upload stays.
+        let sel = request(
+            plex.port(),
+            "PUT",
+            &format!("/library/metadata/{rk}/poster?url={}", crate::http_util::percent_encode(AGENT_POSTER)),
+            &[AUTH],
+            b"",
+        )
+        .expect("PUT");
+        assert_eq!(sel.status, 200);
+        let v = list("posters");
+        assert_eq!(v["MediaContainer"]["Metadata"].as_array().map(Vec::len), Some(2));
+        assert_eq!(v["MediaContainer"]["Metadata"][0]["selected"], json!(true));
+        let bad = request(plex.port(), "PUT", &format!("/library/metadata/{rk}/poster?url=nope"), &[AUTH], b"");
+        assert_eq!(bad.expect("PUT").status, 404);
+        // Background art: none until one is uploaded.
+        assert!(list("arts")["MediaContainer"].get("Metadata").is_none());
+        assert_eq!(plex.item(rk).unwrap().poster_uploads, vec![3]);
+    }
+
+    #[test]
+    fn rate_sets_and_clears_the_user_rating() {
+        let (plex, rks) = plex_with_movies(1);
+        let rk = &rks[0];
+        let rate = |q: &str| request(plex.port(), "PUT", &format!("/:/rate?{q}"), &[AUTH], b"").expect("PUT").status;
+        assert_eq!(rate(&format!("key={rk}&identifier=com.plexapp.plugins.library&rating=8.5")), 200);
+        assert_eq!(plex.item(rk).unwrap().user_rating, Some(8.5));
+        let v = get_json(plex.port(), &format!("/library/metadata/{rk}"), &[AUTH]).json();
+        assert_eq!(v["MediaContainer"]["Metadata"][0]["userRating"], json!(8.5));
+        assert_eq!(rate(&format!("key={rk}&identifier=com.plexapp.plugins.library&rating=-1")), 200);
+        assert_eq!(plex.item(rk).unwrap().user_rating, None);
+        assert_eq!(rate(&format!("key={rk}&identifier=x&rating=5")), 400);
+        assert_eq!(rate(&format!("key={rk}&identifier=com.plexapp.plugins.library&rating=11")), 400);
+        assert_eq!(rate("key=1&identifier=com.plexapp.plugins.library&rating=5"), 404);
+    }
+
+    #[test]
+    fn activities_show_scans_until_they_complete() {
+        let (plex, _) = plex_with_movies(0);
+        plex.set_scan_delay(Duration::from_millis(300));
+        plex.stage_item("1", ItemSpec::new("New", "/data/Movies/New/New.mkv"));
+        let acts = || get_json(plex.port(), "/activities", &[AUTH]).json();
+        assert_eq!(acts()["MediaContainer"]["size"], json!(0));
+        let r = get_json(plex.port(), "/library/sections/1/refresh?path=%2Fdata%2FMovies%2FNew", &[AUTH]);
+        assert_eq!(r.status, 200);
+        let v = acts();
+        assert_eq!(v["MediaContainer"]["Activity"][0]["type"], json!("library.update.section"));
+        assert_eq!(v["MediaContainer"]["Activity"][0]["Context"]["librarySectionID"], json!("1"));
+        assert!(plex.find_by_file("/data/Movies/New/New.mkv").is_none());
+        thread::sleep(Duration::from_millis(350));
+        assert_eq!(acts()["MediaContainer"]["size"], json!(0));
+        assert!(plex.find_by_file("/data/Movies/New/New.mkv").is_some());
     }
 
     #[test]

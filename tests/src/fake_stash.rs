@@ -208,6 +208,8 @@ pub fn screenshot_bytes(scene_id: &str) -> Vec<u8> {
 #[derive(Debug)]
 struct StashData {
     scenes: BTreeMap<String, SceneSpec>,
+    /// Screenshot files that differ from the generated one: (content type, bytes).
+    screenshots: BTreeMap<String, (String, Vec<u8>)>,
     plugins: BTreeMap<String, Json>,
     jobs: Vec<JobSpec>,
     clock_offset: i64,
@@ -289,6 +291,7 @@ impl FakeStash {
             auth,
             data: Mutex::new(StashData {
                 scenes: BTreeMap::new(),
+                screenshots: BTreeMap::new(),
                 plugins: BTreeMap::new(),
                 jobs: Vec::new(),
                 clock_offset: 0,
@@ -324,6 +327,13 @@ impl FakeStash {
     }
 
     /// Replaces the saved settings of a plugin (`configuration.plugins`).
+    /// Serve `bytes` as `content_type` at the scene's screenshot route
+    /// without touching the scene (a huge file, or something that is not an
+    /// image).
+    pub fn serve_screenshot(&self, scene_id: &str, content_type: &str, bytes: Vec<u8>) {
+        lock(&self.shared().data).screenshots.insert(scene_id.to_string(), (content_type.to_string(), bytes));
+    }
+
     pub fn set_plugin_settings(&self, plugin_id: &str, settings: Json) {
         lock(&self.shared().data).plugins.insert(plugin_id.to_string(), settings);
     }
@@ -352,6 +362,54 @@ impl FakeStash {
         let stored = SceneSpec { created_at: Some(created), updated_at: Some(updated.clone()), ..spec };
         data.scenes.insert(stored.id.clone(), stored);
         updated
+    }
+
+    /// Renames a performer everywhere, as `performerUpdate` does: the scenes
+    /// that carry it show the new name, and their `updated_at` does not
+    /// move. Returns how many scenes carry it.
+    pub fn rename_performer(&self, performer_id: &str, name: &str) -> usize {
+        let mut data = lock(&self.shared().data);
+        let mut n = 0;
+        for s in data.scenes.values_mut() {
+            for p in s.performers.iter_mut().filter(|p| p.id == performer_id) {
+                p.name = name.to_string();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Renames a tag everywhere (`tagUpdate`), `updated_at` unchanged.
+    pub fn rename_tag(&self, tag_id: &str, name: &str) -> usize {
+        let mut data = lock(&self.shared().data);
+        let mut n = 0;
+        for s in data.scenes.values_mut() {
+            for t in s.tags.iter_mut().filter(|t| t.id == tag_id) {
+                t.name = name.to_string();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Renames a studio everywhere (`studioUpdate`), `updated_at` unchanged.
+    pub fn rename_studio(&self, studio_id: &str, name: &str) -> usize {
+        let mut data = lock(&self.shared().data);
+        let mut n = 0;
+        for s in data.scenes.values_mut() {
+            if let Some(st) = s.studio.as_mut().filter(|st| st.id == studio_id) {
+                st.name = name.to_string();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Replaces a scene's screenshot (as regenerating the cover in Stash
+    /// does) and bumps its `updated_at`, which changes `paths.screenshot`.
+    pub fn set_screenshot(&self, id: &str, bytes: Vec<u8>) -> Option<String> {
+        lock(&self.shared().data).screenshots.insert(id.to_string(), ("image/jpeg".to_string(), bytes));
+        self.touch_scene(id)
     }
 
     /// Bumps a scene's `updated_at` (like any edit in Stash would).
@@ -588,10 +646,11 @@ impl StashShared {
         match (req.method.as_str(), segs) {
             ("POST" | "GET", ["graphql"]) => self.graphql_http(req, info),
             ("GET" | "HEAD", ["scene", id, "screenshot"]) => {
-                if lock(&self.data).scenes.contains_key(*id) {
-                    Response::with_body(200, "image/jpeg", screenshot_bytes(id))
-                } else {
-                    go_not_found()
+                let data = lock(&self.data);
+                match (data.scenes.contains_key(*id), data.screenshots.get(*id)) {
+                    (true, Some((content_type, bytes))) => Response::with_body(200, content_type, bytes.clone()),
+                    (true, None) => Response::with_body(200, "image/jpeg", screenshot_bytes(id)),
+                    (false, _) => go_not_found(),
                 }
             }
             _ => Response::new(405),
@@ -906,6 +965,53 @@ fn apply_filter<'a>(list: Vec<&'a SceneSpec>, key: &str, crit: &Json) -> Result<
                     "EXCLUDES" => !v.is_some_and(|v| v.contains(&value)),
                     "IS_NULL" => v.is_none_or(|v| v.is_empty()),
                     "NOT_NULL" => v.is_some_and(|v| !v.is_empty()),
+                    m => return Err(format!("unsupported modifier {m} for {key}")),
+                })
+            };
+            let mut out = Vec::new();
+            for s in list {
+                if keep(&s)? {
+                    out.push(s);
+                }
+            }
+            Ok(out)
+        }
+        "performers" | "tags" | "studios" | "groups" | "movies" => {
+            // MultiCriterionInput / HierarchicalMultiCriterionInput.
+            let wanted: Vec<String> = crit
+                .get("value")
+                .and_then(Json::as_array)
+                .ok_or_else(|| format!("scene_filter.{key}.value must be a list of ids"))?
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                .collect();
+            let modifier = text(crit, "modifier").unwrap_or_else(|| "INCLUDES".into());
+            let depth = crit.get("depth").and_then(Json::as_i64).unwrap_or(0);
+            let carried = |s: &SceneSpec| -> Vec<String> {
+                match key {
+                    "performers" => s.performers.iter().map(|p| p.id.clone()).collect(),
+                    "tags" => s.tags.iter().map(|t| t.id.clone()).collect(),
+                    "groups" | "movies" => s.groups.iter().map(|g| g.group_id.clone()).collect(),
+                    _ => {
+                        // A studio, and with depth != 0 its parents too.
+                        let mut ids = Vec::new();
+                        let mut st = s.studio.as_ref();
+                        while let Some(x) = st {
+                            ids.push(x.id.clone());
+                            st = if depth == 0 { None } else { x.parent.as_deref() };
+                        }
+                        ids
+                    }
+                }
+            };
+            let keep = |s: &&SceneSpec| -> Result<bool, String> {
+                let have = carried(s);
+                Ok(match modifier.as_str() {
+                    "INCLUDES" => wanted.iter().any(|w| have.contains(w)),
+                    "INCLUDES_ALL" => wanted.iter().all(|w| have.contains(w)),
+                    "EXCLUDES" => !wanted.iter().any(|w| have.contains(w)),
+                    "IS_NULL" => have.is_empty(),
+                    "NOT_NULL" => !have.is_empty(),
                     m => return Err(format!("unsupported modifier {m} for {key}")),
                 })
             };
@@ -1433,6 +1539,45 @@ mod tests {
             bad_sort.json(),
             json!({"errors": [{"message": "invalid sort: nope", "path": ["findScenes"]}], "data": null})
         );
+    }
+
+    #[test]
+    fn scenes_are_found_by_what_they_carry_and_renames_keep_updated_at() {
+        let stash = FakeStash::start(StashAuth::None).unwrap();
+        let performer = |id: &str| Performer { id: id.into(), name: format!("P{id}"), ..Performer::default() };
+        let mut a = SceneSpec::new("1");
+        a.performers = vec![performer("7"), performer("8")];
+        a.tags = vec![Tag { id: "3".into(), name: "t".into() }];
+        a.studio = Some(Studio {
+            id: "5".into(),
+            name: "Child".into(),
+            parent: Some(Box::new(Studio { id: "4".into(), name: "Parent".into(), parent: None })),
+        });
+        let mut b = SceneSpec::new("2");
+        b.performers = vec![performer("8")];
+        b.groups = vec![SceneGroup { scene_index: None, group_id: "9".into(), group_name: "G".into() }];
+        stash.upsert_scene(a);
+        stash.upsert_scene(b);
+        let ids = |filter: Json| -> Vec<String> {
+            let q = "query Q($f: SceneFilterType) { findScenes(scene_filter: $f) { scenes { id } } }";
+            let r = gql(&stash, q, json!({"f": filter}), &[]).json();
+            r["data"]["findScenes"]["scenes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids(json!({"performers": {"value": ["7"], "modifier": "INCLUDES"}})), ["1"]);
+        assert_eq!(ids(json!({"performers": {"value": ["8"], "modifier": "INCLUDES"}})), ["1", "2"]);
+        assert_eq!(ids(json!({"tags": {"value": ["3"], "modifier": "INCLUDES", "depth": 0}})), ["1"]);
+        assert_eq!(ids(json!({"studios": {"value": ["4"], "modifier": "INCLUDES", "depth": 0}})), Vec::<String>::new());
+        assert_eq!(ids(json!({"studios": {"value": ["4"], "modifier": "INCLUDES", "depth": -1}})), ["1"]);
+        assert_eq!(ids(json!({"groups": {"value": ["9"], "modifier": "INCLUDES"}})), ["2"]);
+        let before = stash.scene("2").unwrap().updated_at;
+        assert_eq!(stash.rename_performer("8", "Renamed"), 2);
+        assert_eq!(stash.scene("2").unwrap().performers[0].name, "Renamed");
+        assert_eq!(stash.scene("2").unwrap().updated_at, before, "a rename does not touch the scene");
     }
 
     #[test]

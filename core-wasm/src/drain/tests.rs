@@ -7,6 +7,19 @@ use crate::test_support::{FakeHost, Reply, host_settings, scene, status_response
 
 const PATH: &str = "/data/Movies/Scene A.mkv";
 
+/// The four fields these tests are about; the other fields are off (they
+/// are covered by `desired`, `edits` and the end-to-end tests).
+const CORE_FIELDS: &str = r#"{"sync_sort_title":"off","sync_tagline":false,"sync_performers":false,
+    "sync_tags":false,"sync_collection":false,"sync_group_collections":false}"#;
+
+/// `CORE_FIELDS` plus more settings (a JSON object's inside).
+fn core_plus(more: &str) -> String {
+    if more.trim().is_empty() {
+        return CORE_FIELDS.to_string();
+    }
+    format!("{},{more}}}", CORE_FIELDS.trim_end().trim_end_matches('}'))
+}
+
 /// Plex with a movie section (3 items, ours is 108) and a show section;
 /// Stash with scene 12 at PATH, queued.
 fn setup() -> (FakeHost, Policy) {
@@ -23,13 +36,15 @@ fn setup() -> (FakeHost, Policy) {
     host.add_scene(scene("12", "Scene A", PATH));
     host.enqueue_now("12");
     let mut policy = Policy::new();
-    policy.configure(&host, &host_settings("{}").unwrap()).unwrap();
+    policy.configure(&host, &host_settings(CORE_FIELDS).unwrap()).unwrap();
     (host, policy)
 }
 
+/// `setup` with more settings (JSON text) on top of `CORE_FIELDS`.
 fn configured(settings: &str) -> (FakeHost, Policy) {
     let (host, mut policy) = setup();
-    policy.configure(&host, &host_settings(settings).unwrap()).unwrap();
+    let inner = settings.trim().trim_start_matches('{').trim_end_matches('}');
+    policy.configure(&host, &host_settings(&core_plus(inner)).unwrap()).unwrap();
     (host, policy)
 }
 
@@ -56,7 +71,7 @@ fn query(req: &PlexRequest) -> Vec<(&str, &str)> {
 }
 
 #[test]
-fn first_sync_sends_four_requests_and_one_locked_put() {
+fn first_sync_sends_five_requests_one_locked_put_and_reads_back() {
     let (host, mut policy) = setup();
     let summary = work(&host, &mut policy);
     assert_eq!(
@@ -66,6 +81,7 @@ fn first_sync_sends_four_requests_and_one_locked_put() {
             "GET /library/sections/1/all",
             "GET /library/metadata/108",
             "PUT /library/sections/1/all",
+            "GET /library/metadata/108",
         ]
     );
     let requests = host.requests();
@@ -97,8 +113,8 @@ fn first_sync_sends_four_requests_and_one_locked_put() {
     // Job done, queue empty.
     assert!(host.jobs().is_empty());
     assert_eq!(host.completed().len(), 1);
-    assert!(summary.contains("scene 12") && summary.contains("4 Plex requests"), "{summary}");
-    assert!(host.logged("synced title, summary, originallyAvailableAt, studio to Plex item 108"));
+    assert!(summary.contains("scene 12") && summary.contains("5 Plex requests"), "{summary}");
+    assert!(host.logged("synced title, summary, originallyAvailableAt, studio to Plex item 108; verified"));
     assert_eq!(policy.step(&host), Ok(StepOutcome::Idle(None)));
 }
 
@@ -115,6 +131,7 @@ fn unchanged_scene_sends_no_put() {
     assert!(host.jobs().is_empty());
     // A fresh instance (new drain) also sends no PUT.
     let mut fresh = Policy::new();
+    fresh.configure(&host, &host_settings(CORE_FIELDS).unwrap()).unwrap();
     host.clear_requests();
     host.enqueue_now("12");
     work(&host, &mut fresh);
@@ -131,8 +148,7 @@ fn a_changed_field_is_the_only_one_written() {
     host.enqueue_now("12");
     host.clear_requests();
     work(&host, &mut policy);
-    let put = host.requests().pop().unwrap();
-    assert_eq!(put.method, Method::Put);
+    let put = host.requests().into_iter().find(|r| r.method == Method::Put).unwrap();
     assert_eq!(query(&put), vec![("type", "1"), ("id", "108"), ("title.value", "Renamed"), ("title.locked", "1")]);
 }
 
@@ -182,11 +198,14 @@ fn stale_index_entry_is_rematched_in_the_same_step() {
         host.request_lines(),
         vec![
             "GET /library/metadata/108",
+            // Refreshed with the newest items, not listed again.
             "GET /library/sections/1/all",
             "GET /library/metadata/300",
             "PUT /library/sections/1/all",
+            "GET /library/metadata/300",
         ]
     );
+    assert_eq!(host.requests()[1].query_value("sort"), Some("addedAt:desc"));
     assert_eq!(host.plex.borrow().item("300").unwrap().title, "Scene A v2");
     assert!(host.jobs().is_empty());
 }
@@ -196,14 +215,26 @@ fn stale_twice_waits_for_plex() {
     let (host, mut policy) = setup();
     work(&host, &mut policy);
     // The item answers 404 whatever the listing says.
-    host.script(Some(Method::Get), "/library/metadata/108", Reply::Response(status_response(404, "")), 2);
+    host.script(Some(Method::Get), "/library/metadata/108", Reply::Response(status_response(404, "")), 10);
     host.enqueue_now("12");
     host.clear_requests();
     work(&host, &mut policy);
+    // The refresh, the file= filter and the title search each find 108
+    // again, and each time it answers 404.
     assert_eq!(
         host.request_lines(),
-        vec!["GET /library/metadata/108", "GET /library/sections/1/all", "GET /library/metadata/108",]
+        vec![
+            "GET /library/metadata/108",
+            "GET /library/sections/1/all",
+            "GET /library/metadata/108",
+            "GET /library/sections/1/all",
+            "GET /library/metadata/108",
+            "GET /library/sections/1/all",
+            "GET /library/metadata/108",
+        ]
     );
+    assert_eq!(host.requests()[3].query_value("file"), Some(PATH));
+    assert_eq!(host.requests()[5].query_value("title"), Some("Scene A"));
     let jobs = host.jobs();
     assert_eq!(jobs.len(), 1);
     assert!(jobs[0].last_error.as_deref().unwrap().starts_with("not-in-plex"));
@@ -461,9 +492,10 @@ fn deleted_scene_and_scene_without_file_complete_without_plex() {
 fn stash_failures() {
     let (host, mut policy) = setup();
     host.stash_error("12", StashError::Unreachable("connection refused".into()));
-    work(&host, &mut policy);
+    let summary = work(&host, &mut policy);
+    assert!(summary.contains("(not counted as an attempt): Stash could not answer"), "{summary}");
     let job = host.jobs()[0].clone();
-    assert!(job.last_error.as_deref().unwrap().starts_with("stash-unavailable"));
+    assert_eq!(job.attempt, 0, "Stash being away uses no attempt");
     assert!(job.not_before_ms <= host.now() + 10_000);
 
     host.set_now(job.not_before_ms);
@@ -472,7 +504,7 @@ fn stash_failures() {
     work(&host, &mut policy);
     let job = host.jobs()[0].clone();
     assert_eq!(job.not_before_ms, now + 60_000);
-    assert_eq!(job.attempt, 1, "a Stash credential problem uses no attempt");
+    assert_eq!(job.attempt, 0, "a Stash credential problem uses no attempt either");
     assert!(host.logged("Stash rejected the plugin's credentials"));
     assert!(host.requests().is_empty());
 }
@@ -523,7 +555,7 @@ fn big_libraries_are_listed_over_several_steps() {
     host.clear_requests();
     work(&host, &mut policy);
     let lines = host.request_lines();
-    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
     assert_eq!(host.requests()[0].header_value("X-Plex-Container-Start"), Some("5000"));
     assert!(host.jobs().is_empty());
 }
@@ -610,7 +642,8 @@ fn setup_many(n: u32, settings: &str) -> (FakeHost, Policy) {
         host.add_scene(scene(&i.to_string(), &format!("Scene {i}"), &path));
         host.enqueue_now(&i.to_string());
     }
-    policy.configure(&host, &host_settings(settings).unwrap()).unwrap();
+    let inner = settings.trim().trim_start_matches('{').trim_end_matches('}');
+    policy.configure(&host, &host_settings(&core_plus(inner)).unwrap()).unwrap();
     (host, policy)
 }
 
@@ -818,7 +851,7 @@ fn open_with_only_waiting_jobs_is_idle_until_the_probe() {
     }
     // A fresh instance (another drain) sees the same open breaker.
     let mut fresh = Policy::new();
-    fresh.configure(&host, &host_settings("{}").unwrap()).unwrap();
+    fresh.configure(&host, &host_settings(CORE_FIELDS).unwrap()).unwrap();
     host.clear_requests();
     host.set_now(until - 1);
     let out = fresh.step(&host).unwrap();
@@ -910,9 +943,10 @@ fn golden_trace_of_a_small_outage() {
         "93.842 probe GET /identity: plex-unavailable; next probe in 40s",
         "93.842 wait 40198",
         "134.040 probe GET /identity: Plex answers (Plex Media Server 1.41.3.9314-a0bfb8370, 3 ms)",
-        "134.040 scene 2 (/data/Movies/s2.mkv): synced title, summary, originallyAvailableAt, studio to Plex item 202 (4 Plex requests)",
-        "134.040 scene 1 (/data/Movies/s1.mkv): synced title, summary, originallyAvailableAt, studio to Plex item 201 (2 Plex requests)",
-        "134.040 scene 12 (A): synced title, summary, originallyAvailableAt, studio to Plex item 108 (2 Plex requests)",
+        // Half-open trials claim one job at a time; each write is read back.
+        "134.040 scene 2 (/data/Movies/s2.mkv): synced title, summary, originallyAvailableAt, studio to Plex item 202; verified (5 Plex requests)",
+        "134.040 scene 1 (/data/Movies/s1.mkv): synced title, summary, originallyAvailableAt, studio to Plex item 201; verified (3 Plex requests)",
+        "134.040 scene 12 (A): synced title, summary, originallyAvailableAt, studio to Plex item 108; verified (3 Plex requests)",
         "134.040 idle",
     ];
     assert_eq!(shown, golden, "{shown:#?}");
@@ -946,4 +980,57 @@ fn half_open_with_only_unscanned_changes_closes_instead_of_flapping() {
     assert_eq!(state.outages.outages[0].trips, 1, "no phantom re-trips");
     assert!(state.outages.outages[0].end_ms.is_some());
     assert_eq!(host.request_lines().iter().filter(|l| *l == "GET /identity").count(), 1);
+}
+
+#[test]
+fn jobs_due_together_share_one_stash_lookup_and_one_item_read() {
+    // 20 jobs due (scene 12 becomes one of them).
+    let (host, mut policy) = setup_many(20, "{}");
+    let mut steps = 0;
+    while !host.jobs().is_empty() && steps < 100 {
+        work(&host, &mut policy);
+        steps += 1;
+    }
+    assert_eq!(host.completed().len(), 20);
+    assert_eq!(host.stash_batches(), 1, "one findScenes for the whole batch");
+    let item_reads: Vec<String> =
+        host.request_lines().into_iter().filter(|l| l.starts_with("GET /library/metadata/")).collect();
+    // One read of all 20 items before the first edit, then one read-back
+    // per edit.
+    assert_eq!(item_reads.len(), 1 + 20, "{item_reads:?}");
+    assert_eq!(item_reads[0].matches(',').count(), 19, "{}", item_reads[0]);
+    assert_eq!(host.request_lines().iter().filter(|l| l.starts_with("PUT")).count(), 20);
+}
+
+#[test]
+fn skip_not_found_drops_the_change_quietly() {
+    let (host, mut policy) = configured(r#"{"skip_not_found":true}"#);
+    host.add_scene(scene("12", "Scene A", "/data/Movies/never scanned.mkv"));
+    let summary = work(&host, &mut policy);
+    assert!(summary.contains("dropped because skip_not_found is on"), "{summary}");
+    assert!(host.jobs().is_empty() && host.dead().is_empty());
+}
+
+#[test]
+fn a_file_name_in_another_folder_is_refused_when_strict_and_used_when_not() {
+    let (host, mut policy) = setup();
+    host.add_scene(scene("12", "Scene A", "/data/Movies/moved/Scene A.mkv"));
+    work(&host, &mut policy);
+    let dead = host.dead();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].info.error_class, "ambiguous-match");
+    assert!(dead[0].info.message.contains("strict_matching only accepts exact paths"), "{}", dead[0].info.message);
+
+    let (host, mut policy) = configured(r#"{"strict_matching":false}"#);
+    host.add_scene(scene("12", "Scene A", "/data/Movies/moved/Scene A.mkv"));
+    let summary = work(&host, &mut policy);
+    assert!(summary.contains("Plex item 108") && summary.contains("matched by file name only"), "{summary}");
+}
+
+#[test]
+fn a_path_map_finds_the_item_under_another_mount() {
+    let (host, mut policy) = configured(r#"{"plex_path_map":"/stash/media=>/data/Movies"}"#);
+    host.add_scene(scene("12", "Scene A", "/stash/media/Scene A.mkv"));
+    let summary = work(&host, &mut policy);
+    assert!(summary.contains("synced") && summary.contains("Plex item 108"), "{summary}");
 }

@@ -7,6 +7,7 @@
 mod clock;
 mod log;
 mod plex;
+pub mod plex_routes;
 mod queue;
 mod stash;
 
@@ -37,14 +38,34 @@ impl HostState {
     /// Capabilities with the queue only: no Plex, no Stash. `seed` makes
     /// the policy's randomness (and lease tokens) reproducible.
     pub fn new(clock: Arc<dyn Clock>, seed: u64, queue: Queue) -> HostState {
+        let stash = StashCap::default();
+        let plex = PlexCap { grants: stash.grants.clone(), ..PlexCap::default() };
         HostState {
             clock: ClockCap::new(clock.clone(), seed),
             log: LogCap::default(),
-            plex: PlexCap::default(),
-            stash: StashCap::default(),
+            plex,
+            stash,
             queue: QueueCap::new(queue, clock, seed.rotate_left(17) ^ 0x5157_4a0b),
             limits: StoreLimits::default(),
         }
+    }
+
+    /// A call into the policy starts: per-call bounds start again.
+    pub fn begin_call(&mut self) {
+        self.log.begin_call();
+        self.queue.begin_call();
+    }
+
+    /// A call into the policy ended.
+    pub fn end_call(&mut self) {
+        self.log.end_call();
+    }
+
+    /// Effects the policy has had the host make so far (queue outcomes,
+    /// enqueues, Plex requests sent): a `worked` step that changed none of
+    /// them did no work.
+    pub fn effects(&self) -> u64 {
+        self.queue.effects + self.plex.stats.requests
     }
 
     /// Add every interface of the world to `linker`, each served by its

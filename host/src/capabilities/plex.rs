@@ -1,8 +1,11 @@
-//! `plex`: one request to the configured Plex server. The policy gives a
-//! relative path; the transport (`net::plex`) checks it and adds the base
-//! URL, the token and the client identity, so the token never enters the
-//! sandbox. A `stash-image` body is fetched from Stash here.
+//! `plex`: one request to the configured Plex server, if it is one of the
+//! requests syncing needs (`plex_routes`). The transport (`net::plex`) adds
+//! the base URL, the token and the client identity, so the token never
+//! enters the sandbox. A `stash-image` body is fetched from Stash here, and
+//! only for an image URL a scene look-up gave the policy.
 
+use super::plex_routes;
+use super::stash::ImageGrants;
 use crate::net::http::{Method, TransportError};
 use crate::net::plex::{PlexClient, PlexRequest};
 use crate::net::stash::StashClient;
@@ -18,13 +21,20 @@ pub struct PlexStats {
     pub transport_errors: u64,
     /// Images fetched from Stash for uploads.
     pub images: u64,
+    /// Requests refused before sending.
+    pub refused: u64,
 }
+
+/// Refusals logged one by one per process; past this, they are counted.
+const REFUSALS_LOGGED: u64 = 20;
 
 #[derive(Default)]
 pub struct PlexCap {
     pub client: Option<PlexClient>,
     /// Where `stash-image` bodies come from.
     pub images: Option<Arc<StashClient>>,
+    /// The image URLs the policy was given (shared with `stash`).
+    pub grants: Arc<ImageGrants>,
     /// Set while Plex is off limits (hooks, offline reports): the reason.
     pub forbidden: Option<String>,
     pub stats: PlexStats,
@@ -46,10 +56,27 @@ impl From<TransportError> for plex::TransportError {
 }
 
 impl PlexCap {
+    /// Refuse, saying so in the log (the first few times).
+    fn refuse(&mut self, why: String) -> TransportError {
+        self.stats.refused += 1;
+        if self.stats.refused <= REFUSALS_LOGGED {
+            crate::warn!("Refused a request of the policy: {why}");
+        } else if self.stats.refused == REFUSALS_LOGGED + 1 {
+            crate::warn!("The policy keeps sending requests the host refuses; further refusals are not logged");
+        }
+        TransportError::InvalidRequest(format!("refused by the host: {why}"))
+    }
+
     fn body(&mut self, body: plex::Body) -> Result<Option<Vec<u8>>, TransportError> {
         match body {
             plex::Body::Empty => Ok(None),
             plex::Body::StashImage(url) => {
+                if !self.grants.allows(&url) {
+                    let shown: String = url.chars().take(120).collect();
+                    return Err(self.refuse(format!(
+                        "{shown} is not an image URL of a scene the policy was given by a Stash look-up"
+                    )));
+                }
                 let Some(stash) = &self.images else {
                     return Err(TransportError::InvalidRequest("no Stash connection to fetch the image from".into()));
                 };
@@ -65,6 +92,9 @@ impl PlexCap {
         }
         if self.client.is_none() {
             return Err(TransportError::InvalidRequest("Plex is not configured (plex_url/plex_token)".into()));
+        }
+        if let Err(why) = plex_routes::check(&request) {
+            return Err(self.refuse(why));
         }
         let method = match request.method {
             plex::Method::Get => Method::Get,
@@ -87,7 +117,7 @@ impl PlexCap {
         if method == Method::Put {
             self.stats.puts += 1;
         }
-        let resp = client.send(&req).inspect_err(|_| self.stats.transport_errors += 1)?;
+        let resp = client.send(req).inspect_err(|_| self.stats.transport_errors += 1)?;
         Ok(plex::Response {
             status: resp.status,
             headers: resp.headers,

@@ -1,11 +1,32 @@
 //! `queue`: the SQLite queue (`store::Queue`), with the time and lease
-//! tokens supplied by the host, the policy's state namespace, and the claims
-//! the policy holds (given back if it fails while holding them).
+//! tokens supplied by the host, the policy's state namespace, the claims
+//! the policy holds (given back if it fails while holding them), and the
+//! bounds that keep a policy from filling the disk (stated in the WIT's
+//! `queue-error.refused`).
 
 use crate::clock::Clock;
 use crate::runtime::wit::queue;
 use crate::store::{self, Queue};
 use std::sync::Arc;
+
+/// A job's payload.
+const MAX_PAYLOAD_BYTES: usize = 64 << 10;
+/// A state key and value.
+const MAX_STATE_KEY_CHARS: usize = 200;
+const MAX_STATE_VALUE_BYTES: usize = 256 << 10;
+/// State keys one policy may keep.
+const MAX_STATE_KEYS: u64 = 1_000;
+/// Per call into the policy.
+const MAX_STATE_WRITES_PER_CALL: usize = 64;
+const MAX_ENQUEUES_PER_CALL: u32 = 1_000;
+/// How far ahead a job may be due.
+const MAX_DUE_AHEAD_MS: i64 = 30 * 86_400_000;
+/// Longest error text kept with a job or dead letter.
+const MAX_ERROR_CHARS: usize = 4_000;
+const MAX_DETAIL_CHARS: usize = 16_000;
+const MAX_CLASS_CHARS: usize = 100;
+/// A lease is at most this long (a crashed drainer's job comes back after it).
+const MAX_LEASE_MS: u32 = 30 * 60_000;
 
 pub struct QueueCap {
     pub queue: Queue,
@@ -15,12 +36,12 @@ pub struct QueueCap {
     open_claims: Vec<(u64, u64)>,
     /// Set while `info` runs: the policy is not admitted yet.
     pub state_closed: bool,
+    /// Enqueues in the current call into the policy.
+    enqueues: u32,
+    /// Outcomes recorded (complete, retry-at, release, dead-letter) and jobs
+    /// enqueued, ever: the drain loop tells work from a hollow `worked`.
+    pub effects: u64,
 }
-
-/// Longest error text kept with a job or dead letter.
-const MAX_ERROR_CHARS: usize = 4_000;
-const MAX_DETAIL_CHARS: usize = 16_000;
-const MAX_CLASS_CHARS: usize = 100;
 
 fn qerr(e: store::QueueError) -> queue::QueueError {
     match e {
@@ -29,17 +50,45 @@ fn qerr(e: store::QueueError) -> queue::QueueError {
     }
 }
 
+fn refused(why: String) -> queue::QueueError {
+    queue::QueueError::Refused(why)
+}
+
 fn cap(s: String, n: usize) -> String {
     if s.chars().count() <= n { s } else { s.chars().take(n).collect() }
 }
 
+/// A job key: a Stash scene id (1-20 digits), or an object whose scenes a
+/// change concerns (`performer:12`, `studio:3`, `tag:7`, `group:4`).
+fn key_ok(key: &str) -> bool {
+    let id = match key.split_once(':') {
+        Some(("performer" | "studio" | "tag" | "group", id)) => id,
+        Some(_) => return false,
+        None => key,
+    };
+    !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
 impl QueueCap {
     pub fn new(queue: Queue, clock: Arc<dyn Clock>, seed: u64) -> QueueCap {
-        QueueCap { queue, clock, rng: fastrand::Rng::with_seed(seed), open_claims: Vec::new(), state_closed: false }
+        QueueCap {
+            queue,
+            clock,
+            rng: fastrand::Rng::with_seed(seed),
+            open_claims: Vec::new(),
+            state_closed: false,
+            enqueues: 0,
+            effects: 0,
+        }
     }
 
     fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// A new call into the policy starts: the per-call bounds start again.
+    pub fn begin_call(&mut self) {
+        self.enqueues = 0;
     }
 
     fn settle(&mut self, job_id: u64) {
@@ -58,20 +107,73 @@ impl QueueCap {
     fn state_refused(&self) -> Option<queue::QueueError> {
         self.state_closed.then(|| queue::QueueError::Storage("policy state is not available during `info`".into()))
     }
+
+    /// The writes, if they stay within the bounds.
+    fn check_writes(&self, writes: &[queue::StateWrite]) -> Result<(), queue::QueueError> {
+        if writes.len() > MAX_STATE_WRITES_PER_CALL {
+            return Err(refused(format!(
+                "{} state writes in one call; at most {MAX_STATE_WRITES_PER_CALL}",
+                writes.len()
+            )));
+        }
+        let mut new_keys = 0u64;
+        for w in writes {
+            if w.key.is_empty() || w.key.chars().count() > MAX_STATE_KEY_CHARS {
+                return Err(refused(format!("a state key is 1-{MAX_STATE_KEY_CHARS} characters")));
+            }
+            if w.value.as_ref().is_some_and(|v| v.len() > MAX_STATE_VALUE_BYTES) {
+                return Err(refused(format!(
+                    "the state value of {:?} is over {} KiB",
+                    cap(w.key.clone(), 60),
+                    MAX_STATE_VALUE_BYTES >> 10
+                )));
+            }
+            if w.value.is_some() && self.queue.state_get(&w.key).map_err(qerr)?.is_none() {
+                new_keys += 1;
+            }
+        }
+        if new_keys > 0 && self.queue.state_key_count().map_err(qerr)? + new_keys > MAX_STATE_KEYS {
+            return Err(refused(format!("a policy keeps at most {MAX_STATE_KEYS} state keys")));
+        }
+        Ok(())
+    }
+
+    fn due(&self, not_before_ms: i64) -> i64 {
+        not_before_ms.min(self.now().saturating_add(MAX_DUE_AHEAD_MS))
+    }
 }
 
 type Answer<T> = wasmtime::Result<Result<T, queue::QueueError>>;
 
 impl queue::Host for QueueCap {
     fn enqueue(&mut self, scene_id: String, payload: String, not_before_ms: i64) -> Answer<queue::EnqueueOutcome> {
-        let now = self.now();
-        Ok(self.queue.enqueue(&scene_id, &payload, not_before_ms, now).map_err(qerr))
+        if !key_ok(&scene_id) {
+            return Ok(Err(refused(format!(
+                "{:?} is not a Stash scene id (1-20 digits) or an object key like performer:12",
+                cap(scene_id, 40)
+            ))));
+        }
+        if payload.len() > MAX_PAYLOAD_BYTES {
+            return Ok(Err(refused(format!(
+                "a payload of {} KiB is over {} KiB",
+                payload.len() >> 10,
+                MAX_PAYLOAD_BYTES >> 10
+            ))));
+        }
+        if self.enqueues >= MAX_ENQUEUES_PER_CALL {
+            return Ok(Err(refused(format!("at most {MAX_ENQUEUES_PER_CALL} enqueues per call"))));
+        }
+        self.enqueues += 1;
+        let (now, due) = (self.now(), self.due(not_before_ms));
+        let outcome = self.queue.enqueue(&scene_id, &payload, due, now).map_err(qerr);
+        self.effects += u64::from(outcome.is_ok());
+        Ok(outcome)
     }
 
     fn claim(&mut self, lease_ms: u32) -> Answer<Option<queue::Job>> {
         let now = self.now();
         let token = self.rng.u64(1..);
-        let claimed = self.queue.claim(lease_ms, now, token).map_err(qerr);
+        let claimed = self.queue.claim(lease_ms.clamp(1_000, MAX_LEASE_MS), now, token).map_err(qerr);
         if let Ok(Some(job)) = &claimed {
             self.open_claims.push((job.id, job.lease));
         }
@@ -80,12 +182,16 @@ impl queue::Host for QueueCap {
 
     fn renew(&mut self, job_id: u64, lease: u64, lease_ms: u32) -> Answer<()> {
         let now = self.now();
-        Ok(self.queue.renew(job_id, lease, lease_ms, now).map_err(qerr))
+        Ok(self.queue.renew(job_id, lease, lease_ms.clamp(1_000, MAX_LEASE_MS), now).map_err(qerr))
     }
 
     fn complete(&mut self, job_id: u64, lease: u64, state: Vec<queue::StateWrite>) -> Answer<()> {
+        if let Err(e) = self.check_writes(&state) {
+            return Ok(Err(e));
+        }
         let now = self.now();
         self.settle(job_id);
+        self.effects += 1;
         Ok(self.queue.complete(job_id, lease, &state, now).map_err(qerr))
     }
 
@@ -97,14 +203,23 @@ impl queue::Host for QueueCap {
         error: String,
         state: Vec<queue::StateWrite>,
     ) -> Answer<()> {
-        let now = self.now();
+        if let Err(e) = self.check_writes(&state) {
+            return Ok(Err(e));
+        }
+        let (now, due) = (self.now(), self.due(not_before_ms));
         self.settle(job_id);
-        Ok(self.queue.retry_at(job_id, lease, not_before_ms, &cap(error, MAX_ERROR_CHARS), &state, now).map_err(qerr))
+        self.effects += 1;
+        Ok(self.queue.retry_at(job_id, lease, due, &cap(error, MAX_ERROR_CHARS), &state, now).map_err(qerr))
     }
 
     fn release(&mut self, job_id: u64, lease: u64, not_before_ms: i64, state: Vec<queue::StateWrite>) -> Answer<()> {
+        if let Err(e) = self.check_writes(&state) {
+            return Ok(Err(e));
+        }
+        let due = self.due(not_before_ms);
         self.settle(job_id);
-        Ok(self.queue.release(job_id, lease, not_before_ms, &state).map_err(qerr))
+        self.effects += 1;
+        Ok(self.queue.release(job_id, lease, due, &state).map_err(qerr))
     }
 
     fn dead_letter(
@@ -114,14 +229,27 @@ impl queue::Host for QueueCap {
         info: queue::DeadLetterInfo,
         state: Vec<queue::StateWrite>,
     ) -> Answer<()> {
+        if let Err(e) = self.check_writes(&state) {
+            return Ok(Err(e));
+        }
         let now = self.now();
         self.settle(job_id);
+        self.effects += 1;
         let info = queue::DeadLetterInfo {
             error_class: cap(info.error_class, MAX_CLASS_CHARS),
             message: cap(info.message, MAX_ERROR_CHARS),
             detail: cap(info.detail, MAX_DETAIL_CHARS),
         };
         Ok(self.queue.dead_letter(job_id, lease, &info, &state, now).map_err(qerr))
+    }
+
+    fn forget(&mut self, scene_id: String) -> Answer<bool> {
+        if !key_ok(&scene_id) {
+            return Ok(Err(refused(format!("{:?} is not a job key", cap(scene_id, 40)))));
+        }
+        let forgotten = self.queue.forget(&scene_id).map_err(qerr);
+        self.effects += u64::from(matches!(forgotten, Ok(true)));
+        Ok(forgotten)
     }
 
     fn counts(&mut self) -> Answer<queue::QueueCounts> {
@@ -138,6 +266,9 @@ impl queue::Host for QueueCap {
 
     fn state_set(&mut self, writes: Vec<queue::StateWrite>) -> Answer<()> {
         if let Some(e) = self.state_refused() {
+            return Ok(Err(e));
+        }
+        if let Err(e) = self.check_writes(&writes) {
             return Ok(Err(e));
         }
         Ok(self.queue.state_set(&writes).map_err(qerr))

@@ -12,10 +12,7 @@ pub struct DrainLock {
 /// Take the drain lock, or `None` if another process holds it.
 pub fn try_lock(data_dir: &Path) -> Result<Option<DrainLock>, String> {
     let path = data_dir.join("drain.lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
+    let file = crate::files::no_follow(OpenOptions::new().create(true).truncate(false).write(true))
         .open(&path)
         .map_err(|e| format!("cannot open the drain lock {}: {e}", path.display()))?;
     match file.try_lock() {

@@ -15,6 +15,7 @@ pub mod sim;
 
 pub use process::process_queue;
 
+use crate::capabilities::HostState;
 use crate::clock::Clock;
 use crate::runtime::session::{Call, PolicySession};
 use crate::runtime::wit::policy::StepOutcome;
@@ -30,15 +31,18 @@ pub struct DrainMode {
     /// Total time the drain may spend waiting (pacing, outages, lingering)
     /// before it ends and leaves the rest to the next drainer.
     pub max_total_wait_ms: u64,
+    /// Longest a drain runs in all, whatever the policy answers.
+    pub max_run_ms: u64,
 }
 
 impl DrainMode {
     /// A Stash task: Stash runs one task at a time, so a task must not sit
     /// through a long Plex outage; it waits a little, then hands over.
-    pub const FOREGROUND: DrainMode = DrainMode { linger_ms: 0, max_total_wait_ms: 120_000 };
+    pub const FOREGROUND: DrainMode = DrainMode { linger_ms: 0, max_total_wait_ms: 120_000, max_run_ms: 3_600_000 };
     /// The detached drainer a hook starts: rides out outages and retries
     /// that are due soon, so nobody has to press a button.
-    pub const BACKGROUND: DrainMode = DrainMode { linger_ms: 15 * 60_000, max_total_wait_ms: u64::MAX };
+    pub const BACKGROUND: DrainMode =
+        DrainMode { linger_ms: 15 * 60_000, max_total_wait_ms: u64::MAX, max_run_ms: 12 * 3_600_000 };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +57,9 @@ pub enum Stopped {
     PolicyFailures,
     /// The policy kept asking to wait without doing any work.
     NoProgress,
+    /// The drain ran as long as its mode allows; the rest is left for the
+    /// next drainer.
+    RunLimit,
     /// The observer ended it (the simulator's time limit or condition).
     Observer,
 }
@@ -61,6 +68,7 @@ pub enum Stopped {
 pub struct DrainReport {
     pub steps_worked: u64,
     pub stopped: Stopped,
+    mode_max_run_ms: u64,
 }
 
 impl DrainReport {
@@ -78,6 +86,10 @@ impl DrainReport {
                 rules::MAX_CONSECUTIVE_FAILURES
             ),
             Stopped::Observer => "stopped by the caller".into(),
+            Stopped::RunLimit => format!(
+                "stopped after {} of draining; the remaining jobs are kept for the next drain",
+                crate::text::duration_text(i64::try_from(self.mode_max_run_ms).unwrap_or(i64::MAX))
+            ),
         }
     }
 }
@@ -106,15 +118,18 @@ pub fn run(
     total_hint: u64,
     observer: &mut dyn Observer,
 ) -> DrainReport {
-    let mut rules = Rules::new(mode);
+    let mut rules = Rules::new(mode, clock.now_ms());
     let mut worked = 0u64;
     let stopped = loop {
         if observer.before_step(session, clock.now_ms()).is_break() {
             break Stopped::Observer;
         }
         let started = clock.now_ms();
+        let effects_before = session.state().map(HostState::effects);
         let outcome = session.step();
+        let effects_after = session.state().map(HostState::effects);
         let step = match &outcome {
+            Ok(Ok(StepOutcome::Worked(_))) if effects_before == effects_after => Step::Hollow,
             Ok(Ok(StepOutcome::Worked(summary))) => {
                 worked += 1;
                 crate::debug!("step: {summary}");
@@ -141,5 +156,5 @@ pub fn run(
             Next::Stop(stopped) => break stopped,
         }
     };
-    DrainReport { steps_worked: worked, stopped }
+    DrainReport { steps_worked: worked, stopped, mode_max_run_ms: mode.max_run_ms }
 }

@@ -21,6 +21,9 @@ pub const MAX_ROUNDS: u32 = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     Worked,
+    /// `worked`, but the host saw no effect (no queue outcome, no enqueue,
+    /// no Plex request): counted like a wait.
+    Hollow,
     WaitMs(u32),
     Idle(Option<i64>),
     /// The policy answered an error or failed (trap, fuel, memory).
@@ -41,18 +44,23 @@ pub enum Next {
 #[derive(Debug, Clone)]
 pub struct Rules {
     mode: DrainMode,
+    started_ms: i64,
     failures: u32,
     waits_without_work: u32,
     waited_ms: u64,
 }
 
 impl Rules {
-    pub fn new(mode: DrainMode) -> Rules {
-        Rules { mode, failures: 0, waits_without_work: 0, waited_ms: 0 }
+    pub fn new(mode: DrainMode, started_ms: i64) -> Rules {
+        Rules { mode, started_ms, failures: 0, waits_without_work: 0, waited_ms: 0 }
     }
 
     /// After a step at `now_ms`.
     pub fn after(&mut self, step: Step, now_ms: i64) -> Next {
+        let ran = u64::try_from(now_ms.saturating_sub(self.started_ms)).unwrap_or(0);
+        if ran > self.mode.max_run_ms {
+            return Next::Stop(Stopped::RunLimit);
+        }
         let wait = match step {
             Step::Worked => {
                 self.failures = 0;
@@ -62,6 +70,7 @@ impl Rules {
             // Only work resets the failure count: failing, then waiting for
             // the released job, then failing again is still a loop.
             Step::WaitMs(ms) => u64::from(ms).clamp(MIN_WAIT_MS, MAX_WAIT_MS),
+            Step::Hollow => MIN_WAIT_MS,
             Step::Idle(None) => return Next::Stop(Stopped::Empty),
             Step::Idle(Some(due)) => {
                 let until = u64::try_from(due.saturating_sub(now_ms)).unwrap_or(0).max(1);
@@ -111,7 +120,9 @@ pub fn after_drain(background: bool, stopped: Stopped, ready_now: u64, allowed: 
         // re-run in a loop) and not when the policy chose to wait (breaker
         // open, token pause).
         Stopped::Empty if background && ready_now > 0 && round + 1 < MAX_ROUNDS => AfterDrain::AnotherRound,
-        Stopped::WaitLimit | Stopped::OnlyWaits if !background && allowed && ready_now > 0 => AfterDrain::HandOver,
+        Stopped::WaitLimit | Stopped::OnlyWaits | Stopped::RunLimit if !background && allowed && ready_now > 0 => {
+            AfterDrain::HandOver
+        }
         _ => AfterDrain::Finish,
     }
 }
@@ -125,18 +136,18 @@ mod tests {
 
     #[test]
     fn work_goes_on_and_an_empty_queue_ends_the_drain() {
-        let mut r = Rules::new(FG);
+        let mut r = Rules::new(FG, 0);
         assert_eq!(r.after(Step::Worked, 0), Next::Step);
         assert_eq!(r.after(Step::Idle(None), 0), Next::Stop(Stopped::Empty));
     }
 
     #[test]
     fn waits_are_clamped_and_bounded_by_the_mode() {
-        let mut r = Rules::new(BG);
+        let mut r = Rules::new(BG, 0);
         assert_eq!(r.after(Step::WaitMs(0), 0), Next::Sleep(MIN_WAIT_MS));
         assert_eq!(r.after(Step::WaitMs(u32::MAX), 0), Next::Sleep(MAX_WAIT_MS));
         // 120 s in all for a task: the third full minute is refused.
-        let mut r = Rules::new(FG);
+        let mut r = Rules::new(FG, 0);
         assert_eq!(r.after(Step::WaitMs(60_000), 0), Next::Sleep(60_000));
         assert_eq!(r.after(Step::WaitMs(60_000), 0), Next::Sleep(60_000));
         assert_eq!(r.after(Step::WaitMs(10), 0), Next::Stop(Stopped::WaitLimit));
@@ -144,15 +155,15 @@ mod tests {
 
     #[test]
     fn idle_with_a_retry_due_soon_lingers_only_in_the_background() {
-        assert_eq!(Rules::new(FG).after(Step::Idle(Some(5_000)), 0), Next::Stop(Stopped::OnlyWaits));
-        assert_eq!(Rules::new(BG).after(Step::Idle(Some(5_000)), 0), Next::Sleep(5_000));
-        assert_eq!(Rules::new(BG).after(Step::Idle(Some(3_600_000)), 0), Next::Stop(Stopped::OnlyWaits));
-        assert_eq!(Rules::new(BG).after(Step::Idle(Some(-7)), 0), Next::Sleep(MIN_WAIT_MS), "overdue: step soon");
+        assert_eq!(Rules::new(FG, 0).after(Step::Idle(Some(5_000)), 0), Next::Stop(Stopped::OnlyWaits));
+        assert_eq!(Rules::new(BG, 0).after(Step::Idle(Some(5_000)), 0), Next::Sleep(5_000));
+        assert_eq!(Rules::new(BG, 0).after(Step::Idle(Some(3_600_000)), 0), Next::Stop(Stopped::OnlyWaits));
+        assert_eq!(Rules::new(BG, 0).after(Step::Idle(Some(-7)), 0), Next::Sleep(MIN_WAIT_MS), "overdue: step soon");
     }
 
     #[test]
     fn failures_in_a_row_stop_and_waiting_does_not_reset_them() {
-        let mut r = Rules::new(BG);
+        let mut r = Rules::new(BG, 0);
         for _ in 0..2 {
             assert_eq!(r.after(Step::Failed, 0), Next::Step);
             assert!(matches!(r.after(Step::WaitMs(10), 0), Next::Sleep(_)));
@@ -160,7 +171,7 @@ mod tests {
         assert_eq!(r.after(Step::Failed, 0), Next::Step);
         assert_eq!(r.after(Step::Failed, 0), Next::Step);
         assert_eq!(r.after(Step::Failed, 0), Next::Stop(Stopped::PolicyFailures));
-        let mut r = Rules::new(BG);
+        let mut r = Rules::new(BG, 0);
         for _ in 0..4 {
             r.after(Step::Failed, 0);
         }
@@ -169,8 +180,25 @@ mod tests {
     }
 
     #[test]
+    fn a_drain_runs_at_most_as_long_as_its_mode_allows() {
+        let mut r = Rules::new(FG, 1_000);
+        assert_eq!(r.after(Step::Worked, 1_000 + 3_600_000), Next::Step);
+        assert_eq!(r.after(Step::Worked, 1_000 + 3_600_001), Next::Stop(Stopped::RunLimit));
+        assert_eq!(after_drain(false, Stopped::RunLimit, 5, true, 0), AfterDrain::HandOver);
+    }
+
+    #[test]
+    fn worked_without_any_effect_is_no_work() {
+        let mut r = Rules::new(FG, 0);
+        for _ in 0..MAX_WAITS_WITHOUT_WORK {
+            assert_eq!(r.after(Step::Hollow, 0), Next::Sleep(MIN_WAIT_MS));
+        }
+        assert_eq!(r.after(Step::Hollow, 0), Next::Stop(Stopped::NoProgress));
+    }
+
+    #[test]
     fn a_policy_that_only_waits_is_stopped() {
-        let mut r = Rules::new(BG);
+        let mut r = Rules::new(BG, 0);
         for _ in 0..MAX_WAITS_WITHOUT_WORK {
             assert!(matches!(r.after(Step::WaitMs(0), 0), Next::Sleep(_)));
         }

@@ -44,7 +44,7 @@ pub struct StepRecord {
 }
 
 /// A drain that never gives up on its own: the caller's limit ends it.
-const SIMULATED: DrainMode = DrainMode { linger_ms: u64::MAX, max_total_wait_ms: u64::MAX };
+const SIMULATED: DrainMode = DrainMode { linger_ms: u64::MAX, max_total_wait_ms: u64::MAX, max_run_ms: u64::MAX };
 
 pub struct Sim {
     pub clock: FakeClock,
@@ -99,6 +99,7 @@ impl Sim {
             "stash2plex-simulator",
             Duration::from_secs(5),
             Duration::from_secs(30),
+            None,
         ));
         let stash = Arc::new(StashClient::new(cfg.stash_url, None, None));
         state.plex.images = Some(stash.clone());

@@ -65,6 +65,38 @@ pub struct ClientOptions {
     /// Accept self-signed certificates (Stash on loopback with its own cert).
     pub accept_invalid_certs: bool,
     pub user_agent: String,
+    /// A proxy the user asked for. Environment variables (`HTTP_PROXY`,
+    /// `ALL_PROXY`, ...) are never used: they could send the token and the
+    /// Stash cookie through a host nobody chose.
+    pub proxy: Option<ureq::Proxy>,
+}
+
+/// Is `url`'s host this machine (`localhost`, `127.0.0.0/8`, `::1`)?
+/// Compared after parsing, so `https://localhost.example.net` is not.
+pub fn is_loopback(url: &str) -> bool {
+    let Ok(uri) = url.parse::<ureq::http::Uri>() else {
+        return false;
+    };
+    match uri.host() {
+        Some(h) if h.eq_ignore_ascii_case("localhost") => true,
+        Some(h) => {
+            h.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        }
+        None => false,
+    }
+}
+
+/// `scheme://host:port` of `url` (the port made explicit), for comparing
+/// origins after parsing.
+pub fn origin(url: &str) -> Option<(String, String, u16)> {
+    let uri = url.parse::<ureq::http::Uri>().ok()?;
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let port = uri.port_u16().or(match scheme.as_str() {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    })?;
+    Some((scheme, uri.host()?.to_ascii_lowercase(), port))
 }
 
 impl HttpClient {
@@ -75,35 +107,38 @@ impl HttpClient {
             .timeout_connect(Some(opts.connect_timeout))
             .timeout_global(Some(opts.connect_timeout + opts.read_timeout))
             .max_redirects(0)
+            .proxy(opts.proxy)
             .user_agent(opts.user_agent)
             .tls_config(tls)
             .build();
         HttpClient { agent: config.into(), max_body: opts.max_body }
     }
 
-    /// Send one request. `timeout` overrides the global deadline.
+    /// Send one request. `timeout` overrides the global deadline, `limit`
+    /// the body cap. The body is moved into the request, not copied.
     pub fn send(
         &self,
         method: Method,
         url: &str,
         headers: &[(String, String)],
-        body: Option<&[u8]>,
+        body: Option<Vec<u8>>,
         timeout: Option<Duration>,
+        limit: Option<u64>,
     ) -> Result<HttpResponse, TransportError> {
         let start = Instant::now();
         let mut builder = ureq::http::Request::builder().method(method.as_str()).uri(url);
         for (k, v) in headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
-        let request = builder
-            .body(body.map(<[u8]>::to_vec).unwrap_or_default())
-            .map_err(|e| TransportError::InvalidRequest(e.to_string()))?;
+        let has_body = body.is_some();
+        let request =
+            builder.body(body.unwrap_or_default()).map_err(|e| TransportError::InvalidRequest(e.to_string()))?;
         let mut configured = self.agent.configure_request(request);
         if let Some(t) = timeout {
             configured = configured.timeout_global(Some(t));
         }
         let request = configured.build();
-        let result = if body.is_some() || matches!(method, Method::Put | Method::Post) {
+        let result = if has_body || matches!(method, Method::Put | Method::Post) {
             self.agent.run(request)
         } else {
             let (parts, _) = request.into_parts();
@@ -116,7 +151,12 @@ impl HttpClient {
             .iter()
             .map(|(k, v)| (k.as_str().to_ascii_lowercase(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect();
-        let body = response.body_mut().with_config().limit(self.max_body).read_to_vec().map_err(classify)?;
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(limit.unwrap_or(self.max_body).min(self.max_body))
+            .read_to_vec()
+            .map_err(classify)?;
         Ok(HttpResponse { status, headers, body, elapsed: start.elapsed() })
     }
 }
@@ -169,6 +209,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn loopback_and_origins_are_judged_after_parsing() {
+        for yes in ["http://localhost:9999", "https://127.0.0.1/x", "http://127.8.9.1:1", "http://[::1]:9999/"] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in ["https://localhost.example.net", "http://127.0.0.1.evil.net/", "http://10.0.0.1", "nonsense"] {
+            assert!(!is_loopback(no), "{no}");
+        }
+        assert_eq!(origin("https://Plex.Lan/x?y"), Some(("https".into(), "plex.lan".into(), 443)));
+        assert_eq!(origin("http://p:32400"), Some(("http".into(), "p".into(), 32400)));
+    }
+
+    #[test]
     fn encodes_like_rfc3986() {
         assert_eq!(encode_component("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
         assert_eq!(encode_component("genre[0].tag.tag"), "genre%5B0%5D.tag.tag");
@@ -188,8 +240,10 @@ mod tests {
             max_body: 1024,
             accept_invalid_certs: false,
             user_agent: "test".into(),
+            proxy: None,
         });
-        let err = client.send(Method::Get, &format!("http://127.0.0.1:{port}/identity"), &[], None, None).unwrap_err();
+        let err =
+            client.send(Method::Get, &format!("http://127.0.0.1:{port}/identity"), &[], None, None, None).unwrap_err();
         assert!(matches!(err, TransportError::Refused(_)), "{err:?}");
     }
 }

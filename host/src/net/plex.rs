@@ -1,8 +1,9 @@
-//! The `plex` capability: one request to the configured Plex server. The
-//! policy supplies a relative path; this adds the base URL, the token and the
-//! client identity headers, so the token never enters the sandbox.
+//! The Plex transport: one request to the configured Plex server. The
+//! request carries a relative path; this adds the base URL, the token and
+//! the client identity headers, so the token never enters the sandbox. What
+//! a policy may send at all is decided before, in `capabilities::plex_routes`.
 
-use crate::net::http::{ClientOptions, HttpClient, HttpResponse, Method, TransportError, build_query};
+use crate::net::http::{self, ClientOptions, HttpClient, HttpResponse, Method, TransportError, build_query};
 use crate::text::clip;
 use std::time::Duration;
 
@@ -31,14 +32,31 @@ pub struct PlexRequest {
     pub timeout: Option<Duration>,
 }
 
+impl std::fmt::Debug for PlexClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlexClient").field("server", &self.label()).field("token", &"****").finish()
+    }
+}
+
 impl PlexClient {
-    pub fn new(base_url: &str, token: &str, client_id: &str, connect: Duration, read: Duration) -> PlexClient {
+    /// `proxy` is used only when the user set one and Plex is not on this
+    /// machine.
+    pub fn new(
+        base_url: &str,
+        token: &str,
+        client_id: &str,
+        connect: Duration,
+        read: Duration,
+        proxy: Option<ureq::Proxy>,
+    ) -> PlexClient {
+        let proxy = proxy.filter(|_| !http::is_loopback(base_url));
         let http = HttpClient::new(ClientOptions {
             connect_timeout: connect,
             read_timeout: read,
             max_body: MAX_PLEX_BODY,
             accept_invalid_certs: false,
             user_agent: format!("stash2plex/{}", env!("CARGO_PKG_VERSION")),
+            proxy,
         });
         PlexClient {
             http,
@@ -49,14 +67,12 @@ impl PlexClient {
         }
     }
 
-    /// The base URL without any credentials, for log lines.
+    /// The server as logs and the policy may see it: scheme, host and port,
+    /// never a user name, password, path or query.
     pub fn label(&self) -> String {
-        match self.base_url.split_once("://") {
-            Some((scheme, rest)) => {
-                let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
-                format!("{scheme}://{host}")
-            }
-            None => self.base_url.clone(),
+        match http::origin(&self.base_url) {
+            Some((scheme, host, port)) => format!("{scheme}://{host}:{port}"),
+            None => "(the configured Plex server)".into(),
         }
     }
 
@@ -95,8 +111,8 @@ impl PlexClient {
         Ok(())
     }
 
-    pub fn send(&self, req: &PlexRequest) -> Result<HttpResponse, TransportError> {
-        Self::validate(req)?;
+    pub fn send(&self, req: PlexRequest) -> Result<HttpResponse, TransportError> {
+        Self::validate(&req)?;
         let mut url = format!("{}{}", self.base_url, req.path);
         if !req.query.is_empty() {
             url.push('?');
@@ -112,14 +128,15 @@ impl PlexClient {
             ("X-Plex-Platform".into(), std::env::consts::OS.into()),
             ("X-Plex-Provides".into(), "controller".into()),
         ];
-        headers.extend(req.headers.iter().cloned());
-        self.http.send(
-            req.method,
-            &url,
-            &headers,
-            req.body.as_deref(),
-            Some(req.timeout.unwrap_or(self.default_timeout)),
-        )
+        headers.extend(req.headers);
+        let timeout = self.timeout(req.timeout);
+        self.http.send(req.method, &url, &headers, req.body, Some(timeout), None)
+    }
+
+    /// A policy may ask for a shorter deadline than the user's, never a
+    /// longer one.
+    fn timeout(&self, asked: Option<Duration>) -> Duration {
+        asked.map_or(self.default_timeout, |t| t.min(self.default_timeout))
     }
 }
 
@@ -160,9 +177,27 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_cannot_lengthen_the_users_timeout() {
+        let c = PlexClient::new("http://p:1", "t", "id", Duration::from_secs(2), Duration::from_secs(5), None);
+        assert_eq!(c.timeout(None), Duration::from_secs(7));
+        assert_eq!(c.timeout(Some(Duration::from_millis(u64::from(u32::MAX)))), Duration::from_secs(7));
+        assert_eq!(c.timeout(Some(Duration::from_secs(1))), Duration::from_secs(1));
+    }
+
+    #[test]
     fn label_hides_credentials() {
-        let c =
-            PlexClient::new("http://user:pw@plex:32400/", "t", "id", Duration::from_secs(1), Duration::from_secs(1));
+        let c = PlexClient::new(
+            "http://user:pw@plex:32400/x?X-Plex-Token=secret",
+            "secret",
+            "id",
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            None,
+        );
         assert_eq!(c.label(), "http://plex:32400");
+        assert!(!format!("{c:?}").contains("secret"), "{c:?}");
+        let c =
+            PlexClient::new("https://plex.example", "t", "id", Duration::from_secs(1), Duration::from_secs(1), None);
+        assert_eq!(c.label(), "https://plex.example:443");
     }
 }

@@ -3,10 +3,11 @@
 //! the plugin (needed for hook-loop tracking) and, when Stash has one, the
 //! API key (which keeps long tasks authenticated after the cookie expires).
 
-use crate::net::http::{ClientOptions, HttpClient, Method, TransportError};
+use crate::net::http::{self, ClientOptions, HttpClient, Method, TransportError};
 use crate::runtime::wit::stash as wit;
-use crate::text::snippet;
+use crate::text::{clip, snippet};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 
@@ -46,7 +47,49 @@ pub struct StashClient {
     api_key: Option<String>,
     /// Set once Stash says it has no `Scene.groups` (older than v0.27).
     no_groups: std::sync::atomic::AtomicBool,
+    /// The last image digested (URL, bytes), so the upload that usually
+    /// follows does not download it again.
+    last_image: std::sync::Mutex<Option<(String, Vec<u8>)>>,
 }
+
+/// SHA-1 of an image and its size (the contract's `image-digest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageDigest {
+    pub sha1: String,
+    pub size: u64,
+}
+
+impl std::fmt::Debug for StashClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StashClient")
+            .field("base_url", &self.base_url)
+            .field("cookie", &"****")
+            .field("api_key", &self.api_key.as_ref().map(|_| "****"))
+            .finish()
+    }
+}
+
+/// The largest Stash answer the host reads. Scene pages are capped at
+/// [`MAX_PER_PAGE`] scenes, a few KiB each; a bigger answer is an error, not
+/// a memory blow-up.
+const MAX_GRAPHQL_BODY: u64 = 32 << 20;
+/// Scenes per page the host asks Stash for at most.
+pub const MAX_PER_PAGE: u32 = 250;
+/// The largest image the host passes on to Plex.
+pub const MAX_IMAGE_BYTES: u64 = 20 << 20;
+
+/// The image routes of Stash a poster or background may come from (`{id}`
+/// is a Stash id).
+const IMAGE_ROUTES: &[&str] = &[
+    "/scene/{id}/screenshot",
+    "/performer/{id}/image",
+    "/studio/{id}/image",
+    "/tag/{id}/image",
+    "/group/{id}/frontimage",
+    "/group/{id}/backimage",
+    "/movie/{id}/frontimage",
+    "/movie/{id}/backimage",
+];
 
 const BASE_SCENE_FIELDS: &str = "id title code details director date rating100 organized urls created_at updated_at \
      files { path size duration } paths { screenshot } \
@@ -54,21 +97,76 @@ const BASE_SCENE_FIELDS: &str = "id title code details director date rating100 o
      performers { id name disambiguation gender image_path } \
      tags { id name }";
 
-/// `Scene.groups` exists since Stash v0.27 (before, groups were "movies").
+/// `Scene.groups` exists since Stash v0.27; before, groups were "movies".
 const GROUP_FIELDS: &str = "groups { scene_index group { id name } }";
+const MOVIE_FIELDS: &str = "movies { scene_index movie { id name } }";
+
+/// A GraphQL answer: `data` is parsed into its type only after `errors`
+/// were looked at, straight from the body (no intermediate JSON tree).
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    data: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    errors: Option<Vec<GraphqlError>>,
+}
+
+#[derive(Deserialize)]
+struct GraphqlError {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ConfigurationData {
+    configuration: Configuration,
+}
+
+#[derive(Deserialize)]
+struct Configuration {
+    #[serde(default)]
+    general: Option<General>,
+    #[serde(default)]
+    plugins: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct General {
+    #[serde(rename = "apiKey", default)]
+    api_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FindSceneData {
+    #[serde(rename = "findScene")]
+    find_scene: Option<JScene>,
+}
+
+#[derive(Deserialize)]
+struct FindScenesData {
+    #[serde(rename = "findScenes")]
+    find_scenes: JScenePage,
+}
+
+#[derive(Deserialize)]
+struct JScenePage {
+    #[serde(default)]
+    count: u64,
+    scenes: Vec<JScene>,
+}
 
 impl StashClient {
     pub fn new(base_url: &str, cookie: Option<&str>, api_key: Option<&str>) -> StashClient {
-        let loopback =
-            base_url.contains("://127.") || base_url.contains("://localhost") || base_url.contains("://[::1]");
         let http = HttpClient::new(ClientOptions {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
-            max_body: 256 << 20,
+            max_body: MAX_GRAPHQL_BODY.max(MAX_IMAGE_BYTES),
             // Stash with TLS usually has a self-signed certificate; accept it
             // only on loopback, where nobody can be in the middle.
-            accept_invalid_certs: loopback,
+            accept_invalid_certs: http::is_loopback(base_url),
             user_agent: format!("stash2plex/{}", env!("CARGO_PKG_VERSION")),
+            // Stash is reached directly, never through a proxy.
+            proxy: None,
         });
         if let Some(c) = cookie {
             crate::plugin::log::register_secret(c);
@@ -82,6 +180,7 @@ impl StashClient {
             cookie: std::sync::Mutex::new(cookie.map(str::to_string)),
             api_key: api_key.filter(|k| !k.is_empty()).map(str::to_string),
             no_groups: std::sync::atomic::AtomicBool::new(false),
+            last_image: std::sync::Mutex::new(None),
         }
     }
 
@@ -96,55 +195,67 @@ impl StashClient {
         h
     }
 
-    /// One GraphQL request; returns `data`.
-    pub fn graphql(&self, query: &str, variables: Value) -> Result<Value, StashError> {
+    fn unreachable(&self, e: TransportError) -> StashError {
+        match e {
+            TransportError::TooLarge(n) => StashError::Malformed(format!("response larger than {n} bytes")),
+            other => StashError::Unreachable { url: self.base_url.clone(), detail: other.to_string() },
+        }
+    }
+
+    /// One GraphQL request; returns `data` as `T`.
+    fn graphql<T: DeserializeOwned>(&self, query: &str, variables: Value) -> Result<T, StashError> {
         let url = format!("{}/graphql", self.base_url);
         let body = serde_json::to_vec(&json!({ "query": query, "variables": variables }))
             .map_err(|e| StashError::Malformed(e.to_string()))?;
         let mut headers = self.auth_headers();
         headers.push(("Content-Type".into(), "application/json".into()));
         headers.push(("Accept".into(), "application/json".into()));
-        let resp = self.http.send(Method::Post, &url, &headers, Some(&body), None).map_err(|e| match e {
-            TransportError::TooLarge(n) => StashError::Malformed(format!("response larger than {n} bytes")),
-            other => StashError::Unreachable { url: self.base_url.clone(), detail: other.to_string() },
-        })?;
+        let resp = self
+            .http
+            .send(Method::Post, &url, &headers, Some(body), None, Some(MAX_GRAPHQL_BODY))
+            .map_err(|e| self.unreachable(e))?;
         self.keep_fresh_cookie(&resp.headers);
         if resp.status == 401 || resp.status == 403 {
             return Err(StashError::Unauthorized(resp.status));
         }
-        let parsed: Value = serde_json::from_slice(&resp.body).map_err(|e| {
+        let envelope: Envelope<'_> = serde_json::from_slice(&resp.body).map_err(|e| {
             StashError::Malformed(format!(
-                "HTTP {} with a body that is not JSON ({e}): {}",
+                "HTTP {} with a body that is not a GraphQL answer ({e}): {}",
                 resp.status,
                 snippet(&resp.body, 200)
             ))
         })?;
-        if let Some(errors) = parsed.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
-            let msgs: Vec<&str> = errors.iter().filter_map(|e| e.get("message").and_then(Value::as_str)).collect();
+        if let Some(errors) = envelope.errors.filter(|e| !e.is_empty()) {
+            let msgs: Vec<String> = errors.into_iter().filter_map(|e| e.message).collect();
             return Err(StashError::Graphql(if msgs.is_empty() { "unknown error".into() } else { msgs.join("; ") }));
         }
         if !(200..300).contains(&resp.status) {
             return Err(StashError::Malformed(format!("HTTP {}: {}", resp.status, snippet(&resp.body, 200))));
         }
-        match parsed.get("data") {
-            Some(d) if !d.is_null() => Ok(d.clone()),
-            _ => Err(StashError::Malformed("the response has no data".into())),
-        }
+        let data = envelope
+            .data
+            .filter(|d| d.get() != "null")
+            .ok_or_else(|| StashError::Malformed("the response has no data".into()))?;
+        serde_json::from_str(data.get())
+            .map_err(|e| StashError::Malformed(format!("the answer could not be read: {e}")))
     }
 
     /// The plugin's settings map and Stash's API key (empty when none).
     pub fn plugin_settings(&self, plugin_id: &str) -> Result<(Map<String, Value>, Option<String>), StashError> {
         let id = serde_json::to_string(plugin_id).map_err(|e| StashError::Malformed(e.to_string()))?;
         let q = format!("{{ configuration {{ general {{ apiKey }} plugins(include: [{id}]) }} }}");
-        let data = self.graphql(&q, json!({}))?;
-        let config =
-            data.get("configuration").ok_or_else(|| StashError::Malformed("no configuration in the answer".into()))?;
-        let api_key =
-            config.pointer("/general/apiKey").and_then(Value::as_str).filter(|k| !k.is_empty()).map(str::to_string);
-        let settings = match config.get("plugins").and_then(|p| p.get(plugin_id)) {
+        let data: ConfigurationData = self.graphql(&q, json!({}))?;
+        let config = data.configuration;
+        let api_key = config.general.and_then(|g| g.api_key).filter(|k| !k.is_empty());
+        let settings = match config.plugins.and_then(|mut p| p.remove(plugin_id)) {
             None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m.clone(),
-            Some(other) => return Err(StashError::Malformed(format!("plugin settings are not an object: {other}"))),
+            Some(Value::Object(m)) => m,
+            Some(other) => {
+                return Err(StashError::Malformed(format!(
+                    "the plugin settings are not an object but {}",
+                    json_kind(&other)
+                )));
+            }
         };
         Ok((settings, api_key))
     }
@@ -172,22 +283,52 @@ impl StashClient {
         self.api_key = key.filter(|k| !k.is_empty());
     }
 
+    fn old_groups(&self) -> bool {
+        self.no_groups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn scene_fields(&self) -> String {
-        if self.no_groups.load(std::sync::atomic::Ordering::Relaxed) {
-            BASE_SCENE_FIELDS.to_string()
-        } else {
-            format!("{BASE_SCENE_FIELDS} {GROUP_FIELDS}")
+        let groups = if self.old_groups() { MOVIE_FIELDS } else { GROUP_FIELDS };
+        format!("{BASE_SCENE_FIELDS} {groups}")
+    }
+
+    /// The `scene_filter` for a query, in this Stash's names.
+    fn scene_filter(&self, query: &wit::SceneQuery) -> Value {
+        let mut filter = Map::new();
+        if let Some(after) = &query.updated_after {
+            filter.insert("updated_at".into(), json!({ "value": after, "modifier": "GREATER_THAN" }));
         }
+        match &query.related {
+            None => {}
+            Some(wit::RelatedObject::Performer(id)) => {
+                filter.insert("performers".into(), json!({ "value": [id], "modifier": "INCLUDES" }));
+            }
+            Some(wit::RelatedObject::Studio(id)) => {
+                filter.insert("studios".into(), json!({ "value": [id], "modifier": "INCLUDES", "depth": 0 }));
+            }
+            Some(wit::RelatedObject::Tag(id)) => {
+                filter.insert("tags".into(), json!({ "value": [id], "modifier": "INCLUDES", "depth": 0 }));
+            }
+            Some(wit::RelatedObject::Group(id)) => {
+                let key = if self.old_groups() { "movies" } else { "groups" };
+                filter.insert(key.into(), json!({ "value": [id], "modifier": "INCLUDES" }));
+            }
+        }
+        Value::Object(filter)
     }
 
     /// Run a scene query; if this Stash predates `Scene.groups`, remember
-    /// that and ask again without it.
-    fn scene_query(&self, build: impl Fn(&str) -> String, variables: Value) -> Result<Value, StashError> {
+    /// that and ask again with `movies`.
+    fn scene_query<T: DeserializeOwned>(
+        &self,
+        build: impl Fn(&str) -> String,
+        variables: Value,
+    ) -> Result<T, StashError> {
         match self.graphql(&build(&self.scene_fields()), variables.clone()) {
             Err(StashError::Graphql(m))
                 if m.contains("\"groups\"") && !self.no_groups.load(std::sync::atomic::Ordering::Relaxed) =>
             {
-                crate::debug!("This Stash has no scene groups (older than v0.27); asking without them");
+                crate::debug!("This Stash has no scene groups (older than v0.27); asking for movies instead");
                 self.no_groups.store(true, std::sync::atomic::Ordering::Relaxed);
                 self.graphql(&build(&self.scene_fields()), variables)
             }
@@ -196,31 +337,24 @@ impl StashClient {
     }
 
     pub fn find_scene(&self, id: &str) -> Result<Option<wit::Scene>, StashError> {
-        let data = self.scene_query(
+        let data: FindSceneData = self.scene_query(
             |fields| format!("query FindScene($id: ID!) {{ findScene(id: $id) {{ {fields} }} }}"),
             json!({ "id": id }),
         )?;
-        match data.get("findScene") {
-            None => Err(StashError::Malformed("no findScene in the answer".into())),
-            Some(Value::Null) => Ok(None),
-            Some(v) => scene_from_json(v).map(Some),
-        }
+        data.find_scene.map(JScene::into_wit).transpose()
     }
 
+    /// A page of scenes; `per-page` is capped at [`MAX_PER_PAGE`].
     pub fn find_scenes(&self, query: &wit::SceneQuery) -> Result<wit::ScenePage, StashError> {
-        let mut scene_filter = json!({});
-        if let Some(after) = &query.updated_after {
-            scene_filter = json!({ "updated_at": { "value": after, "modifier": "GREATER_THAN" } });
-        }
         let mut vars = json!({
-            "filter": { "page": query.page.max(1), "per_page": query.per_page.clamp(1, 1000), "sort": "updated_at", "direction": "ASC" },
-            "scene_filter": scene_filter,
+            "filter": { "page": query.page.max(1), "per_page": query.per_page.clamp(1, MAX_PER_PAGE), "sort": "updated_at", "direction": "ASC" },
+            "scene_filter": self.scene_filter(query),
         });
         let by_id = !query.ids.is_empty();
         if by_id {
             vars["ids"] = json!(query.ids);
         }
-        let data = self.scene_query(
+        let data: FindScenesData = self.scene_query(
             |fields| {
                 let (decl, arg) = if by_id { (", $ids: [ID!]", ", ids: $ids") } else { ("", "") };
                 format!(
@@ -230,35 +364,201 @@ impl StashClient {
             },
             vars,
         )?;
-        let result =
-            data.get("findScenes").ok_or_else(|| StashError::Malformed("no findScenes in the answer".into()))?;
-        let count = result.get("count").and_then(Value::as_u64).unwrap_or(0);
-        let scenes = match result.get("scenes") {
-            Some(Value::Array(items)) => items.iter().map(scene_from_json).collect::<Result<Vec<_>, _>>()?,
-            _ => return Err(StashError::Malformed("findScenes has no scenes list".into())),
-        };
-        Ok(wit::ScenePage { count, scenes })
+        let page = data.find_scenes;
+        let scenes = page.scenes.into_iter().map(JScene::into_wit).collect::<Result<Vec<_>, _>>()?;
+        Ok(wit::ScenePage { count: page.count, scenes })
     }
 
-    /// Download an image from this Stash server (for poster uploads).
-    pub fn fetch_image(&self, url: &str) -> Result<Vec<u8>, TransportError> {
-        if !same_origin(url, &self.base_url) {
-            return Err(TransportError::InvalidRequest(format!(
-                "the image URL is not on the Stash server ({})",
-                self.base_url
-            )));
+    /// A page of scene ids with their `updated_at` (exactly as Stash wrote
+    /// it), oldest change first: Sync All and Sync Recent read these, not
+    /// whole scenes.
+    pub fn scene_ids(
+        &self,
+        page: u32,
+        updated_after: Option<&str>,
+    ) -> Result<(u64, Vec<(String, String)>), StashError> {
+        #[derive(Deserialize)]
+        struct Data {
+            #[serde(rename = "findScenes")]
+            find_scenes: Page,
         }
-        let resp = self.http.send(Method::Get, url, &self.auth_headers(), None, None)?;
+        #[derive(Deserialize)]
+        struct Page {
+            count: u64,
+            scenes: Vec<Row>,
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            id: Value,
+            #[serde(default)]
+            updated_at: Option<String>,
+        }
+        let query = wit::SceneQuery {
+            page,
+            per_page: MAX_PER_PAGE,
+            ids: Vec::new(),
+            updated_after: updated_after.map(str::to_string),
+            related: None,
+        };
+        let vars = json!({
+            "filter": { "page": page.max(1), "per_page": MAX_PER_PAGE, "sort": "updated_at", "direction": "ASC" },
+            "scene_filter": self.scene_filter(&query),
+        });
+        let q = "query SceneIds($filter: FindFilterType, $scene_filter: SceneFilterType) { \
+                 findScenes(filter: $filter, scene_filter: $scene_filter) { count scenes { id updated_at } } }";
+        let data: Data = self.graphql(q, vars)?;
+        let rows = data
+            .find_scenes
+            .scenes
+            .into_iter()
+            .map(|r| Ok((id_string(&r.id)?, r.updated_at.unwrap_or_default())))
+            .collect::<Result<Vec<_>, StashError>>()?;
+        Ok((data.find_scenes.count, rows))
+    }
+
+    /// What a running drainer watches: the plugin's settings, and the Stash
+    /// job (scan, identify, auto tag, generate) that is running, if any.
+    pub fn watch(&self, plugin_id: &str) -> Result<(Map<String, Value>, Option<String>), StashError> {
+        #[derive(Deserialize)]
+        struct Data {
+            configuration: Configuration,
+            #[serde(rename = "jobQueue", default)]
+            job_queue: Option<Vec<Job>>,
+        }
+        #[derive(Deserialize)]
+        struct Job {
+            #[serde(default)]
+            status: Option<String>,
+            #[serde(default)]
+            description: Option<String>,
+        }
+        let id = serde_json::to_string(plugin_id).map_err(|e| StashError::Malformed(e.to_string()))?;
+        let q = format!("{{ configuration {{ plugins(include: [{id}]) }} jobQueue {{ status description }} }}");
+        let data: Data = self.graphql(&q, json!({}))?;
+        let settings = match data.configuration.plugins.and_then(|mut p| p.remove(plugin_id)) {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        // `jobQueue` is null when nothing is queued.
+        let busy = data.job_queue.unwrap_or_default().into_iter().find_map(|j| {
+            let running = j.status.as_deref() == Some("RUNNING");
+            let what = j.description.unwrap_or_default();
+            let lower = what.to_ascii_lowercase();
+            let heavy = ["scan", "identify", "auto tag", "auto-tag", "generat"].iter().any(|w| lower.contains(w));
+            (running && heavy).then_some(what)
+        });
+        Ok((settings, busy))
+    }
+
+    /// An image for an upload to Plex; the image [`StashClient::image_digest`]
+    /// just read is not downloaded again.
+    pub fn fetch_image(&self, url: &str) -> Result<Vec<u8>, TransportError> {
+        if let Some(bytes) = self.cached_image(url) {
+            return Ok(bytes);
+        }
+        self.download_image(url)
+    }
+
+    /// Download an image and return its SHA-1 and size, keeping the bytes
+    /// for the next [`StashClient::fetch_image`] of the same URL.
+    pub fn image_digest(&self, url: &str) -> Result<ImageDigest, StashError> {
+        use sha1::Digest as _;
+        let cached = self.cached_image(url).map(Ok);
+        let bytes = cached.unwrap_or_else(|| self.download_image(url)).map_err(|e| match e {
+            TransportError::InvalidRequest(m) => StashError::Malformed(m),
+            TransportError::TooLarge(n) => StashError::Malformed(format!("the image is larger than {n} bytes")),
+            other => StashError::Unreachable { url: self.base_url.clone(), detail: other.to_string() },
+        })?;
+        let sha1: String = sha1::Sha1::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let digest = ImageDigest { sha1, size: bytes.len() as u64 };
+        if let Ok(mut last) = self.last_image.lock() {
+            *last = Some((url.to_string(), bytes));
+        }
+        Ok(digest)
+    }
+
+    /// The last image digested, if it is the one at `url` (a poster and a
+    /// background from the same screenshot are downloaded once).
+    fn cached_image(&self, url: &str) -> Option<Vec<u8>> {
+        let last = self.last_image.lock().ok()?;
+        last.as_ref().filter(|(u, _)| u == url).map(|(_, b)| b.clone())
+    }
+
+    /// Download an image from this Stash server: only from Stash's image
+    /// routes (`IMAGE_ROUTES`), fetched from the Stash the plugin was started
+    /// by whatever host the URL names, at most [`MAX_IMAGE_BYTES`], and only
+    /// if the answer is an image.
+    fn download_image(&self, url: &str) -> Result<Vec<u8>, TransportError> {
+        let path_and_query = image_route(url).map_err(TransportError::InvalidRequest)?;
+        let resp = self.http.send(
+            Method::Get,
+            &format!("{}{path_and_query}", self.base_url),
+            &self.auth_headers(),
+            None,
+            None,
+            Some(MAX_IMAGE_BYTES),
+        )?;
         self.keep_fresh_cookie(&resp.headers);
         if resp.status != 200 {
             return Err(TransportError::InvalidRequest(format!("Stash answered HTTP {} for the image", resp.status)));
+        }
+        let content_type =
+            resp.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str()).unwrap_or("");
+        if !content_type.trim_start().to_ascii_lowercase().starts_with("image/") || image_kind(&resp.body).is_none() {
+            return Err(TransportError::InvalidRequest(format!(
+                "Stash's answer for the image is not an image (Content-Type {:?}, {} bytes)",
+                clip(content_type, 60),
+                resp.body.len()
+            )));
         }
         Ok(resp.body)
     }
 }
 
-fn same_origin(url: &str, base: &str) -> bool {
-    url.starts_with(base) && matches!(url.as_bytes().get(base.len()), None | Some(b'/') | Some(b'?'))
+/// The path and query of `url` if it names one of Stash's image routes with
+/// nothing but a `t` cache-buster in the query.
+fn image_route(url: &str) -> Result<String, String> {
+    let uri = url.parse::<ureq::http::Uri>().map_err(|_| format!("{:?} is not a URL", clip(url, 120)))?;
+    let path = uri.path();
+    let id_ok = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    let route_ok = IMAGE_ROUTES.iter().any(|pattern| {
+        let (prefix, suffix) = pattern.split_once("{id}").unwrap_or((pattern, ""));
+        path.strip_prefix(prefix).and_then(|rest| rest.strip_suffix(suffix)).is_some_and(id_ok)
+    });
+    if !route_ok {
+        return Err(format!("{} is not one of Stash's image routes", clip(path, 120)));
+    }
+    let query = uri.query().unwrap_or("");
+    let query_ok = query.split('&').filter(|p| !p.is_empty()).all(|pair| {
+        pair.split_once('=').is_some_and(|(k, v)| k == "t" && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if !query_ok {
+        return Err(format!("an image URL may carry only a t= cache-buster, not {:?}", clip(query, 80)));
+    }
+    Ok(if query.is_empty() { path.to_string() } else { format!("{path}?{query}") })
+}
+
+/// The image format of `bytes` by its magic number.
+pub fn image_kind(bytes: &[u8]) -> Option<&'static str> {
+    match bytes {
+        [0xFF, 0xD8, 0xFF, ..] => Some("jpeg"),
+        [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A, ..] => Some("png"),
+        [b'G', b'I', b'F', b'8', ..] => Some("gif"),
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some("webp"),
+        [_, _, _, _, b'f', b't', b'y', b'p', b'a', b'v', b'i', b'f', ..] => Some("avif"),
+        _ => None,
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }
 
 // ---- JSON → contract types -------------------------------------------------
@@ -290,7 +590,8 @@ struct JScene {
     performers: Option<Vec<JPerformer>>,
     #[serde(default)]
     tags: Option<Vec<JTag>>,
-    #[serde(default)]
+    /// `movies` before Stash v0.27.
+    #[serde(default, alias = "movies")]
     groups: Option<Vec<JSceneGroup>>,
 }
 
@@ -338,6 +639,8 @@ struct JTag {
 #[derive(Deserialize)]
 struct JSceneGroup {
     scene_index: Option<i64>,
+    /// `movie` before Stash v0.27.
+    #[serde(alias = "movie")]
     group: JTag,
 }
 
@@ -349,9 +652,13 @@ fn id_string(v: &Value) -> Result<String, StashError> {
     }
 }
 
-pub fn scene_from_json(v: &Value) -> Result<wit::Scene, StashError> {
-    let s: JScene = serde_json::from_value(v.clone())
-        .map_err(|e| StashError::Malformed(format!("a scene could not be read: {e}")))?;
+impl JScene {
+    fn into_wit(self) -> Result<wit::Scene, StashError> {
+        scene_to_wit(self)
+    }
+}
+
+fn scene_to_wit(s: JScene) -> Result<wit::Scene, StashError> {
     let files = s
         .files
         .unwrap_or_default()
@@ -429,6 +736,11 @@ pub fn scene_from_json(v: &Value) -> Result<wit::Scene, StashError> {
 mod tests {
     use super::*;
 
+    fn scene_from_json(v: &Value) -> Result<wit::Scene, StashError> {
+        let s: JScene = serde_json::from_value(v.clone()).map_err(|e| StashError::Malformed(e.to_string()))?;
+        s.into_wit()
+    }
+
     #[test]
     fn reads_a_full_scene() {
         let v = json!({"id":"45","title":"T","code":null,"details":"D","director":null,"date":"2024-05","rating100":80,
@@ -453,9 +765,90 @@ mod tests {
     }
 
     #[test]
-    fn images_only_from_stash() {
-        assert!(same_origin("http://127.0.0.1:9999/scene/1/screenshot", "http://127.0.0.1:9999"));
-        assert!(!same_origin("http://127.0.0.1:99990/x", "http://127.0.0.1:9999"));
-        assert!(!same_origin("http://evil/x", "http://127.0.0.1:9999"));
+    fn images_only_from_stash_image_routes() {
+        assert_eq!(
+            image_route("http://127.0.0.1:9999/scene/1/screenshot?t=1700000000").unwrap(),
+            "/scene/1/screenshot?t=1700000000"
+        );
+        assert_eq!(image_route("https://stash.example.net/performer/12/image").unwrap(), "/performer/12/image");
+        for bad in [
+            "http://127.0.0.1:9999/graphql?query={configuration{general{apiKey}plugins}}",
+            "http://127.0.0.1:9999/scene/1/stream",
+            "http://127.0.0.1:9999/scene/1/preview",
+            "http://127.0.0.1:9999/scene/1/screenshot?apikey=x",
+            "http://127.0.0.1:9999/scene/x/screenshot",
+            "http://127.0.0.1:9999/scene/1/screenshot/../../graphql",
+            "not a url",
+        ] {
+            assert!(image_route(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn images_are_known_formats() {
+        assert_eq!(image_kind(&[0xFF, 0xD8, 0xFF, 0xE0]), Some("jpeg"));
+        assert_eq!(image_kind(b"\x89PNG\r\n\x1a\nrest"), Some("png"));
+        assert_eq!(image_kind(b"RIFF\0\0\0\0WEBPVP8 "), Some("webp"));
+        assert_eq!(image_kind(b"{\"data\":{\"configuration\":1}}"), None);
+        assert_eq!(image_kind(b"<html>"), None);
+    }
+
+    #[test]
+    fn an_image_comes_only_from_our_stash_and_only_if_it_is_an_image_under_the_cap() {
+        use stash2plex_testkit::{FakeStash, SceneSpec, StashAuth, screenshot_bytes};
+        let stash = FakeStash::start(StashAuth::None).unwrap();
+        stash.upsert_scene(SceneSpec::new("1"));
+        let client = StashClient::new(&stash.url(), None, None);
+        let url = format!("{}/scene/1/screenshot?t=5", stash.url());
+        assert_eq!(client.fetch_image(&url).unwrap(), screenshot_bytes("1"));
+        // Another host in the URL: still fetched from the Stash we know.
+        let elsewhere = "http://stash.elsewhere.invalid:1/scene/1/screenshot".to_string();
+        assert_eq!(client.fetch_image(&elsewhere).unwrap(), screenshot_bytes("1"));
+        let graphql = format!("{}/graphql?query=%7Bconfiguration%7Bgeneral%7BapiKey%7D%7D%7D", stash.url());
+        let err = client.fetch_image(&graphql).unwrap_err();
+        assert!(
+            matches!(&err, TransportError::InvalidRequest(m) if m.contains("not one of Stash's image routes")),
+            "{err:?}"
+        );
+        stash.serve_screenshot("1", "text/html", b"<html>not an image</html>".to_vec());
+        let err = client.fetch_image(&url).unwrap_err();
+        assert!(matches!(&err, TransportError::InvalidRequest(m) if m.contains("is not an image")), "{err:?}");
+        stash.serve_screenshot("1", "image/jpeg", b"{\"data\":1}".to_vec());
+        assert!(client.fetch_image(&url).is_err(), "the content type alone does not make an image");
+        let mut huge = vec![0xFF, 0xD8, 0xFF];
+        huge.resize(usize::try_from(MAX_IMAGE_BYTES).unwrap() + 10, 0);
+        stash.serve_screenshot("1", "image/jpeg", huge);
+        assert!(matches!(client.fetch_image(&url), Err(TransportError::TooLarge(_))));
+    }
+
+    #[test]
+    fn an_answer_larger_than_the_largest_page_is_refused_not_buffered_whole() {
+        use stash2plex_testkit::{FakeStash, SceneSpec, StashAuth};
+        let stash = FakeStash::start(StashAuth::None).unwrap();
+        let mut huge = SceneSpec::new("1");
+        huge.details = Some("d".repeat(usize::try_from(MAX_GRAPHQL_BODY).unwrap() + 1024));
+        stash.upsert_scene(huge);
+        let client = StashClient::new(&stash.url(), None, None);
+        let err = client.find_scene("1").unwrap_err();
+        assert!(matches!(&err, StashError::Malformed(m) if m.contains("larger than")), "{err:?}");
+        let q = wit::SceneQuery { page: 1, per_page: 1_000_000, ids: Vec::new(), updated_after: None, related: None };
+        stash.upsert_scene(SceneSpec::new("1"));
+        assert_eq!(client.find_scenes(&q).unwrap().scenes.len(), 1);
+        let asked = stash.requests().last().map(|r| r.variables.clone()).unwrap_or_default();
+        assert_eq!(asked["filter"]["per_page"], MAX_PER_PAGE, "{asked}");
+    }
+
+    #[test]
+    fn a_debug_print_hides_the_credentials() {
+        let c = StashClient::new("http://127.0.0.1:9999", Some("cookie-value-123"), Some("api-key-456"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("cookie-value-123") && !shown.contains("api-key-456"), "{shown}");
+    }
+
+    #[test]
+    fn sha1_of_known_bytes() {
+        use sha1::Digest as _;
+        let hex: String = sha1::Sha1::digest(b"abc").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
     }
 }

@@ -36,9 +36,12 @@ impl Answer {
     pub fn to_json(&self) -> String {
         let v = match self {
             Answer::Output(o) => json!({ "output": o }),
-            Answer::Error(e) => json!({ "error": crate::plugin::log::scrub(e) }),
+            Answer::Error(e) => json!({ "error": e }),
         };
-        v.to_string()
+        // Whatever the answer holds (a task's report, a policy's text), no
+        // secret leaves on stdout; the serialized form is scrubbed, so
+        // JSON-escaped forms are caught too.
+        crate::plugin::log::scrub(&v.to_string())
     }
 
     pub fn exit_code(&self) -> i32 {
@@ -67,5 +70,17 @@ mod tests {
         let v: Value = serde_json::from_str(&Answer::Error("bad \"x\"".into()).to_json()).unwrap();
         assert_eq!(v, json!({"error":"bad \"x\""}));
         assert_eq!(Answer::Error(String::new()).exit_code(), 1);
+    }
+
+    #[test]
+    fn answers_are_scrubbed_of_secrets_in_every_form() {
+        crate::plugin::log::register_secret("answer-secret-42\"x");
+        let out =
+            Answer::ok("Plex said: GET /x?X-Plex-Token=answer-secret-42%22x failed; raw answer-secret-42\"x").to_json();
+        assert!(!out.contains("answer-secret-42"), "{out}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["output"], "Plex said: GET /x?X-Plex-Token=**** failed; raw ****");
+        let err = Answer::Error("token answer-secret-42\"x".into()).to_json();
+        assert!(!err.contains("answer-secret-42"), "{err}");
     }
 }

@@ -18,7 +18,7 @@ pub enum InputError {
     BadField { field: &'static str, detail: String },
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Clone, Default, Deserialize, Serialize)]
 pub struct SessionCookie {
     #[serde(rename = "Name", alias = "name", default)]
     pub name: Option<String>,
@@ -26,7 +26,7 @@ pub struct SessionCookie {
     pub value: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Clone, Default, Deserialize, Serialize)]
 pub struct ServerConnection {
     #[serde(rename = "Scheme", alias = "scheme", default)]
     pub scheme: Option<String>,
@@ -43,6 +43,46 @@ pub struct ServerConnection {
     pub dir: Option<String>,
     #[serde(rename = "PluginDir", alias = "pluginDir", default)]
     pub plugin_dir: Option<String>,
+}
+
+impl std::fmt::Debug for SessionCookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCookie")
+            .field("name", &self.name)
+            .field("value", &self.value.as_ref().map(|_| "****"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ServerConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConnection")
+            .field("base_url", &self.base_url())
+            .field("session_cookie", &self.session_cookie)
+            .field("api_key", &self.api_key.as_ref().map(|_| "****"))
+            .field("plugin_dir", &self.plugin_dir)
+            .finish()
+    }
+}
+
+/// serde's message without the value it quotes (`invalid type: integer
+/// `5`, expected ...`): the value may be a cookie or a key.
+fn without_values(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '`' if !quoted => {
+                quoted = true;
+                out.push_str("(value not shown)");
+            }
+            '`' => quoted = false,
+            _ if quoted => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl ServerConnection {
@@ -97,7 +137,7 @@ pub fn parse(raw: &[u8]) -> Result<PluginInput, InputError> {
     let connection = match top.remove("server_connection") {
         None | Some(Value::Null) => ServerConnection::default(),
         Some(v) => serde_json::from_value(v)
-            .map_err(|e| InputError::BadField { field: "server_connection", detail: e.to_string() })?,
+            .map_err(|e| InputError::BadField { field: "server_connection", detail: without_values(&e) })?,
     };
     let args = match top.remove("args") {
         None | Some(Value::Null) => Map::new(),
@@ -213,6 +253,17 @@ mod tests {
         let Invocation::Hook(h) = parse(raw.as_bytes()).unwrap().invocation else { panic!() };
         assert!(h.input.is_none());
         assert!(h.input_fields.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_cookie_is_never_echoed() {
+        let raw = r#"{"server_connection":{"SessionCookie":{"Name":"session","Value":12345678901234}},"args":{}}"#;
+        let e = parse(raw.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("server_connection") && e.contains("(value not shown)"), "{e}");
+        assert!(!e.contains("12345678901234"), "{e}");
+        let input = parse(TASK.as_bytes()).unwrap();
+        let shown = format!("{:?}", input.connection);
+        assert!(!shown.contains("MTc2ODA0="), "{shown}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// Stash drops lines over 64 KiB; stay well below, counting the prefix.
-const MAX_LINE_BYTES: usize = 16 * 1024;
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -62,16 +62,28 @@ pub fn set_min_level(level: Level) {
     MIN_LEVEL.store(level as u8, Ordering::Relaxed);
 }
 
-/// Register a value that must never appear in a log line (the Plex token, the
-/// Stash cookie and API key). Every line is scrubbed before it is written.
+/// Register a value that must never appear in a log line or an answer (the
+/// Plex token, the Stash cookie and API key), in the forms it can take on
+/// the way: as is, percent-encoded (in a URL) and JSON-escaped. Every line
+/// and every answer is scrubbed before it is written.
 pub fn register_secret(secret: &str) {
     if secret.len() < 4 {
         return;
     }
-    if let Ok(mut s) = SECRETS.lock()
-        && !s.iter().any(|x| x == secret)
-    {
-        s.push(secret.to_string());
+    // Percent-encoded as this host encodes query values, and with every
+    // punctuation character escaped (as stricter encoders do).
+    let encoded = crate::net::http::encode_component(secret);
+    let strict = percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json.get(1..json.len().saturating_sub(1)).unwrap_or_default().to_string();
+    if let Ok(mut s) = SECRETS.lock() {
+        for form in [secret.to_string(), encoded, strict, json] {
+            if form.len() >= 4 && !s.contains(&form) {
+                s.push(form);
+            }
+        }
+        // Longest first, so a form that contains another is replaced whole.
+        s.sort_by_key(|f| std::cmp::Reverse(f.len()));
     }
 }
 
@@ -98,8 +110,7 @@ fn frame(level_letter: char, plain_word: &str, message: &str) -> String {
         msg.truncate(cut);
         msg.push_str(" … (truncated)");
     }
-    // One record per line: embedded newlines would become unprefixed lines.
-    let msg = msg.replace(['\r', '\n'], " ");
+    let msg = escape_controls(&msg);
     if STASH_FORMAT.load(Ordering::Relaxed) {
         format!("\x01{level_letter}\x02{msg}\n")
     } else if TIMESTAMPS.load(Ordering::Relaxed) {
@@ -112,6 +123,24 @@ fn frame(level_letter: char, plain_word: &str, message: &str) -> String {
 /// `YYYY-MM-DDTHH:MM:SSZ` for the current time.
 fn utc_now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+/// One record per line, and nothing a terminal or Stash's log reader would
+/// act on: line breaks become spaces, other control characters (ESC, the
+/// `\x01`/`\x02` of Stash's framing, ...) become visible `\xNN` text.
+fn escape_controls(msg: &str) -> String {
+    if !msg.chars().any(char::is_control) {
+        return msg.to_string();
+    }
+    let mut out = String::with_capacity(msg.len() + 8);
+    for c in msg.chars() {
+        match c {
+            '\r' | '\n' | '\t' => out.push(' '),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A log file that rotates itself (the background drainer's log).
@@ -128,7 +157,7 @@ static LOG_FILE: Mutex<Option<LogFile>> = Mutex::new(None);
 /// passes `max_bytes` it is renamed to `<path>.1` (replacing the previous
 /// one) and a new file is started, so a long drain never fills the disk.
 pub fn log_to_file(path: &std::path::Path, max_bytes: u64) -> std::io::Result<()> {
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let file = crate::files::open_append(path)?;
     let written = file.metadata().map(|m| m.len()).unwrap_or(0);
     if let Ok(mut slot) = LOG_FILE.lock() {
         *slot = Some(LogFile { path: path.to_path_buf(), file, written, max_bytes });
@@ -148,7 +177,7 @@ fn write_line(line: &str) {
     {
         if log.written + line.len() as u64 > log.max_bytes
             && std::fs::rename(&log.path, rotated(&log.path)).is_ok()
-            && let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(&log.path)
+            && let Ok(f) = crate::files::open_append(&log.path)
         {
             log.file = f;
             log.written = 0;
@@ -162,8 +191,13 @@ fn write_line(line: &str) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
+/// Would a line at `level` be written?
+pub fn enabled(level: Level) -> bool {
+    (level as u8) >= MIN_LEVEL.load(Ordering::Relaxed)
+}
+
 pub fn log(level: Level, message: &str) {
-    if (level as u8) < MIN_LEVEL.load(Ordering::Relaxed) {
+    if !enabled(level) {
         return;
     }
     write_line(&frame(level.letter(), level.word(), message));
@@ -199,6 +233,13 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_cannot_forge_frames_or_drive_a_terminal() {
+        set_stash_format(true);
+        let line = frame('i', "INFO", "a\x1b[2Jb\x01e\x02forged\u{9b}c");
+        assert_eq!(line, "\x01i\x02a\\x1b[2Jb\\x01e\\x02forged\\x9bc\n");
+    }
+
+    #[test]
     fn utc_timestamps() {
         let t = utc_now();
         assert_eq!(t.len(), "2026-01-01T00:00:00Z".len(), "{t}");
@@ -206,9 +247,13 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_scrubbed() {
+    fn secrets_are_scrubbed_in_every_form() {
         register_secret("tok-123456789");
         assert_eq!(scrub("X-Plex-Token=tok-123456789&a=1"), "X-Plex-Token=****&a=1");
+        register_secret("p@ss w/\"q\"+1");
+        assert_eq!(scrub("url ?x=p%40ss%20w%2F%22q%22%2B1 end"), "url ?x=**** end");
+        assert_eq!(scrub(r#"{"k":"p@ss w/\"q\"+1"}"#), r#"{"k":"****"}"#);
+        assert_eq!(scrub("raw p@ss w/\"q\"+1"), "raw ****");
     }
 
     #[test]

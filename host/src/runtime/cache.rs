@@ -1,11 +1,18 @@
 //! The compiled-policy cache: Cranelift output on disk, so later processes
-//! deserialize a policy in well under a millisecond instead of compiling it.
+//! load a policy in about a millisecond instead of compiling it.
 //!
-//! Keyed by a SHA-256 of the component's bytes, the engine's compatibility
-//! hash (wasmtime version and settings) and the host version. Artifacts are
-//! written to a temp file and renamed into place; only the host writes the
-//! directory. Artifacts unused for 30 days are deleted when a new one is
-//! written; a used artifact's mtime is refreshed at most once a day.
+//! Compiled code is native code: loading a file that was not produced by
+//! this host from this component would run whatever it holds. So every
+//! artifact carries a keyed hash (BLAKE3, with a key only this host's data
+//! directory holds) over its file name, which pins the component's SHA-256,
+//! the engine's compatibility hash and the host version, and over its
+//! bytes. The file is read into memory, checked, and the checked bytes are
+//! the ones deserialized. A file that fails the check (copied from another
+//! policy, truncated, edited) is deleted and the component compiled again.
+//!
+//! Artifacts are written to a temp file and renamed into place. Artifacts
+//! unused for 30 days are deleted when a new one is written; a used
+//! artifact's mtime is refreshed at most once a day.
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -15,61 +22,109 @@ use wasmtime::component::Component;
 
 const MAX_AGE: Duration = Duration::from_secs(30 * 86_400);
 const TOUCH_EVERY: Duration = Duration::from_secs(86_400);
+/// An artifact file: this, the 32-byte tag, then wasmtime's bytes.
+const MAGIC: &[u8; 8] = b"s2pcwsm1";
+const HEADER: usize = MAGIC.len() + 32;
+const KEY_FILE: &str = "key";
 
 /// Load `wasm` (whose SHA-256 is `digest`) through the cache in `dir`;
 /// `Ok((component, cache_hit))`.
 pub fn load(engine: &Engine, wasm: &[u8], digest: &[u8; 32], dir: &Path) -> wasmtime::Result<(Component, bool)> {
     let path = artifact_path(engine, digest, dir);
-    if path.exists() {
-        // SAFETY: the cache directory is written only by this host, with the
-        // bytes `precompile_component` produced, renamed into place
-        // atomically; the file name pins the wasm hash and engine settings.
-        match unsafe { deserialize_artifact(engine, &path) } {
-            Ok(c) => {
-                mark_used(&path);
-                return Ok((c, true));
-            }
-            Err(e) => {
-                crate::warn!("Ignoring an unreadable compiled-policy cache file ({e}); compiling again");
-                let _ = std::fs::remove_file(&path);
-            }
+    let key = key(dir);
+    if let Some(key) = &key
+        && let Ok(bytes) = std::fs::read(&path)
+    {
+        match verified(key, &path, &bytes) {
+            // SAFETY: these bytes carry this host's keyed hash over this
+            // artifact's name (component hash, engine settings, host
+            // version) and content: `precompile_component` produced them.
+            Some(artifact) => match unsafe { Component::deserialize(engine, artifact) } {
+                Ok(c) => {
+                    mark_used(&path);
+                    return Ok((c, true));
+                }
+                Err(e) => crate::warn!("Ignoring an unreadable compiled-policy cache file ({e}); compiling again"),
+            },
+            None => crate::warn!(
+                "The compiled-policy cache file {} failed its integrity check (it was not written by this host for this policy); deleting it and compiling again",
+                path.display()
+            ),
         }
+        let _ = std::fs::remove_file(&path);
     }
     let compiled = engine.precompile_component(wasm)?;
     // SAFETY: these are the bytes `precompile_component` just produced with
     // this engine.
     let component = unsafe { Component::deserialize(engine, &compiled)? };
-    if let Err(e) = write_atomically(dir, &path, &compiled) {
-        crate::debug!("Could not write the compiled-policy cache at {}: {e}", path.display());
+    match &key {
+        Some(key) => {
+            let mut file = Vec::with_capacity(HEADER + compiled.len());
+            file.extend_from_slice(MAGIC);
+            file.extend_from_slice(tag(key, &path, &compiled).as_bytes());
+            file.extend_from_slice(&compiled);
+            if let Err(e) = write_atomically(dir, &path, &file) {
+                crate::debug!("Could not write the compiled-policy cache at {}: {e}", path.display());
+            }
+        }
+        None => crate::debug!("No cache key in {}; the compiled policy is not cached", dir.display()),
     }
     prune(dir, SystemTime::now());
     Ok((component, false))
 }
 
-/// Unix: map the artifact (no copy). Windows: read it and deserialize the
-/// bytes. A mapped file there cannot be deleted or renamed over while any
-/// process has it mapped, so a long-running drainer would pin a stale
-/// artifact (prune and a rewrite would fail); and wine cannot map a file
-/// executable copy-on-write, which `deserialize_file` needs. The copy costs
-/// a read of a few MB.
-///
-/// # Safety
-/// `path` must hold bytes `precompile_component` produced (see `load`).
-#[cfg(not(windows))]
-unsafe fn deserialize_artifact(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: as the caller promises.
-    unsafe { Component::deserialize_file(engine, path) }
+/// The artifact in `bytes`, if its tag is right.
+fn verified<'a>(key: &[u8; 32], path: &Path, bytes: &'a [u8]) -> Option<&'a [u8]> {
+    let (head, artifact) = (bytes.get(..HEADER)?, bytes.get(HEADER..)?);
+    if &head[..MAGIC.len()] != MAGIC {
+        return None;
+    }
+    let stored = blake3::Hash::from_bytes(head[MAGIC.len()..].try_into().ok()?);
+    // `blake3::Hash` compares in constant time.
+    (stored == tag(key, path, artifact)).then_some(artifact)
 }
 
-/// See the Unix version.
-///
-/// # Safety
-/// `path` must hold bytes `precompile_component` produced (see `load`).
-#[cfg(windows)]
-unsafe fn deserialize_artifact(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    let bytes = std::fs::read(path).map_err(|e| wasmtime::format_err!("cannot read {}: {e}", path.display()))?;
-    // SAFETY: as the caller promises.
-    unsafe { Component::deserialize(engine, &bytes) }
+fn tag(key: &[u8; 32], path: &Path, artifact: &[u8]) -> blake3::Hash {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut h = blake3::Hasher::new_keyed(key);
+    h.update(&(name.len() as u64).to_le_bytes());
+    h.update(name.as_bytes());
+    h.update(artifact);
+    h.finalize()
+}
+
+/// This data directory's cache key: made once (32 random bytes from the
+/// OS), never replaced while it exists.
+fn key(dir: &Path) -> Option<[u8; 32]> {
+    let path = dir.join(KEY_FILE);
+    let read = || std::fs::read(&path).ok().and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok());
+    if let Some(k) = read() {
+        return Some(k);
+    }
+    std::fs::create_dir_all(dir).ok()?;
+    let mut fresh = [0u8; 32];
+    for chunk in fresh.chunks_mut(8) {
+        chunk.copy_from_slice(&fastrand::u64(..).to_le_bytes());
+    }
+    // Mix in the OS's randomness (fastrand is seeded from it once).
+    let fresh: [u8; 32] = Sha256::new().chain_update(fresh).chain_update(os_random()).finalize().into();
+    let tmp = dir.join(format!(".key-{}-{}", std::process::id(), fastrand::u64(..)));
+    std::fs::write(&tmp, fresh).ok()?;
+    // A hard link never replaces an existing key (two first hooks at once
+    // agree on the one that got there first).
+    let _ = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    read()
+}
+
+fn os_random() -> [u8; 32] {
+    let mut buf = [0u8; 32];
+    #[cfg(unix)]
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut buf);
+    }
+    buf
 }
 
 fn mark_used(path: &Path) {
@@ -153,5 +208,23 @@ mod tests {
         assert_eq!(prune(dir.path(), now), 1);
         assert!(!old.exists());
         assert!(used.exists() && recent.exists() && other.exists());
+    }
+
+    #[test]
+    fn the_key_is_made_once_and_tags_bind_name_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(dir.path()).expect("a key is made");
+        assert_eq!(key(dir.path()), Some(k), "and kept");
+        let (a, b) = (dir.path().join("policy-a.cwasm"), dir.path().join("policy-b.cwasm"));
+        let mut file = MAGIC.to_vec();
+        file.extend_from_slice(tag(&k, &a, b"artifact").as_bytes());
+        file.extend_from_slice(b"artifact");
+        assert_eq!(verified(&k, &a, &file), Some(&b"artifact"[..]));
+        assert_eq!(verified(&k, &b, &file), None, "copied under another policy's name");
+        let mut edited = file.clone();
+        *edited.last_mut().unwrap() ^= 1;
+        assert_eq!(verified(&k, &a, &edited), None, "edited");
+        assert_eq!(verified(&[7; 32], &a, &file), None, "another install's key");
+        assert_eq!(verified(&k, &a, &file[..10]), None, "truncated");
     }
 }

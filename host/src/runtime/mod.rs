@@ -60,6 +60,35 @@ pub enum PolicyError {
     Trap(String),
 }
 
+/// What the host knows a policy to be, whatever name it claims: the
+/// built-in one, or a component by its SHA-256. Its state namespace and its
+/// log prefix come from this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Where its state lives in the queue database.
+    pub namespace: String,
+    /// Shown before its log lines.
+    pub label: String,
+    /// The component's SHA-256, hex.
+    pub sha256: String,
+}
+
+impl Identity {
+    fn of(digest: &[u8; 32], builtin: bool) -> Identity {
+        let sha256: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        if builtin {
+            // The name the built-in policy's state has always been kept under.
+            Identity { namespace: "stash2plex-default".into(), label: "stash2plex-default".into(), sha256 }
+        } else {
+            Identity {
+                namespace: format!("policy-{}", &sha256[..16]),
+                label: format!("policy {}", &sha256[..8]),
+                sha256,
+            }
+        }
+    }
+}
+
 /// A compiled, linked policy component, ready to be instantiated.
 pub struct Runtime {
     engine: Engine,
@@ -67,6 +96,7 @@ pub struct Runtime {
     limits: Limits,
     /// The world version the component was built against.
     pub world: Version,
+    pub identity: Identity,
     pub load_stats: LoadStats,
 }
 
@@ -96,18 +126,19 @@ impl Runtime {
     /// Load `wasm` (a component), using `cache_dir` for compiled code.
     pub fn load(wasm: &[u8], cache_dir: Option<&Path>, limits: Limits) -> Result<Runtime, PolicyError> {
         let digest: [u8; 32] = sha2::Sha256::digest(wasm).into();
-        Self::load_hashed(wasm, &digest, cache_dir, limits)
+        Self::load_hashed(wasm, &digest, false, cache_dir, limits)
     }
 
     /// The built-in policy.
     pub fn load_builtin(cache_dir: Option<&Path>, limits: Limits) -> Result<Runtime, PolicyError> {
-        Self::load_hashed(DEFAULT_POLICY, &DEFAULT_POLICY_SHA256, cache_dir, limits)
+        Self::load_hashed(DEFAULT_POLICY, &DEFAULT_POLICY_SHA256, true, cache_dir, limits)
     }
 
     /// Load `wasm` whose SHA-256 is `digest`.
     fn load_hashed(
         wasm: &[u8],
         digest: &[u8; 32],
+        builtin: bool,
         cache_dir: Option<&Path>,
         limits: Limits,
     ) -> Result<Runtime, PolicyError> {
@@ -130,7 +161,8 @@ impl Runtime {
         let pre = PolicyComponentPre::new(instance_pre)
             .map_err(|e| PolicyError::Contract(describe_mismatch(&engine, &component, &e)))?;
         let load_ms = start.elapsed().as_secs_f64() * 1000.0;
-        Ok(Runtime { engine, pre, limits, world, load_stats: LoadStats { cache_hit, load_ms } })
+        let identity = Identity::of(digest, builtin);
+        Ok(Runtime { engine, pre, limits, world, identity, load_stats: LoadStats { cache_hit, load_ms } })
     }
 
     /// A fresh instance with `state` as its capabilities.
@@ -175,7 +207,9 @@ impl Instance {
             return Err(PolicyError::Trap("the instance trapped earlier and cannot be entered again".into()));
         }
         self.store.set_fuel(self.limits.fuel_per_call).map_err(|e| PolicyError::Trap(format!("{e:#}")))?;
+        self.store.data_mut().begin_call();
         let result = f(&self.bindings, &mut self.store);
+        self.store.data_mut().end_call();
         result.map_err(|e| {
             self.poisoned = true;
             let err = self.classify(e);

@@ -36,8 +36,9 @@ impl PolicySession {
         check_info(&info)?;
         let state = instance.state_mut();
         state.queue.state_closed = false;
-        state.log.prefix = format!("[{}] ", info.name);
-        state.queue.queue.set_namespace(&info.name);
+        // What the host knows, not the name the policy claims.
+        state.log.prefix = format!("[{}] ", runtime.identity.label);
+        state.queue.queue.set_namespace(&runtime.identity.namespace);
         let parsed = parse::parse_all(&info.settings, settings).map_err(SessionError::Settings)?;
         configure(&mut instance, &parsed)?;
         Ok(PolicySession { runtime, instance: Some(instance), settings: parsed, info })

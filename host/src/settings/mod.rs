@@ -15,8 +15,15 @@ use crate::runtime::wit::policy::{SettingKind, SettingSpec, SettingValue, WholeR
 use serde_json::{Map, Value};
 use std::time::Duration;
 
-/// Keys never handed to the policy sandbox.
+/// Keys never handed to the policy sandbox, and never repeated in messages.
 const SECRET_KEYS: &[&str] = &["plex_token"];
+/// Addresses the policy and the hooks' copy never need (they may hold
+/// credentials a user pasted by mistake).
+const ADDRESS_KEYS: &[&str] = &["plex_url", "plex_proxy"];
+
+pub fn is_secret(key: &str) -> bool {
+    SECRET_KEYS.contains(&key)
+}
 
 /// Old names the original plugin read for the same settings.
 const ALIASES: &[(&str, &str)] = &[("plex_connect_timeout", "connect_timeout"), ("plex_read_timeout", "read_timeout")];
@@ -32,6 +39,9 @@ pub struct HostSettings {
     pub debug_logging: bool,
     /// Hooks start a background drainer after recording a change.
     pub auto_drain: bool,
+    /// An HTTP proxy for Plex the user asked for (never used for Stash or
+    /// a Plex on this machine).
+    pub plex_proxy: Option<String>,
     /// Dead letters older than this many days are deleted at the start of
     /// a drain; 0 keeps them forever.
     pub dlq_retention_days: u32,
@@ -48,6 +58,7 @@ impl std::fmt::Debug for HostSettings {
             .field("obfuscate_paths", &self.obfuscate_paths)
             .field("debug_logging", &self.debug_logging)
             .field("auto_drain", &self.auto_drain)
+            .field("plex_proxy", &self.plex_proxy)
             .field("dlq_retention_days", &self.dlq_retention_days)
             .finish()
     }
@@ -74,6 +85,12 @@ pub fn host_specs() -> Vec<SettingSpec> {
         spec("debug_logging", SettingKind::Flag, Flag(false), "More detail in Stash's log"),
         spec("auto_drain", SettingKind::Flag, Flag(true), "Hooks start a background process that syncs"),
         spec("dlq_retention_days", whole(0, 3650), Whole(30), "Dead letters older than this are deleted; 0 keeps them"),
+        spec(
+            "plex_proxy",
+            SettingKind::Text,
+            Text(String::new()),
+            "An HTTP proxy to reach Plex through (empty = none)",
+        ),
     ]
 }
 
@@ -122,10 +139,11 @@ pub fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) 
     if plex_url.is_empty() {
         problems.push("plex_url is not set: enter your Plex server's address (for example http://192.168.1.10:32400) in the plugin settings".into());
     } else {
-        let lower = plex_url.to_ascii_lowercase();
-        if !(lower.starts_with("http://") || lower.starts_with("https://")) || plex_url.len() < "http://x".len() {
-            problems.push(format!("plex_url must start with http:// or https:// (got {plex_url:?})"));
-        }
+        problems.extend(url_problem("plex_url", &plex_url, "Plex server"));
+    }
+    let plex_proxy = text("plex_proxy").trim_end_matches('/').to_string();
+    if !plex_proxy.is_empty() {
+        problems.extend(url_problem("plex_proxy", &plex_proxy, "proxy"));
     }
     let plex_token = text("plex_token");
     if plex_token.is_empty() {
@@ -145,15 +163,38 @@ pub fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) 
         obfuscate_paths: flag("obfuscate_paths"),
         debug_logging: flag("debug_logging"),
         auto_drain: flag("auto_drain"),
+        plex_proxy: (!plex_proxy.is_empty()).then_some(plex_proxy),
         dlq_retention_days: u32::try_from(number("dlq_retention_days")).unwrap_or(30),
     })
+}
+
+/// What is wrong with a server address setting, if anything. The address is
+/// shown only when it has no credentials in it.
+fn url_problem(key: &str, url: &str, what: &str) -> Option<String> {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://"));
+    let authority = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    if authority.is_some_and(|a| a.contains('@')) {
+        return Some(format!(
+            "{key} must not contain a user name or password; enter just the {what}'s address (for example http://192.168.1.10:32400)"
+        ));
+    }
+    if url.contains('?') || url.contains('#') {
+        return Some(format!(
+            "{key} must be just the {what}'s address, without ?query or #fragment (put the token in plex_token)"
+        ));
+    }
+    match authority {
+        Some(a) if !a.is_empty() && url.parse::<ureq::http::Uri>().is_ok() => None,
+        _ => Some(format!("{key} must start with http:// or https:// and name a server (got {url:?})")),
+    }
 }
 
 /// The settings map as the policy and the hooks' cached copy see it:
 /// secrets removed.
 pub fn without_secrets(map: &Map<String, Value>) -> Map<String, Value> {
     let mut m = map.clone();
-    for k in SECRET_KEYS {
+    for k in SECRET_KEYS.iter().chain(ADDRESS_KEYS) {
         m.remove(*k);
     }
     m
@@ -224,6 +265,40 @@ mod tests {
     }
 
     #[test]
+    fn credentials_in_addresses_are_refused_and_never_repeated() {
+        let base = |url: &str| json!({"plex_url": url, "plex_token": "abcdefghijkl"});
+        for (url, expected) in [
+            ("http://admin:hunter2@plex:32400", "must not contain a user name or password"),
+            ("http://plex:32400/?X-Plex-Token=tok-secret-1", "without ?query"),
+            ("http://plex:32400#frag", "without ?query or #fragment"),
+            ("http://", "must start with http:// or https:// and name a server"),
+        ] {
+            let errs = from_map(&map(base(url)), &no_env).unwrap_err();
+            let all = errs.join(" ");
+            assert!(all.contains(expected), "{url}: {all}");
+            assert!(!all.contains("hunter2") && !all.contains("tok-secret-1"), "{all}");
+        }
+        let errs =
+            from_map(&map(json!({"plex_url": "http://p.x", "plex_token": 1234567890123_i64})), &no_env).unwrap_err();
+        assert!(errs[0].contains("plex_token must be text (got a value that is not shown)"), "{errs:?}");
+        assert!(!errs[0].contains("1234567890123"));
+        let s = from_map(
+            &map(json!({"plex_url": "http://plex.lan:32400/", "plex_token": "abcdefghijkl",
+            "plex_proxy": "http://proxy.lan:3128"})),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(s.plex_proxy.as_deref(), Some("http://proxy.lan:3128"));
+        assert!(
+            from_map(
+                &map(json!({"plex_url": "http://p.x", "plex_token": "abcdefghijkl", "plex_proxy": "proxy"})),
+                &no_env
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn retention_days() {
         let base = json!({"plex_url":"http://p.x","plex_token":"abcdefghijkl"});
         let s = from_map(&map(base.clone()), &no_env).unwrap();
@@ -253,6 +328,8 @@ mod tests {
         let m = without_secrets(&map(json!({"plex_token":"secret-token-1","strict_matching":true})));
         assert!(!m.contains_key("plex_token"));
         assert!(m.contains_key("strict_matching"));
+        let m = without_secrets(&map(json!({"plex_url":"http://u:pw@plex:32400","plex_proxy":"http://p"})));
+        assert!(m.is_empty(), "{m:?}");
         assert!(cached_flag(&map(json!({"auto_drain": "off"})), "obfuscate_paths").eq(&false));
         assert!(!cached_flag(&map(json!({"auto_drain": "off"})), "auto_drain"));
         assert!(cached_flag(&map(json!({"auto_drain": "perhaps"})), "auto_drain"), "invalid → default on");

@@ -32,6 +32,8 @@ pub fn parse_value(spec: &SettingSpec, raw: Option<&Value>) -> Result<SettingVal
         Some(v) => v,
     };
     let key = &spec.key;
+    // A secret's value is never repeated in a message.
+    let shown = |v: &Value| if super::is_secret(key) { "a value that is not shown".to_string() } else { shown(v) };
     match &spec.kind {
         SettingKind::Flag => flag(raw)
             .map(SettingValue::Flag)

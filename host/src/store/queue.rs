@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, Error)]
 pub enum QueueError {
@@ -74,6 +74,20 @@ impl DeadFilter {
     pub fn all() -> DeadFilter {
         DeadFilter { class: None, since_ms: i64::MIN, until_ms: i64::MAX }
     }
+}
+
+/// A hook event as it was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub id: u64,
+    pub trigger: String,
+    pub object_id: Option<String>,
+    pub input_fields: Vec<String>,
+    /// The mutation input as JSON text.
+    pub input: Option<String>,
+    pub received_ms: i64,
+    /// How often the policy failed on it.
+    pub tries: u32,
 }
 
 /// A live job as reports (and tests) see it.
@@ -162,6 +176,24 @@ impl Queue {
                      value TEXT NOT NULL
                  );
                  PRAGMA user_version = 1;
+                 COMMIT;",
+            )?;
+        }
+        if version < 2 {
+            // Hook events, recorded as they arrive and handed to the policy
+            // by the drainer (see `hook.rs`).
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS events (
+                     id            INTEGER PRIMARY KEY AUTOINCREMENT,
+                     trigger       TEXT NOT NULL,
+                     object_id     TEXT,
+                     input_fields  TEXT NOT NULL,
+                     input         TEXT,
+                     received      INTEGER NOT NULL,
+                     tries         INTEGER NOT NULL DEFAULT 0
+                 );
+                 PRAGMA user_version = 2;
                  COMMIT;",
             )?;
         }
@@ -448,6 +480,120 @@ impl Queue {
         Ok(())
     }
 
+    /// Record a hook event (one commit). Returns its id.
+    pub fn record_event(
+        &mut self,
+        trigger: &str,
+        object_id: Option<&str>,
+        input_fields: &[String],
+        input: Option<&str>,
+        now_ms: i64,
+    ) -> Result<u64, QueueError> {
+        let fields = serde_json::to_string(input_fields).unwrap_or_else(|_| "[]".into());
+        self.conn.execute(
+            "INSERT INTO events (trigger, object_id, input_fields, input, received) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![trigger, object_id, fields, input, now_ms],
+        )?;
+        Ok(self.conn.last_insert_rowid() as u64)
+    }
+
+    /// The oldest recorded events, at most `limit`.
+    pub fn pending_events(&self, limit: u32) -> Result<Vec<StoredEvent>, QueueError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, trigger, object_id, input_fields, input, received, tries FROM events ORDER BY id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit], |r| {
+            let fields: String = r.get(3)?;
+            Ok(StoredEvent {
+                id: r.get::<_, i64>(0)? as u64,
+                trigger: r.get(1)?,
+                object_id: r.get(2)?,
+                input_fields: serde_json::from_str(&fields).unwrap_or_default(),
+                input: r.get(4)?,
+                received_ms: r.get(5)?,
+                tries: r.get::<_, i64>(6)?.clamp(0, i64::from(u32::MAX)) as u32,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Is any hook event waiting for the policy?
+    pub fn has_events(&self) -> Result<bool, QueueError> {
+        Ok(self.conn.query_row("SELECT EXISTS (SELECT 1 FROM events)", [], |r| r.get(0))?)
+    }
+
+    pub fn count_events(&self) -> Result<u64, QueueError> {
+        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// The policy handled the event (or the host recorded it for it).
+    pub fn finish_event(&mut self, id: u64) -> Result<(), QueueError> {
+        self.conn.execute("DELETE FROM events WHERE id = ?1", [id as i64])?;
+        Ok(())
+    }
+
+    /// The policy failed on the event; returns how often it has now.
+    pub fn event_failed(&mut self, id: u64) -> Result<u32, QueueError> {
+        let tries: i64 = self.conn.query_row(
+            "UPDATE events SET tries = tries + 1 WHERE id = ?1 RETURNING tries",
+            [id as i64],
+            |r| r.get(0),
+        )?;
+        Ok(tries.clamp(0, i64::from(u32::MAX)) as u32)
+    }
+
+    /// Record many changes at once (one transaction, e.g. a page of Sync
+    /// All), each as `enqueue` would, due now. Returns how many were new
+    /// (the rest coalesced with jobs already queued).
+    pub fn enqueue_many(&mut self, jobs: &[(String, String)], now_ms: i64) -> Result<u64, QueueError> {
+        let tx = self.tx()?;
+        let mut created = 0;
+        for (scene_id, payload) in jobs {
+            let existed: bool =
+                tx.query_row("SELECT EXISTS (SELECT 1 FROM jobs WHERE scene_id = ?1)", [scene_id], |r| r.get(0))?;
+            tx.execute(
+                "INSERT INTO jobs (scene_id, payload, state, not_before, first_enqueued, last_enqueued)
+                 VALUES (?1, ?2, 'ready', ?3, ?3, ?3)
+                 ON CONFLICT (scene_id) DO UPDATE SET
+                     payload = excluded.payload,
+                     last_enqueued = excluded.last_enqueued,
+                     dirty = CASE WHEN state = 'running' THEN 1 ELSE dirty END,
+                     not_before = CASE WHEN state = 'running' THEN not_before ELSE MIN(not_before, ?3) END,
+                     attempt = CASE WHEN state = 'running' THEN attempt ELSE 0 END",
+                params![scene_id, payload, now_ms],
+            )?;
+            created += u64::from(!existed);
+        }
+        tx.commit()?;
+        Ok(created)
+    }
+
+    /// Drop the waiting job of `scene_id` (the scene is gone from Stash). A
+    /// running job finishes its attempt. Returns whether a job was dropped.
+    pub fn forget(&mut self, scene_id: &str) -> Result<bool, QueueError> {
+        let n = self.conn.execute("DELETE FROM jobs WHERE scene_id = ?1 AND state = 'ready'", [scene_id])?;
+        Ok(n > 0)
+    }
+
+    /// Clear Pending Queue: every waiting job and every recorded event (a
+    /// running job finishes). Returns (jobs, events).
+    pub fn clear_pending(&mut self) -> Result<(u64, u64), QueueError> {
+        let tx = self.tx()?;
+        let jobs = tx.execute("DELETE FROM jobs WHERE state = 'ready'", [])?;
+        let events = tx.execute("DELETE FROM events", [])?;
+        tx.commit()?;
+        Ok((jobs as u64, events as u64))
+    }
+
+    /// How many state keys the current namespace holds.
+    pub fn state_key_count(&self) -> Result<u64, QueueError> {
+        let n: i64 =
+            self.conn
+                .query_row("SELECT COUNT(*) FROM policy_state WHERE namespace = ?1", [&self.namespace], |r| r.get(0))?;
+        Ok(n.max(0) as u64)
+    }
+
     /// Host bookkeeping (cached settings, device id).
     pub fn host_get(&self, key: &str) -> Result<Option<String>, QueueError> {
         Ok(self.conn.query_row("SELECT value FROM host_state WHERE key = ?1", [key], |r| r.get(0)).optional()?)
@@ -708,6 +854,51 @@ mod tests {
         let mut q = Queue::open(&path).unwrap();
         assert_eq!(q.counts(0).unwrap().running, 1);
         assert_eq!(q.claim(1000, 5000, 2).unwrap().unwrap().payload, "a");
+    }
+
+    #[test]
+    fn hook_events_are_kept_until_handled_and_counted_when_they_fail() {
+        let mut q = q();
+        let fields = vec!["id".to_string(), "title".to_string()];
+        let a = q.record_event("Scene.Update.Post", Some("12"), &fields, Some(r#"{"id":"12"}"#), 5).unwrap();
+        let b = q.record_event("Scene.Create.Post", Some("13"), &[], None, 6).unwrap();
+        assert!(q.has_events().unwrap());
+        let events = q.pending_events(10).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            (events[0].id, events[0].trigger.as_str(), events[0].object_id.as_deref()),
+            (a, "Scene.Update.Post", Some("12"))
+        );
+        assert_eq!(events[0].input_fields, fields);
+        assert_eq!(events[1].input, None);
+        assert_eq!(q.event_failed(a).unwrap(), 1);
+        assert_eq!(q.event_failed(a).unwrap(), 2);
+        q.finish_event(b).unwrap();
+        let left = q.pending_events(10).unwrap();
+        assert_eq!((left.len(), left[0].tries), (1, 2));
+        q.finish_event(a).unwrap();
+        assert!(!q.has_events().unwrap());
+    }
+
+    #[test]
+    fn bulk_enqueue_coalesces_and_clear_pending_keeps_running_jobs() {
+        let mut q = q();
+        q.enqueue("1", "old", 500, 0).unwrap();
+        q.enqueue("2", "a", 0, 0).unwrap();
+        let running = q.claim(60_000, 0, 1).unwrap().unwrap();
+        assert_eq!(running.scene_id, "2");
+        let page: Vec<(String, String)> =
+            ["1", "2", "3"].iter().map(|id| (id.to_string(), "bulk".to_string())).collect();
+        assert_eq!(q.enqueue_many(&page, 100).unwrap(), 1, "only scene 3 is new");
+        assert_eq!(q.claim(60_000, 100, 2).unwrap().unwrap().payload, "bulk", "scene 1 coalesced and due now");
+        q.record_event("Scene.Update.Post", Some("9"), &[], None, 1).unwrap();
+        let (jobs, events) = q.clear_pending().unwrap();
+        assert_eq!((jobs, events), (1, 1), "scene 3 and the event; the two claimed jobs stay");
+        q.complete(running.id, running.lease, &[], 200).unwrap();
+        assert_eq!(q.counts(200).unwrap().ready, 1, "scene 2 changed while running: runs again");
+        assert!(q.forget("2").unwrap());
+        assert!(!q.forget("2").unwrap());
+        assert_eq!(q.counts(200).unwrap().ready, 0);
     }
 
     /// The queue interface's promises, one test each, in the order the WIT

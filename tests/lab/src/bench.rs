@@ -5,7 +5,11 @@
 //! - hook wall time: one process per hook, as Stash runs it, warm cache;
 //! - policy load: compile with Cranelift (cold) vs deserialize the cached
 //!   artifact (warm), in-process, plus instantiate + configure;
-//! - Plex requests per synced scene, first sync and steady state;
+//! - Plex requests per changed and unchanged scene (images excluded), for
+//!   the matching itself, image uploads, and Stash requests per scene, on
+//!   a library of `--scenes` (the budgets: ≤ 3 per changed scene, ≤ 1 and no
+//!   write per unchanged one, uploads only for changed images, ≤ 0.1 Stash
+//!   requests per scene);
 //! - drain throughput on the loopback simulator.
 
 use crate::spawn::Plugin;
@@ -108,49 +112,85 @@ pub fn run(plugin: &Plugin, args: BenchArgs) -> Result<(), String> {
     println!("  Plex requests during hooks                   {:8}", plex.requests().len());
     println!();
 
-    // --- first sync of every scene -----------------------------------------
-    for (id, _) in &pairs {
-        plugin.invoke(&hook(id))?;
-    }
-    plex.clear_requests();
-    let t = Instant::now();
-    let out = plugin.invoke(&json!({"server_connection": conn, "args": {"mode": "process_queue"}}))?;
-    let drain_ms = t.elapsed().as_secs_f64() * 1000.0;
-    if out.get("error").is_some() {
-        return Err(format!("process_queue failed: {out}"));
-    }
-    let n = pairs.len() as f64;
-    let first_total = plex.requests().len();
-    let listing = plex.count("GET", "/library/sections");
-    println!("first sync of {} scenes (one Process Queue task)", pairs.len());
-    println!(
-        "  Plex requests                                {first_total:8}   ({:.2} per scene; goal ≤ 3)",
-        first_total as f64 / n
-    );
-    println!("  of which sections + listing pages            {listing:8}");
-    println!("  edits (PUT)                                  {:8}", plex.count("PUT", "/"));
-    println!(
-        "  task wall time                               {drain_ms:8.0} ms   ({:.0} scenes/s)",
-        n / (drain_ms / 1000.0)
-    );
+    // --- metadata budgets: first sync, unchanged, changed, new images ------
+    let drain = |label: &str, goal_changed: Option<f64>| -> Result<(), String> {
+        plex.clear_requests();
+        stash.clear_requests();
+        let t = Instant::now();
+        let out = plugin.invoke(&json!({"server_connection": conn, "args": {"mode": "process_queue"}}))?;
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        if out.get("error").is_some() {
+            return Err(format!("process_queue failed: {out}"));
+        }
+        let n = pairs.len() as f64;
+        let reqs = plex.requests();
+        let is_image =
+            |p: &str| p.ends_with("/posters") || p.ends_with("/arts") || p.ends_with("/poster") || p.ends_with("/art");
+        let non_image = reqs.iter().filter(|r| !is_image(&r.path)).count();
+        let matching = reqs
+            .iter()
+            .filter(|r| {
+                r.method == "GET" && (r.path == "/library/sections" || r.path.starts_with("/library/sections/"))
+            })
+            .count();
+        let item_reads = reqs
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.starts_with("/library/metadata/") && !is_image(&r.path))
+            .count();
+        let writes = reqs.iter().filter(|r| r.method == "PUT" && !is_image(&r.path)).count();
+        let uploads = reqs.iter().filter(|r| r.method == "POST" && is_image(&r.path)).count();
+        let image_reqs = reqs.iter().filter(|r| is_image(&r.path)).count();
+        let graphql = stash.requests().iter().filter(|r| r.path == "/graphql").count();
+        let stash_images = stash.requests().iter().filter(|r| r.path.ends_with("/screenshot")).count();
+        println!("{label} ({} scenes, one Process Queue task, {ms:.0} ms)", pairs.len());
+        let goal = goal_changed.map_or_else(String::new, |g| format!("; goal ≤ {g}"));
+        println!("  Plex requests per scene, images excluded      {:8.3}{goal}", non_image as f64 / n);
+        println!("    for matching (sections, listing pages)      {:8.3}", matching as f64 / n);
+        println!("    item reads (batched + read-back)            {:8.3}", item_reads as f64 / n);
+        println!("    writes (PUT edit / rate)                    {writes:8}");
+        println!("  image requests / uploads                      {image_reqs:8} / {uploads}");
+        println!("  Stash requests per scene (GraphQL)            {:8.3}   (goal ≤ 0.1)", graphql as f64 / n);
+        println!("  Stash image downloads                         {stash_images:8}");
+        println!();
+        Ok(())
+    };
+    let hook_all = || -> Result<(), String> {
+        for (id, _) in &pairs {
+            plugin.invoke(&hook(id))?;
+        }
+        Ok(())
+    };
 
-    // --- steady state: one changed scene ------------------------------------
-    let (id, _) = &pairs[pairs.len() / 2];
-    let mut scene = stash.scene(id).ok_or("scene vanished")?;
-    scene.title = Some(format!("{} (edited)", scene.title.unwrap_or_default()));
-    stash.upsert_scene(scene);
-    plugin.invoke(&hook(id))?;
-    plex.clear_requests();
-    plugin.invoke(&json!({"server_connection": conn, "args": {"mode": "process_queue"}}))?;
-    println!("one edited scene, next Process Queue");
-    println!(
-        "  Plex requests                                {:8}   (sections + listing are re-read once per drain)",
-        plex.requests().len()
-    );
-    println!(
-        "  of which for the scene itself                {:8}",
-        plex.requests().len() - plex.count("GET", "/library/sections")
-    );
+    hook_all()?;
+    drain("first sync, every scene changed, new images", Some(3.0))?;
+
+    hook_all()?;
+    drain("re-sync of unchanged scenes (goal: ≤ 1 request per scene, 0 writes, 0 uploads)", Some(1.0))?;
+
+    for (id, _) in &pairs {
+        let mut scene = stash.scene(id).ok_or("scene vanished")?;
+        scene.title = Some(format!("{} (edited)", scene.title.unwrap_or_default()));
+        stash.upsert_scene(scene);
+    }
+    hook_all()?;
+    drain("every scene edited in Stash, images unchanged (goal: 0 uploads)", Some(3.0))?;
+
+    let tenth = (pairs.len() / 10).max(1);
+    stash.advance_clock(std::time::Duration::from_secs(2));
+    for (id, _) in pairs.iter().take(tenth) {
+        // A JPEG header, then bytes of its own: a new cover.
+        let mut cover = vec![0xFF, 0xD8, 0xFF, 0xE0];
+        cover.extend_from_slice(format!("new cover for {id}").as_bytes());
+        stash.set_screenshot(id, cover);
+    }
+    hook_all()?;
+    drain(
+        &format!(
+            "{tenth} covers regenerated in Stash, the rest unchanged (goal: {} uploads, poster + background of those only)",
+            2 * tenth
+        ),
+        Some(1.0),
+    )?;
 
     let _ = std::fs::remove_dir_all(&work);
     Ok(())

@@ -46,8 +46,9 @@ enum Command {
         /// Hook processes to time (after one warm-up).
         #[arg(long, default_value_t = 50)]
         spawns: usize,
-        /// Scenes in the simulated library.
-        #[arg(long, default_value_t = 200)]
+        /// Scenes in the simulated library (the metadata budgets are set
+        /// for 1,000).
+        #[arg(long, default_value_t = 1000)]
         scenes: usize,
     },
     /// Build the plugin zip (static Linux x86_64 and arm64 binaries, a

@@ -11,7 +11,17 @@
 //! | `panic-on-step` | claims a job, then panics while holding its lease |
 //! | `huge-log` | logs a 10 MiB line (with a forged Stash log frame) before enqueueing |
 //! | `spin-step` | `step` answers `wait-ms(0)` forever |
+//! | `hollow-step` | `step` answers `worked` forever without doing anything |
 //!
+//! The task `attack` (args `{"which": ...}`) tries one thing a policy must
+//! not be able to do and answers what the host said (see `attack`): mint a
+//! token, change server preferences, make Plex fetch a URL, read Stash's
+//! settings through an "image", read another policy's state, flood the
+//! queue, the state or the log.
+//!
+//! `info` reports the name in [`NAME_SLOT`] (the text after `=`); tests
+//! patch it in the built module to make a policy that claims to be the
+//! built-in one.
 //! It declares its two settings (`misbehave`, a choice of the modes above,
 //! and `misbehave_lease_ms`), so the host parses and passes them like any
 //! policy's.
@@ -19,6 +29,10 @@
 //! Everything that touches the generated bindings is wasm32-only, so the
 //! crate also builds (as an empty library) natively for `cargo clippy
 //! --workspace`.
+
+/// `info`'s name is the text after `=` (up to the first NUL). Tests find
+/// these exact bytes in the core module and overwrite the name.
+pub static NAME_SLOT: [u8; 40] = *b"misbehave-name=stash2plex-misbehave\0\0\0\0\0";
 
 #[cfg(target_arch = "wasm32")]
 mod glue {
@@ -29,9 +43,9 @@ mod glue {
 
     use exports::stash2plex::policy::policy::{
         Condition, Event, EventOutcome, Guest, PolicyInfo, PolicyStatus, Setting, SettingKind, SettingSpec,
-        SettingValue, StepOutcome, WholeRange,
+        SettingValue, StepOutcome, TaskSpec, WholeRange,
     };
-    use stash2plex::policy::{clock, log, queue};
+    use stash2plex::policy::{clock, log, plex, queue};
 
     #[derive(Clone, Copy, PartialEq, Eq)]
     enum Mode {
@@ -43,6 +57,7 @@ mod glue {
         PanicOnStep,
         HugeLog,
         SpinStep,
+        HollowStep,
     }
 
     const MODES: &[(&str, Mode)] = &[
@@ -54,6 +69,7 @@ mod glue {
         ("panic-on-step", Mode::PanicOnStep),
         ("huge-log", Mode::HugeLog),
         ("spin-step", Mode::SpinStep),
+        ("hollow-step", Mode::HollowStep),
     ];
 
     thread_local! {
@@ -96,10 +112,10 @@ mod glue {
                 },
             ];
             PolicyInfo {
-                name: "stash2plex-misbehave".into(),
+                name: claimed_name(),
                 version: env!("CARGO_PKG_VERSION").into(),
                 settings,
-                tasks: Vec::new(),
+                tasks: vec![TaskSpec { name: "attack".into(), description: "Try one forbidden thing".into() }],
             }
         }
 
@@ -155,6 +171,7 @@ mod glue {
             match mode() {
                 Mode::LoopOnStep => spin_forever(),
                 Mode::SpinStep => return Ok(StepOutcome::WaitMs(0)),
+                Mode::HollowStep => return Ok(StepOutcome::Worked("misbehave did nothing at all".into())),
                 _ => {}
             }
             let lease_ms = LEASE_MS.with(Cell::get);
@@ -174,8 +191,12 @@ mod glue {
             Ok(StepOutcome::Worked(format!("misbehave completed scene {}", job.scene_id)))
         }
 
-        fn run_task(name: String, _args: String) -> Result<String, String> {
-            Err(format!("misbehave has no task {name:?}"))
+        fn run_task(name: String, args: String) -> Result<String, String> {
+            if name != "attack" {
+                return Err(format!("misbehave has no task {name:?}"));
+            }
+            let which = args.split("\"which\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
+            Ok(format!("attack {which}: {}", attack(which)))
         }
 
         fn status() -> Result<PolicyStatus, String> {
@@ -186,6 +207,109 @@ mod glue {
                 outages: Vec::new(),
             })
         }
+    }
+
+    fn request(method: plex::Method, path: &str, query: &[(&str, &str)], body: plex::Body) -> plex::Request {
+        plex::Request {
+            method,
+            path: path.into(),
+            query: query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            headers: Vec::new(),
+            body,
+            timeout_ms: None,
+        }
+    }
+
+    fn sent(r: Result<plex::Response, plex::TransportError>) -> String {
+        match r {
+            Ok(resp) => format!(
+                "SENT, Plex answered {} with {} bytes: {}",
+                resp.status,
+                resp.body.len(),
+                String::from_utf8_lossy(&resp.body[..resp.body.len().min(300)])
+            ),
+            Err(e) => format!("refused: {e:?}"),
+        }
+    }
+
+    /// Try one forbidden thing; say what happened.
+    fn attack(which: &str) -> String {
+        use plex::{Body, Method};
+        let stash = "http://127.0.0.1:9999";
+        match which {
+            "mint-token" => sent(plex::send(&request(
+                Method::Get,
+                "/security/token",
+                &[("type", "delegation"), ("scope", "all")],
+                Body::Empty,
+            ))),
+            "prefs" => sent(plex::send(&request(Method::Put, "/:/prefs", &[("allowMediaDeletion", "1")], Body::Empty))),
+            "poster-url" => sent(plex::send(&request(
+                Method::Post,
+                "/library/metadata/1/posters",
+                &[("url", "http://192.168.1.1/admin")],
+                Body::Empty,
+            ))),
+            "token-in-query" => {
+                sent(plex::send(&request(Method::Get, "/library/sections", &[("X-Plex-Token", "guess")], Body::Empty)))
+            }
+            "absolute-url" => sent(plex::send(&request(Method::Get, "http://evil.example/x", &[], Body::Empty))),
+            "edit-thumb" => sent(plex::send(&request(
+                Method::Put,
+                "/library/sections/1/all",
+                &[("type", "1"), ("id", "1"), ("thumb.value", "http://evil.example/x.jpg")],
+                Body::Empty,
+            ))),
+            "stash-settings-as-image" => sent(plex::send(&request(
+                Method::Put,
+                "/library/sections/1/all",
+                &[("type", "1"), ("id", "1")],
+                Body::StashImage(format!("{stash}/graphql?query={{configuration{{general{{apiKey}}plugins}}}}")),
+            ))),
+            "long-timeout" => {
+                let mut r = request(Method::Get, "/identity", &[], Body::Empty);
+                r.timeout_ms = Some(u32::MAX);
+                sent(plex::send(&r))
+            }
+            "snoop-state" => format!("{:?}", queue::state_get("resilience/v1")),
+            "state-flood" => {
+                let big = "x".repeat(1 << 20);
+                let one = queue::state_set(&[queue::StateWrite { key: "big".into(), value: Some(big) }]);
+                let many: Vec<queue::StateWrite> =
+                    (0..2000).map(|i| queue::StateWrite { key: format!("k{i}"), value: Some("v".into()) }).collect();
+                format!("one MiB value: {one:?}; 2000 keys at once: {:?}", queue::state_set(&many))
+            }
+            "payload-flood" => {
+                let big = "p".repeat(1 << 20);
+                let first = queue::enqueue("900001", &big, i64::MAX);
+                let far = queue::enqueue("900002", "{\"v\":1}", i64::MAX);
+                let bad_id = queue::enqueue("../../etc/passwd", "{}", 0);
+                format!("1 MiB payload: {first:?}; due at the end of time: {far:?}; bad scene id: {bad_id:?}")
+            }
+            "enqueue-flood" => {
+                let mut refused = 0;
+                for i in 0..2_000u32 {
+                    if queue::enqueue(&(800_000 + i).to_string(), "{}", 0).is_err() {
+                        refused += 1;
+                    }
+                }
+                format!("{refused} of 2000 enqueues refused")
+            }
+            "log-flood" => {
+                for i in 0..100_000 {
+                    log::write(log::Level::Info, &format!("misbehave flood line {i}"));
+                }
+                "logged 100000 lines".into()
+            }
+            other => format!("unknown attack {other:?}"),
+        }
+    }
+
+    /// The name `info` claims (patched by tests).
+    fn claimed_name() -> String {
+        let slot = black_box(&super::NAME_SLOT);
+        let text = std::str::from_utf8(&slot[..]).unwrap_or("").trim_end_matches('\0');
+        text.split_once('=').map(|(_, v)| v).unwrap_or("stash2plex-misbehave").to_string()
     }
 
     export!(Misbehave);
