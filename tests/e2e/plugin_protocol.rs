@@ -99,46 +99,25 @@ fn a_closed_stdout_does_not_panic() {
 }
 
 /// Stash loads the plugin YAML strictly: an unknown key or a bad setting type
-/// makes the whole plugin fail to load. Check the shape we ship, and that
-/// every task mode and setting it declares is one the binary knows.
+/// makes the whole plugin fail to load. Load the shape we ship with the test
+/// kit's model of Stash's loader, and check that every task mode and setting
+/// it declares is one the binary knows.
 #[test]
 fn the_plugin_yaml_only_uses_keys_stash_accepts_and_modes_we_handle() {
+    use stash2plex_testkit::stash_plugins::{Interface, SettingType, parse_plugin_yaml};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin/Stash2Plex.yml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let top_allowed =
-        ["name", "description", "version", "url", "interface", "exec", "errLog", "tasks", "hooks", "settings", "ui"];
-    let mut top = Vec::new();
-    let mut section = String::new();
-    let mut modes = Vec::new();
-    let mut settings = Vec::new();
-    let mut types = Vec::new();
-    let mut triggers = Vec::new();
-    for line in text.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()) {
-        let indent = line.len() - line.trim_start().len();
-        let trimmed = line.trim();
-        if indent == 0 {
-            let key = trimmed.split(':').next().unwrap().to_string();
-            section = key.clone();
-            top.push(key);
-            continue;
-        }
-        if let Some(mode) = trimmed.strip_prefix("mode: ") {
-            modes.push(mode.trim().to_string());
-        }
-        if section == "settings" && indent == 2 {
-            settings.push(trimmed.trim_end_matches(':').to_string());
-        }
-        if let Some(t) = trimmed.strip_prefix("type: ") {
-            types.push(t.trim().to_string());
-        }
-        if section == "hooks" && trimmed.starts_with("- ") && indent >= 6 {
-            triggers.push(trimmed[2..].trim().to_string());
-        }
+    let config = parse_plugin_yaml(&text).expect("Stash loads the plugin YAML");
+    config.check_triggers().unwrap();
+    assert_eq!(config.interface, Interface::Raw);
+    assert_eq!(config.exec, ["stash2plex", "plugin", "--plugin-dir", "{pluginDir}"]);
+    let modes: Vec<String> = config.tasks.iter().filter_map(|t| t.default_args.0.get("mode").cloned()).collect();
+    assert_eq!(modes.len(), config.tasks.len(), "every task names its mode");
+    let settings: Vec<String> = config.settings.0.keys().cloned().collect();
+    for (key, s) in &config.settings.0 {
+        assert!(s.declared_type.is_some(), "{key} declares its type");
     }
-    for key in &top {
-        assert!(top_allowed.contains(&key.as_str()), "unknown top-level key {key:?}");
-    }
-    assert!(text.contains("interface: raw") && text.contains("exec:\n  - stash2plex\n"));
+    let triggers: Vec<String> = config.hooks.iter().flat_map(|h| h.triggered_by.iter().flatten().cloned()).collect();
     // The modes the host runs and the ones the built-in policy declares.
     let runtime = Runtime::load(DEFAULT_POLICY, None, Limits::default()).expect("the built-in policy loads");
     let info = stash2plex::runtime::session::admit(&runtime).expect("the built-in policy is admitted");
@@ -148,20 +127,20 @@ fn the_plugin_yaml_only_uses_keys_stash_accepts_and_modes_we_handle() {
     for m in &modes {
         assert!(known.contains(m), "task mode {m:?} is not handled by the binary");
     }
-    assert_eq!(types.len(), settings.len(), "every setting declares its type");
     // Every setting is declared by the host or the policy, with the kind its
     // Stash type stores.
     let mut specs = stash2plex::settings::host_specs();
     specs.extend(info.settings.iter().cloned());
-    for (key, ty) in settings.iter().zip(&types) {
+    for (key, setting) in &config.settings.0 {
         let spec = specs.iter().find(|s| &s.key == key).unwrap_or_else(|| panic!("{key} is read by nobody"));
+        let ty = setting.kind();
         let fits = matches!(
-            (ty.as_str(), &spec.kind),
-            ("BOOLEAN", SettingKind::Flag)
-                | ("NUMBER", SettingKind::Whole(_))
-                | ("STRING", SettingKind::Text | SettingKind::Choice(_))
+            (ty, &spec.kind),
+            (SettingType::Boolean, SettingKind::Flag)
+                | (SettingType::Number, SettingKind::Whole(_))
+                | (SettingType::String, SettingKind::Text | SettingKind::Choice(_))
         );
-        assert!(fits, "{key} is {ty} in the YAML but {:?} in the binary", spec.kind);
+        assert!(fits, "{key} is {ty:?} in the YAML but {:?} in the binary", spec.kind);
     }
     for t in [
         "Scene.Update.Post",
