@@ -70,6 +70,33 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, u32::try_from(month).unwrap_or(1), u32::try_from(day).unwrap_or(1))
 }
 
+/// `ms` as a Stash timestamp in the form of `sample` (`YYYY-MM-DDTHH:MM:SS`
+/// with the sample's `Z` or `±HH:MM` offset): Stash compares its
+/// timestamps as text, so a bound must be written in its server's offset.
+pub fn timestamp_like(ms: i64, sample: &str) -> Option<String> {
+    let (offset_secs, suffix) = if sample.ends_with('Z') {
+        (0, "Z")
+    } else {
+        let tail = sample.get(sample.len().checked_sub(6)?..)?;
+        let b = tail.as_bytes();
+        let sign = match b[0] {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let h: i64 = tail.get(1..3)?.parse().ok()?;
+        let m: i64 = tail.get(4..6)?.parse().ok()?;
+        if b[3] != b':' || h > 23 || m > 59 {
+            return None;
+        }
+        (sign * (h * 3600 + m * 60), tail)
+    };
+    let secs = ms.div_euclid(1000) + offset_secs;
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, mo, d) = civil_from_days(days);
+    Some(format!("{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}{suffix}", rest / 3600, rest % 3600 / 60, rest % 60))
+}
+
 /// Days in `month` (1-12) of `year`.
 pub fn days_in_month(year: u32, month: u32) -> u32 {
     match month {

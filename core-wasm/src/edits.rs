@@ -204,6 +204,55 @@ pub fn plan(want: &Desired, item: &PlexItem, preserve: bool, plex_type: u8, rati
     plan
 }
 
+/// One field where Plex differs from the desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Difference {
+    /// The Plex field name (`title`, `genre`, `userRating`, ...).
+    pub field: &'static str,
+    pub plex: String,
+    pub stash: String,
+}
+
+/// The fields [`plan`] would change, judged from a section *listing*
+/// entry (reconciliation): the same desired state and the same rules
+/// (`preserve_plex_edits`, never clearing without meaningful metadata), but
+/// locks are not compared (listings carry no `Field`) and, because Plex
+/// truncates tag lists in listings, a list differs only when the listing
+/// proves it: Plex shows a name the desired list does not have, or none
+/// while names are wanted.
+pub fn differences(want: &Desired, item: &PlexItem, preserve: bool) -> Vec<Difference> {
+    let may_clear = want.meaningful && !preserve;
+    let mut out = Vec::new();
+    for (field, value) in &want.scalars {
+        let current = current_scalar(item, *field);
+        if (value.is_empty() && !may_clear) || (preserve && !current.is_empty()) {
+            continue;
+        }
+        if value != current {
+            out.push(Difference { field: field.plex_name(), plex: current.to_string(), stash: value.clone() });
+        }
+    }
+    for (kind, names) in &want.lists {
+        let current = current_list(item, *kind);
+        if (preserve && !current.is_empty()) || (names.is_empty() && !may_clear) {
+            continue;
+        }
+        let keep = folded(names);
+        let extra = may_clear && current.iter().any(|c| !keep.contains(&c.to_lowercase()));
+        if extra || (current.is_empty() && !names.is_empty()) {
+            out.push(Difference { field: kind.plex_name(), plex: current.join(", "), stash: names.join(", ") });
+        }
+    }
+    if let Some(rating) = want.rating {
+        let skip = (rating.is_none() && !may_clear) || (preserve && item.user_rating.is_some());
+        if !skip && !rating_equal(item.user_rating, rating) {
+            let shown = |r: Option<f64>| r.map(|v| rating_value(Some(v))).unwrap_or_default();
+            out.push(Difference { field: "userRating", plex: shown(item.user_rating), stash: shown(rating) });
+        }
+    }
+    out
+}
+
 /// The changes that the item read back after the write does not show
 /// (empty = verified).
 pub fn drifted(sent: &[Sent], item: &PlexItem) -> Vec<&'static str> {

@@ -190,6 +190,8 @@ pub trait Host {
     ) -> Result<(), QueueError>;
     fn counts(&self) -> Result<QueueCounts, QueueError>;
     fn forget(&self, key: &str) -> Result<bool, QueueError>;
+    /// When a job for each scene last completed (`None`: never).
+    fn synced_at(&self, scene_ids: &[String]) -> Result<Vec<Option<i64>>, QueueError>;
     fn state_get(&self, key: &str) -> Result<Option<String>, QueueError>;
     fn state_set(&self, writes: &[StateWrite]) -> Result<(), QueueError>;
 }

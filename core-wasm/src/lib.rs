@@ -20,6 +20,7 @@ mod outage;
 mod pathmap;
 mod plex_json;
 mod policy;
+mod reconcile;
 mod recovery;
 mod resilience;
 mod retry;

@@ -332,6 +332,20 @@ impl PathIndex {
         Ok(Resolution::Unfinished { listed: index.next_start, total: index.total })
     }
 
+    /// Add one page of a section's listing read by the caller (the
+    /// reconciliation lists every section in order, a page per step).
+    /// Returns whether the section is now fully listed.
+    pub fn add_listing(&mut self, section: &Section, start: u64, page: &ListingPage) -> bool {
+        let index = self.sections.entry(section.key.clone()).or_default();
+        index.add_page(section, start, page);
+        index.complete
+    }
+
+    /// Where the listing of `section` continues.
+    pub fn next_start(&self, section: &Section) -> u64 {
+        self.sections.get(&section.key).map_or(0, |i| i.next_start)
+    }
+
     /// What the index says about `path` without asking Plex (`None` when it
     /// cannot say yet).
     pub fn peek(&self, section: &Section, path: &str) -> Option<Resolution> {

@@ -3,6 +3,7 @@
 use crate::drain::{self, DrainState};
 use crate::events;
 use crate::host::{Event, EventOutcome, Host, LogLevel, PolicyInfo, PolicyStatus, Setting, StepOutcome};
+use crate::reconcile::{self, Reconciler};
 use crate::settings::{self, Settings};
 use crate::tasks;
 use crate::text::clip;
@@ -15,6 +16,7 @@ pub const NAME: &str = "stash2plex-default";
 pub struct Policy {
     settings: Settings,
     drain: DrainState,
+    reconciler: Reconciler,
 }
 
 impl Policy {
@@ -85,11 +87,27 @@ impl Policy {
         events::on_event(host, event)
     }
 
+    /// A due job first; when none is, a unit of a reconciliation (one a
+    /// task started, or the schedule's).
     pub fn step(&mut self, host: &dyn Host) -> Result<StepOutcome, String> {
-        drain::step(&self.settings, &mut self.drain, host)
+        let outcome = drain::step(&self.settings, &mut self.drain, host)?;
+        if let StepOutcome::Idle(_) = outcome
+            && let Some(summary) = self.reconciler.step(&self.settings, host)?
+        {
+            return Ok(StepOutcome::Worked(summary));
+        }
+        Ok(outcome)
     }
 
     pub fn run_task(&mut self, host: &dyn Host, name: &str, args: &str) -> Result<String, String> {
+        if name == "reconcile" {
+            let args = tasks::parse_args(args)?;
+            let request = reconcile::request_from_args(&self.settings, &args, host.now_ms())?;
+            let what = self.reconciler.start(host, request)?;
+            return Ok(format!(
+                "Reconciliation of {what} started; it runs in the drain, after the changes already due"
+            ));
+        }
         tasks::run(&self.settings, host, name, args)
     }
 
@@ -114,7 +132,18 @@ mod tests {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }
         let tasks: Vec<&str> = info.tasks.iter().map(|t| t.name.as_str()).collect();
-        assert_eq!(tasks, ["health_check", "breaker_open", "breaker_close", "breaker_reset", "outage_summary"]);
+        assert_eq!(
+            tasks,
+            [
+                "health_check",
+                "breaker_open",
+                "breaker_close",
+                "breaker_reset",
+                "outage_summary",
+                "reconcile",
+                "reconcile_report"
+            ]
+        );
     }
 
     #[test]

@@ -46,9 +46,18 @@
 //! | `ramp_start_rps` | 1 | 1–100 | Plex requests per second right after a recovery |
 //! | `ramp_target_rps` | 20 | 1–1000, ≥ start | where the ramp ends (it doubles every 10 s up to this) |
 //! | `max_rps` | 0 | 0–1000 | steady cap on Plex requests per second; 0 = none (one request at a time) |
+//!
+//! Reconciliation settings (choices; see `reconcile` and docs/reconcile.md):
+//!
+//! | key | default | choices |
+//! |---|---|---|
+//! | `reconcile_schedule` | `never` | `never`, `hourly`, `daily`, `weekly` |
+//! | `reconcile_scope` | `all` | `all`, `24h`, `7days`, `since_last` |
+//! | `reconcile_mode` | `report` | `report`, `enqueue` |
 
 use crate::breaker::BreakerConfig;
 use crate::host::{Setting, SettingKind, SettingSpec, SettingValue, WholeRange};
+use crate::reconcile::{Mode as ReconcileMode, Schedule, Scope as ReconcileScope};
 use crate::recovery::{ProbeConfig, RampConfig};
 use crate::retry::{Jitter, RetrySettings};
 
@@ -139,6 +148,12 @@ pub struct Settings {
     pub ramp_start_rps: u32,
     pub ramp_target_rps: u32,
     pub max_rps: u32,
+    /// How often a reconciliation starts by itself.
+    pub reconcile_schedule: Schedule,
+    /// The scenes a scheduled (or argument-less) reconciliation looks at.
+    pub reconcile_scope: ReconcileScope,
+    /// Report only, or also queue the fixes.
+    pub reconcile_mode: ReconcileMode,
 }
 
 impl Default for Settings {
@@ -186,6 +201,9 @@ impl Default for Settings {
             ramp_start_rps: 1,
             ramp_target_rps: 20,
             max_rps: 0,
+            reconcile_schedule: Schedule::Never,
+            reconcile_scope: ReconcileScope::All,
+            reconcile_mode: ReconcileMode::Report,
         }
     }
 }
@@ -381,6 +399,30 @@ pub fn schema() -> Vec<SettingSpec> {
         default_value: SettingValue::Text(defaults.retry_jitter.as_str().into()),
         description: "How retry delays are spread".into(),
     });
+    let choice = |key: &str, words: &[&'static str], default: &str, description: &str| SettingSpec {
+        key: key.into(),
+        kind: SettingKind::Choice(words.iter().map(|w| w.to_string()).collect()),
+        default_value: SettingValue::Text(default.into()),
+        description: description.into(),
+    };
+    specs.push(choice(
+        "reconcile_schedule",
+        &Schedule::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        defaults.reconcile_schedule.as_str(),
+        "How often a reconciliation of Stash and Plex starts by itself (never, hourly, daily, weekly)",
+    ));
+    specs.push(choice(
+        "reconcile_scope",
+        &ReconcileScope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        defaults.reconcile_scope.as_str(),
+        "The scenes a scheduled reconciliation checks: all, 24h, 7days or since_last",
+    ));
+    specs.push(choice(
+        "reconcile_mode",
+        &ReconcileMode::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        defaults.reconcile_mode.as_str(),
+        "What a scheduled reconciliation does: report (only say what differs) or enqueue (also queue the fixes)",
+    ));
     specs
 }
 
@@ -417,6 +459,21 @@ pub fn from_settings(values: &[Setting]) -> Result<Settings, Vec<String>> {
             SettingValue::Text(text) if key == "sync_sort_title" => {
                 if let Some(s) = SortTitle::parse(text) {
                     settings.sort_title = s;
+                }
+            }
+            SettingValue::Text(text) if key == "reconcile_schedule" => {
+                if let Some(v) = Schedule::parse(text) {
+                    settings.reconcile_schedule = v;
+                }
+            }
+            SettingValue::Text(text) if key == "reconcile_scope" => {
+                if let Some(v) = ReconcileScope::parse(text) {
+                    settings.reconcile_scope = v;
+                }
+            }
+            SettingValue::Text(text) if key == "reconcile_mode" => {
+                if let Some(v) = ReconcileMode::parse(text) {
+                    settings.reconcile_mode = v;
                 }
             }
             SettingValue::Text(text) if key == "retry_jitter" => {

@@ -31,6 +31,11 @@ pub const TASKS: &[(&str, &str)] = &[
     ("breaker_close", "Resume syncing: close the circuit breaker"),
     ("breaker_reset", "Reset the circuit breaker and its history of trips"),
     ("outage_summary", "Plex outages with MTTR, MTBF and availability (args: days, default 30)"),
+    (
+        "reconcile",
+        "Compare every scene with its Plex item and report what differs (args: scope all/24h/7days/since_last, mode report/enqueue, examples)",
+    ),
+    ("reconcile_report", "Show the report of the last reconciliation"),
 ];
 
 pub fn specs() -> Vec<TaskSpec> {
@@ -50,12 +55,13 @@ pub fn status(settings: &Settings, host: &dyn Host) -> Result<PolicyStatus, Stri
     let text = res.status(now, counts.as_ref());
     let mut lines = text.lines().map(str::to_string);
     let summary = lines.next().unwrap_or_default();
-    Ok(PolicyStatus {
-        condition: res.condition(now),
-        summary,
-        details: lines.collect(),
-        outages: res.state.outages.windows(),
-    })
+    let mut details: Vec<String> = lines.collect();
+    if let Ok(Some(last)) = crate::reconcile::load_last(host)
+        && let Some(first) = last.report.lines().next()
+    {
+        details.push(format!("Last reconciliation ({}): {first}", utc_text(last.finished_ms)));
+    }
+    Ok(PolicyStatus { condition: res.condition(now), summary, details, outages: res.state.outages.windows() })
 }
 
 pub fn run(settings: &Settings, host: &dyn Host, name: &str, args: &str) -> Result<String, String> {
@@ -90,6 +96,11 @@ pub fn run(settings: &Settings, host: &dyn Host, name: &str, args: &str) -> Resu
             res.reset(host, now);
             format!("Circuit breaker reset.\n{}", res.status(now, None))
         }
+        "reconcile_report" => match crate::reconcile::load_last(host)? {
+            Some(last) => format!("{} (finished {})", last.report, utc_text(last.finished_ms)),
+            None => "No reconciliation has run yet; run the Reconcile task.".to_string(),
+        },
+        "reconcile" => return Err("the reconcile task is started by the policy itself".into()),
         "outage_summary" => {
             let days = number(&args, "days", 30, 1, 3_650)?;
             res.state.outages.report(now, days, res.state.since_ms)
@@ -194,7 +205,7 @@ fn health_check(settings: &Settings, res: &mut Resilience, host: &dyn Host) -> S
     lines.join("\n")
 }
 
-fn parse_args(args: &str) -> Result<Map<String, Value>, String> {
+pub fn parse_args(args: &str) -> Result<Map<String, Value>, String> {
     let trimmed = args.trim();
     if trimmed.is_empty() {
         return Ok(Map::new());
@@ -208,7 +219,7 @@ fn parse_args(args: &str) -> Result<Map<String, Value>, String> {
 }
 
 /// A whole-number argument (JSON number or numeric text) in `lo..=hi`.
-fn number(args: &Map<String, Value>, key: &str, default: u32, lo: u32, hi: u32) -> Result<u32, String> {
+pub fn number(args: &Map<String, Value>, key: &str, default: u32, lo: u32, hi: u32) -> Result<u32, String> {
     let value = match args.get(key) {
         None | Some(Value::Null) => return Ok(default),
         Some(v) => v,
@@ -252,7 +263,7 @@ mod tests {
         let e = run(&s, &host, "frobnicate", "{}").unwrap_err();
         assert_eq!(
             e,
-            "unknown task frobnicate; known tasks: health_check, breaker_open, breaker_close, breaker_reset, outage_summary"
+            "unknown task frobnicate; known tasks: health_check, breaker_open, breaker_close, breaker_reset, outage_summary, reconcile, reconcile_report"
         );
         assert!(run(&s, &host, "breaker_open", "{").unwrap_err().contains("not valid JSON"));
         assert!(run(&s, &host, "breaker_open", "[1]").unwrap_err().contains("JSON object"));

@@ -82,6 +82,9 @@ fn json_response(status: u16, value: &Value) -> PlexResponse {
     }
 }
 
+/// Tag names per list in a listing entry (PMS truncates them there).
+pub const LISTED_TAGS: usize = 3;
+
 pub fn status_response(status: u16, body: &str) -> PlexResponse {
     PlexResponse { status, headers: Vec::new(), body: body.as_bytes().to_vec(), elapsed_ms: 3 }
 }
@@ -196,15 +199,25 @@ impl FakePlex {
         let total = items.len();
         let start: usize = req.header_value("X-Plex-Container-Start").and_then(|v| v.parse().ok()).unwrap_or(0);
         let size: usize = req.header_value("X-Plex-Container-Size").and_then(|v| v.parse().ok()).unwrap_or(total);
+        // As PMS lists: the item's fields, but tag lists cut to their first
+        // few names and no `Field` (locks) or section keys.
         let page: Vec<Value> = items
             .iter()
             .skip(start)
             .take(size)
             .map(|i| {
-                json!({"ratingKey": i.rating_key, "key": format!("/library/metadata/{}", i.rating_key),
-                    "type": type_name(i.item_type), "title": i.title,
-                    "summary": i.summary, "addedAt": 1579514268,
-                    "Media": Self::media_json(i), "Genre": [{"tag": "Truncated"}]})
+                let mut m = Self::item_full_json(i);
+                if let Value::Object(o) = &mut m {
+                    for key in ["Field", "librarySectionID", "librarySectionKey", "guid"] {
+                        o.remove(key);
+                    }
+                    for key in ["Role", "Genre", "Collection", "Label"] {
+                        if let Some(Value::Array(tags)) = o.get_mut(key) {
+                            tags.truncate(LISTED_TAGS);
+                        }
+                    }
+                }
+                m
             })
             .collect();
         let mut container = json!({"size": page.len(), "totalSize": total, "offset": start,
@@ -839,6 +852,11 @@ impl Host for FakeHost {
     fn forget(&self, key: &str) -> Result<bool, QueueError> {
         self.queue_check()?;
         self.queue.borrow_mut().forget(key).map_err(queue_error)
+    }
+
+    fn synced_at(&self, scene_ids: &[String]) -> Result<Vec<Option<i64>>, QueueError> {
+        self.queue_check()?;
+        self.queue.borrow().synced_at(scene_ids).map_err(queue_error)
     }
 
     fn state_get(&self, key: &str) -> Result<Option<String>, QueueError> {

@@ -166,6 +166,10 @@ impl Host for WitHost {
         queue::forget(key)
     }
 
+    fn synced_at(&self, scene_ids: &[String]) -> Result<Vec<Option<i64>>, api::QueueError> {
+        queue::synced_at(scene_ids)
+    }
+
     fn state_get(&self, key: &str) -> Result<Option<String>, api::QueueError> {
         queue::state_get(key)
     }

@@ -6,6 +6,7 @@ mod dlq;
 mod harness;
 mod metadata;
 mod plugin_protocol;
+mod reconcile;
 mod resilience;
 mod sandbox;
 mod stash_plugin;

@@ -638,6 +638,23 @@ impl FakePlex {
         self.lib().items.values().find(|i| i.parts.iter().any(|p| p.file == path)).map(Item::snapshot)
     }
 
+    /// A user's edit in Plex Web (or an agent refresh): sets the title,
+    /// summary or studio of an item without locking it. Returns whether the
+    /// item and the field exist.
+    pub fn user_edit(&self, rating_key: &str, field: &str, value: &str) -> bool {
+        let Ok(rk) = rating_key.parse::<u64>() else { return false };
+        let mut lib = self.lib();
+        let Some(item) = lib.items.get_mut(&rk) else { return false };
+        match field {
+            "title" => item.title = value.to_string(),
+            "summary" => item.summary = Some(value.to_string()),
+            "studio" => item.studio = Some(value.to_string()),
+            _ => return false,
+        }
+        item.updated_at = unix_now();
+        true
+    }
+
     /// Deletes an item (later reads answer 404). Returns whether it existed.
     pub fn remove_item(&self, rating_key: &str) -> bool {
         match rating_key.parse::<u64>() {
@@ -869,9 +886,12 @@ impl PlexShared {
             _ => ("movie", "All Movies"),
         };
 
-        let mut entries: Vec<Value> = Vec::new();
+        // What matches, in order; only the page asked for is rendered (PMS
+        // answers a page of a large library without building the rest).
+        let mut items: Vec<&Item> = Vec::new();
+        let mut show = false;
         if let Some(kind) = item_kind {
-            let mut items: Vec<&Item> = lib
+            items = lib
                 .items
                 .values()
                 .filter(|i| i.section == sec.key && i.kind == kind)
@@ -881,29 +901,30 @@ impl PlexShared {
                 })
                 .collect();
             sort_items(&mut items, sort.as_ref(), kind);
-            entries = items.iter().map(|i| item_json(&lib, sec, i, false)).collect();
         } else if sec.kind == SectionKind::Show && ty == 2 {
             let leaves = lib.items.values().filter(|i| i.section == sec.key).count();
             let matches = title_filter.as_deref().is_none_or(|t| sec.title.to_lowercase().contains(t));
-            if leaves > 0 && matches && file_filter.is_none() {
-                entries.push(show_json(&lib, sec, false));
-            }
+            show = leaves > 0 && matches && file_filter.is_none();
         }
+        let mut total = if show { 1 } else { items.len() };
         if let Some(l) = limit {
-            entries.truncate(l);
+            total = total.min(l);
         }
-        for e in &mut entries {
+        let paged = start.is_some() || size.is_some();
+        let offset = start.unwrap_or(0).min(total);
+        let take = size.unwrap_or(usize::MAX).min(total - offset);
+        let mut page: Vec<Value> = if show {
+            std::iter::once(show_json(&lib, sec, false)).skip(offset).take(take).collect()
+        } else {
+            items[offset..offset + take].iter().map(|i| item_json(&lib, sec, i, false)).collect()
+        };
+        for e in &mut page {
             if let Value::Object(m) = e {
                 for f in &excluded {
                     m.remove(*f);
                 }
             }
         }
-
-        let total = entries.len();
-        let paged = start.is_some() || size.is_some();
-        let offset = start.unwrap_or(0).min(total);
-        let page: Vec<Value> = entries.into_iter().skip(offset).take(size.unwrap_or(usize::MAX)).collect();
         let mut mc = Map::new();
         mc.insert("size".into(), json!(page.len()));
         if paged {
@@ -1386,6 +1407,21 @@ fn sort_items(items: &mut [&Item], sort: Option<&(SortField, bool)>, kind: ItemK
         ItemKind::Episode => (SortField::Index, false),
     };
     let (field, desc) = sort.copied().unwrap_or(default);
+    // Text keys are computed once per item, not per comparison (a page of
+    // a 100,000-item library is sorted on every request).
+    match field {
+        SortField::TitleSort | SortField::Title => {
+            let key =
+                |i: &Item| if matches!(field, SortField::TitleSort) { i.sort_title() } else { i.title.to_lowercase() };
+            if desc {
+                items.sort_by_cached_key(|i| (std::cmp::Reverse(key(i)), i.rk));
+            } else {
+                items.sort_by_cached_key(|i| (key(i), i.rk));
+            }
+            return;
+        }
+        _ => {}
+    }
     items.sort_by(|a, b| {
         let ord = match field {
             SortField::TitleSort => a.sort_title().cmp(&b.sort_title()),

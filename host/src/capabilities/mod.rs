@@ -65,7 +65,7 @@ impl HostState {
     /// enqueues, Plex requests sent): a `worked` step that changed none of
     /// them did no work.
     pub fn effects(&self) -> u64 {
-        self.queue.effects + self.plex.stats.requests
+        self.queue.effects + self.plex.stats.requests + self.stash.requests
     }
 
     /// Add every interface of the world to `linker`, each served by its

@@ -19,6 +19,8 @@ const MAX_STATE_KEYS: u64 = 1_000;
 /// Per call into the policy.
 const MAX_STATE_WRITES_PER_CALL: usize = 64;
 const MAX_ENQUEUES_PER_CALL: u32 = 1_000;
+/// Scene ids per `synced-at` call.
+const MAX_SYNCED_AT_IDS: usize = 1_000;
 /// How far ahead a job may be due.
 const MAX_DUE_AHEAD_MS: i64 = 30 * 86_400_000;
 /// Longest error text kept with a job or dead letter.
@@ -250,6 +252,16 @@ impl queue::Host for QueueCap {
         let forgotten = self.queue.forget(&scene_id).map_err(qerr);
         self.effects += u64::from(matches!(forgotten, Ok(true)));
         Ok(forgotten)
+    }
+
+    fn synced_at(&mut self, scene_ids: Vec<String>) -> Answer<Vec<Option<i64>>> {
+        if scene_ids.len() > MAX_SYNCED_AT_IDS {
+            return Ok(Err(refused(format!("at most {MAX_SYNCED_AT_IDS} ids per synced-at call"))));
+        }
+        if let Some(bad) = scene_ids.iter().find(|id| id.contains(':') || !key_ok(id)) {
+            return Ok(Err(refused(format!("{:?} is not a Stash scene id", cap(bad.clone(), 40)))));
+        }
+        Ok(self.queue.synced_at(&scene_ids).map_err(qerr))
     }
 
     fn counts(&mut self) -> Answer<queue::QueueCounts> {

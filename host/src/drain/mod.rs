@@ -7,6 +7,7 @@
 //! and the lab turn on) runs this same loop with a fake clock.
 
 pub mod background;
+pub mod catchup;
 mod events;
 pub mod lock;
 mod process;
@@ -16,6 +17,9 @@ pub mod sim;
 mod watch;
 
 pub use process::process_queue;
+
+/// What a drain answers when another process holds the drain lock.
+pub const BUSY: &str = "another stash2plex process is already draining the queue";
 
 use crate::capabilities::HostState;
 use crate::clock::Clock;

@@ -4,7 +4,7 @@
 
 use super::rules::{self, AfterDrain};
 use super::watch::Watcher;
-use super::{DrainMode, Stopped, background, events, lock};
+use super::{DrainMode, Stopped, background, catchup, events, lock};
 use crate::condition::{self, Condition, Kind};
 use crate::connect::{Linked, connected_session};
 use crate::env::Env;
@@ -58,7 +58,7 @@ fn auto_drain_allowed(env: &Env) -> bool {
 fn drain_once(env: &Env, mode: DrainMode, jobs: &mut u64) -> Result<(String, Stopped), Answer> {
     let _lock = match lock::try_lock(&env.data_dir) {
         Ok(Some(lock)) => lock,
-        Ok(None) => return Err(Answer::ok("another stash2plex process is already draining the queue")),
+        Ok(None) => return Err(Answer::ok(super::BUSY)),
         Err(e) => return Err(Answer::Error(e)),
     };
     // This drainer is the one a hook's claim asked for (or runs anyway).
@@ -88,6 +88,7 @@ fn drain_once(env: &Env, mode: DrainMode, jobs: &mut u64) -> Result<(String, Sto
     let Some(state) = session.state_mut() else {
         return Err(Answer::Error("the policy session ended unexpectedly".into()));
     };
+    catchup::run_logged(&mut state.queue.queue, &stash, env.now_ms());
     if settings.dlq_retention_days > 0 {
         let before = env.now_ms() - i64::from(settings.dlq_retention_days) * DAY_MS;
         match state.queue.queue.purge_dead(before) {

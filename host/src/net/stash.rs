@@ -380,8 +380,11 @@ impl StashClient {
     /// scenes. Keyset paging by id stays correct while scenes are edited or
     /// deleted during the walk (page numbers would shift and skip some).
     /// Returns how many scenes are left from `after_id` on, and the page.
+    /// `operation` names the GraphQL query (`SceneIds`, `CatchUp`) so
+    /// Stash's log and the tests tell the walks apart.
     pub fn scene_ids(
         &self,
+        operation: &str,
         after_id: Option<u64>,
         updated_after: Option<&str>,
     ) -> Result<(u64, Vec<(String, String)>), StashError> {
@@ -412,9 +415,11 @@ impl StashClient {
             "filter": { "page": 1, "per_page": MAX_PER_PAGE, "sort": "id", "direction": "ASC" },
             "scene_filter": filter,
         });
-        let q = "query SceneIds($filter: FindFilterType, $scene_filter: SceneFilterType) { \
-                 findScenes(filter: $filter, scene_filter: $scene_filter) { count scenes { id updated_at } } }";
-        let data: Data = self.graphql(q, vars)?;
+        let q = format!(
+            "query {operation}($filter: FindFilterType, $scene_filter: SceneFilterType) {{ \
+             findScenes(filter: $filter, scene_filter: $scene_filter) {{ count scenes {{ id updated_at }} }} }}"
+        );
+        let data: Data = self.graphql(&q, vars)?;
         let rows = data
             .find_scenes
             .scenes

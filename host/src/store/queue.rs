@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, Error)]
 pub enum QueueError {
@@ -197,6 +197,20 @@ impl Queue {
                  COMMIT;",
             )?;
         }
+        if version < 3 {
+            // Issue 11, its own step (re-number it freely at a merge): when
+            // a job for each scene last completed, so reconciliation can
+            // tell a scene stash2plex never synced from one that drifted.
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE IF NOT EXISTS synced (
+                     scene_id  TEXT PRIMARY KEY,
+                     at        INTEGER NOT NULL
+                 );
+                 PRAGMA user_version = 3;
+                 COMMIT;",
+            )?;
+        }
         Ok(Queue { conn, namespace: "default".into() })
     }
 
@@ -345,6 +359,12 @@ impl Queue {
         let ns = self.namespace.clone();
         let tx = self.tx()?;
         let dirty = Self::check_lease(&tx, job_id, lease)?;
+        // A scene's job (not an object's) completed: remember when.
+        tx.execute(
+            "INSERT INTO synced (scene_id, at) SELECT scene_id, ?2 FROM jobs WHERE id = ?1 AND scene_id NOT GLOB '*[^0-9]*'
+             ON CONFLICT (scene_id) DO UPDATE SET at = excluded.at",
+            params![job_id as i64, now_ms],
+        )?;
         if dirty {
             tx.execute(
                 "UPDATE jobs SET state = 'ready', not_before = ?2, attempt = 0, lease = NULL, lease_until = NULL,
@@ -567,6 +587,44 @@ impl Queue {
         }
         tx.commit()?;
         Ok(created)
+    }
+
+    /// Record a change, due now, for each scene that has no job yet (one
+    /// transaction with `host_writes`, so a caller's bookmark moves only
+    /// with the jobs it stands for). A scene that already has a job, waiting
+    /// or running, keeps it exactly as it is: a newer change queued by a hook
+    /// is never replaced, a running job is never reset. Returns how many
+    /// jobs were created.
+    pub fn enqueue_absent_many(
+        &mut self,
+        jobs: &[(String, String)],
+        host_writes: &[(&str, &str)],
+        now_ms: i64,
+    ) -> Result<u64, QueueError> {
+        let tx = self.tx()?;
+        let mut created = 0;
+        for (scene_id, payload) in jobs {
+            created += tx.execute(
+                "INSERT INTO jobs (scene_id, payload, state, not_before, first_enqueued, last_enqueued)
+                 VALUES (?1, ?2, 'ready', ?3, ?3, ?3) ON CONFLICT (scene_id) DO NOTHING",
+                params![scene_id, payload, now_ms],
+            )? as u64;
+        }
+        for (key, value) in host_writes {
+            tx.execute(
+                "INSERT INTO host_state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )?;
+        }
+        tx.commit()?;
+        Ok(created)
+    }
+
+    /// When a job for each of these scenes last completed (`None`: never,
+    /// as far as this queue knows).
+    pub fn synced_at(&self, scene_ids: &[String]) -> Result<Vec<Option<i64>>, QueueError> {
+        let mut stmt = self.conn.prepare_cached("SELECT at FROM synced WHERE scene_id = ?1")?;
+        scene_ids.iter().map(|id| Ok(stmt.query_row([id], |r| r.get(0)).optional()?)).collect()
     }
 
     /// Drop the waiting job of `scene_id` (the scene is gone from Stash). A
@@ -948,6 +1006,25 @@ mod tests {
         assert!(q.forget("2").unwrap());
         assert!(!q.forget("2").unwrap());
         assert_eq!(q.counts(200).unwrap().ready, 0);
+    }
+
+    #[test]
+    fn enqueue_if_absent_never_touches_a_queued_or_running_job_and_moves_the_bookmark_with_it() {
+        let mut q = q();
+        q.enqueue("1", "hook", 500, 0).unwrap();
+        q.enqueue("2", "running", 0, 0).unwrap();
+        let running = q.claim(60_000, 0, 1).unwrap().unwrap();
+        let page: Vec<(String, String)> =
+            ["1", "2", "3"].iter().map(|id| (id.to_string(), "catchup".to_string())).collect();
+        assert_eq!(q.enqueue_absent_many(&page, &[("mark", "after-3")], 100).unwrap(), 1);
+        assert_eq!(q.host_get("mark").unwrap().as_deref(), Some("after-3"));
+        let jobs = q.jobs(10, 100).unwrap();
+        let one = jobs.iter().find(|j| j.scene_id == "1").unwrap();
+        assert_eq!((one.payload.as_str(), one.not_before_ms), ("hook", 500), "untouched");
+        // The running job was not marked dirty: completing it removes it.
+        q.complete(running.id, running.lease, &[], 200).unwrap();
+        assert!(q.jobs(10, 200).unwrap().iter().all(|j| j.scene_id != "2"));
+        assert_eq!(q.synced_at(&["2".into(), "1".into()]).unwrap(), [Some(200), None]);
     }
 
     /// The queue interface's promises, one test each, in the order the WIT

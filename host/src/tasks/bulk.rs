@@ -104,33 +104,82 @@ struct Walked {
 fn walk(queue: &mut Queue, stash: &StashClient, scope: Scope, since: Option<&str>, now: i64) -> Result<Walked, String> {
     let payload = json!({"v": 1, "trigger": scope.trigger(), "fields": [], "recorded_by": "host"}).to_string();
     let mut walked = Walked::default();
-    let mut after = None;
     let mut total = None;
-    loop {
-        let (left, rows) = stash.scene_ids(after, since).map_err(|e| {
-            format!(
-                "could not read the scenes from Stash after queuing {} ({e}); run the task again to finish",
-                walked.seen
-            )
-        })?;
+    walk_pages(stash, "SceneIds", since, None, u32::MAX, |left, rows, _| {
         let total = *total.get_or_insert(left.max(1));
-        let Some((last, _)) = rows.last() else { break };
-        after =
-            Some(last.parse::<u64>().map_err(|_| format!("Stash returned a scene id that is not a number: {last:?}"))?);
         let jobs: Vec<(String, String)> = rows.iter().map(|(id, _)| (id.clone(), payload.clone())).collect();
         walked.new += queue.enqueue_many(&jobs, now).map_err(|e| format!("could not queue the scenes: {e}"))?;
         walked.seen += rows.len() as u64;
-        if let Some(max) = rows.iter().map(|(_, u)| u).filter(|u| !u.is_empty()).max()
-            && walked.newest.as_ref().is_none_or(|n| max > n)
+        if let Some(max) = newest_of(rows)
+            && walked.newest.as_deref().is_none_or(|n| max > n)
         {
-            walked.newest = Some(max.clone());
+            walked.newest = Some(max.to_string());
         }
         log::progress(walked.seen as f64 / total as f64);
-        if rows.len() < MAX_PER_PAGE as usize {
-            break;
-        }
-    }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        WalkError::Stash(e) => format!(
+            "could not read the scenes from Stash after queuing {} ({e}); run the task again to finish",
+            walked.seen
+        ),
+        WalkError::Page(e) => e,
+    })?;
     Ok(walked)
+}
+
+/// The newest `updated_at` of a page (text order is Stash's order).
+pub fn newest_of(rows: &[(String, String)]) -> Option<&str> {
+    rows.iter().map(|(_, u)| u.as_str()).filter(|u| !u.is_empty()).max()
+}
+
+/// Why a walk stopped early.
+#[derive(Debug)]
+pub enum WalkError {
+    /// Stash did not answer a page.
+    Stash(String),
+    /// The caller's handling of a page failed.
+    Page(String),
+}
+
+/// Where a walk got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WalkEnd {
+    /// Every page was read.
+    Done,
+    /// `max_pages` were read; continue after this id.
+    After(u64),
+}
+
+/// THE keyset walk over scene ids (Sync All, Sync Recent and the drain's
+/// catch-up): pages of `(id, updated_at)` in id order after `after`, only
+/// scenes updated after `since` if given, at most `max_pages` of them, one
+/// Stash query each. `page` gets how many scenes are left from the page
+/// on, the page, and whether it is the last one (a short page); it runs
+/// before the next page is asked for, so what it commits is committed
+/// before the walk goes on.
+pub fn walk_pages(
+    stash: &StashClient,
+    operation: &str,
+    since: Option<&str>,
+    mut after: Option<u64>,
+    max_pages: u32,
+    mut page: impl FnMut(u64, &[(String, String)], bool) -> Result<(), String>,
+) -> Result<WalkEnd, WalkError> {
+    for _ in 0..max_pages {
+        let (left, rows) = stash.scene_ids(operation, after, since).map_err(|e| WalkError::Stash(e.to_string()))?;
+        let Some((last, _)) = rows.last() else { return Ok(WalkEnd::Done) };
+        let last = last
+            .parse::<u64>()
+            .map_err(|_| WalkError::Page(format!("Stash returned a scene id that is not a number: {last:?}")))?;
+        let final_page = rows.len() < MAX_PER_PAGE as usize;
+        page(left, &rows, final_page).map_err(WalkError::Page)?;
+        if final_page {
+            return Ok(WalkEnd::Done);
+        }
+        after = Some(last);
+    }
+    Ok(after.map_or(WalkEnd::Done, WalkEnd::After))
 }
 
 /// Where Sync Recent starts: after the saved watermark, else 24 hours ago,
@@ -166,7 +215,7 @@ pub fn recent_query(watermark: &str, newest: &str) -> Option<String> {
 
 /// The queued scenes sync in a background drainer when one may run, else
 /// in this task.
-fn hand_to_drainer(env: &Env, what: String) -> Answer {
+pub(crate) fn hand_to_drainer(env: &Env, what: String) -> Answer {
     let allowed = env.open_queue().is_ok_and(|q| background::enabled(Env::cached_settings(&q).auto_drain));
     if allowed {
         return match background::ensure_drainer(env) {

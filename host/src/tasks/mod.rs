@@ -6,7 +6,7 @@
 //! of capabilities, if the policy lists it in `policy-info.tasks`.
 
 mod args;
-mod bulk;
+pub(crate) mod bulk;
 mod dead_letters;
 mod queue;
 
@@ -83,6 +83,33 @@ fn known_modes(env: &Env) -> String {
     modes.join(", ")
 }
 
+/// A reconciliation runs in a drain, after the changes already due: this
+/// task's own (so Stash shows it and its report), or the drainer's that is
+/// running already.
+fn reconcile_in_drain(env: &Env, started: String) -> Answer {
+    crate::info!("{started}");
+    let done = match crate::drain::process_queue(env, false) {
+        Answer::Output(Value::String(done)) => done,
+        other => return other,
+    };
+    if done.contains(crate::drain::BUSY) {
+        return Answer::ok(format!(
+            "{started}. A drainer is running: it does the reconciliation after its due changes and writes the report to its log; see Last Reconciliation Report."
+        ));
+    }
+    let report = connected_session(env).map_err(|e| e.to_string()).and_then(|mut linked| {
+        match linked.session.run_task("reconcile_report", "{}") {
+            Ok(Ok(report)) => Ok(report),
+            Ok(Err(msg)) => Err(msg),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    match report {
+        Ok(report) => Answer::ok(format!("{report}\n{done}")),
+        Err(e) => Answer::ok(format!("{started}. {done}. (The report could not be read: {e}.)")),
+    }
+}
+
 fn policy_task(env: &Env, name: &str, args: &Args) -> Answer {
     if !policy_modes(env).iter().any(|m| m == name) {
         return Answer::Error(format!("unknown task mode {name:?}; known modes: {}", known_modes(env)));
@@ -92,6 +119,12 @@ fn policy_task(env: &Env, name: &str, args: &Args) -> Answer {
         Err(e) => return Answer::Error(e),
     };
     match session.run_task(name, &Value::Object(args.clone()).to_string()) {
+        // A reconciliation is done by the drain's steps (never beside a
+        // drain): start one, or leave it to the one running.
+        Ok(Ok(started)) if name == "reconcile" => {
+            drop(session);
+            reconcile_in_drain(env, started)
+        }
         Ok(Ok(report)) => Answer::ok(report),
         Ok(Err(msg)) => Answer::Error(msg),
         Err(e) => Answer::Error(e.to_string()),

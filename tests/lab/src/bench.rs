@@ -242,3 +242,69 @@ pub fn run(plugin: &Plugin, args: BenchArgs) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
+
+/// The reconciliation at `n` scenes and `n` Plex items (one movie library),
+/// as a user runs it: the Reconcile (report) task in one plugin process.
+/// Reports wall time and the process's peak memory against the goals
+/// (< 60 s and < 300 MB at 100,000), the requests to each server against
+/// their budgets, and the catch-up of an unchanged library.
+pub fn reconcile(plugin: &Plugin, n: usize) -> Result<(), String> {
+    let work = std::env::temp_dir().join(format!("stash2plex-bench-reconcile-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let plugin_dir = work.join("plugin");
+    std::fs::create_dir_all(&plugin_dir).map_err(|e| e.to_string())?;
+    let stash = FakeStash::start(StashAuth::None).map_err(|e| e.to_string())?;
+    let plex = FakePlex::start(Some(TOKEN)).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    fixtures::install_demo(&stash, &plex, n);
+    let setup = t.elapsed().as_secs_f64();
+    stash.set_plugin_settings("Stash2Plex", json!({"plex_url": plex.url(), "plex_token": TOKEN}));
+    let conn = json!({"Scheme": "http", "Host": "127.0.0.1", "Port": stash.port(), "SessionCookie": null, "PluginDir": plugin_dir});
+    // The first drain notes the catch-up watermark; it is not measured.
+    plugin.invoke(&json!({"server_connection": conn, "args": {"mode": "process_queue"}}))?;
+
+    stash.clear_requests();
+    plex.clear_requests();
+    let run = plugin.invoke_measured(&json!({"server_connection": conn,
+        "args": {"mode": "reconcile", "scope": "all", "reconcile_mode": "report"}}))?;
+    let report = run.answer.get("output").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    if let Some(e) = run.answer.get("error").and_then(|v| v.as_str()) {
+        return Err(format!("the reconcile task failed: {e}"));
+    }
+    let plex_requests = plex.requests().len();
+    let listing_pages = plex.count("GET", "/library/sections/1/all");
+    let per_item = plex.count("GET", "/library/metadata");
+    let stash_requests = stash.requests().len();
+    let scene_pages = stash.graphql_count("findScenes");
+    let plex_budget = n.div_ceil(200) + 1 + 5;
+    let stash_budget = n.div_ceil(250) + 5;
+
+    stash.clear_requests();
+    plugin.invoke(&json!({"server_connection": conn, "args": {"mode": "process_queue"}}))?;
+    let catch_up = stash.graphql_count("findScenes");
+
+    println!("reconciliation, {n} scenes and {n} Plex items (simulators set up in {setup:.1} s)");
+    println!(
+        "  wall time (one Reconcile task process)        {:8.2} s   (goal < 60 s at 100,000)",
+        run.wall.as_secs_f64()
+    );
+    println!(
+        "  peak memory of that process (VmHWM)          {:8.1} MB  (goal < 300 MB)",
+        run.peak_rss_kib as f64 / 1024.0
+    );
+    println!(
+        "  Plex requests                                {plex_requests:8}   (budget ceil(items/200) + sections + 5 = {plex_budget}; {listing_pages} listing pages, {per_item} item reads)"
+    );
+    println!(
+        "  Stash requests                               {stash_requests:8}   (budget ceil(scenes/250) + 5 = {stash_budget}; {scene_pages} findScenes)"
+    );
+    println!("  catch-up, nothing changed: findScenes        {catch_up:8}   (goal 1)");
+    let first = report.lines().next().unwrap_or("(no report)");
+    println!("  report: {first}");
+    for line in report.lines().skip(1).take_while(|l| l.starts_with("  ")) {
+        println!("  {line}");
+    }
+    println!();
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}

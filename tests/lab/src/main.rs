@@ -50,6 +50,10 @@ enum Command {
         /// for 1,000).
         #[arg(long, default_value_t = 1000)]
         scenes: usize,
+        /// Only the reconciliation bench, at this many scenes and Plex items
+        /// (repeat for several sizes: `--reconcile 10000 --reconcile 100000`).
+        #[arg(long)]
+        reconcile: Vec<usize>,
     },
     /// Build the plugin zip (static Linux x86_64 and arm64 binaries, a
     /// Windows x86_64 one, the plugin YAML, a launcher) and a plugin source
@@ -78,9 +82,13 @@ fn main() {
             stash2plex::plugin::log::set_min_level(stash2plex::plugin::log::Level::Warn);
             demo::run(&plugin, scenes.clamp(1, 5000))
         }),
-        Command::Bench { spawns, scenes } => locate().and_then(|plugin| {
+        Command::Bench { spawns, scenes, reconcile } => locate().and_then(|plugin| {
             stash2plex::plugin::log::set_min_level(stash2plex::plugin::log::Level::Error);
-            bench::run(&plugin, bench::BenchArgs { spawns, scenes })
+            if reconcile.is_empty() {
+                bench::run(&plugin, bench::BenchArgs { spawns, scenes })
+            } else {
+                reconcile.iter().try_for_each(|n| bench::reconcile(&plugin, *n))
+            }
         }),
         Command::Package { out, targets, no_install } => {
             package::run(package::Options { out, targets, install: !no_install }).map_err(|e| format!("package: {e}"))

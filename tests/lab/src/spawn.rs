@@ -59,6 +59,62 @@ impl Plugin {
     }
 }
 
+/// What [`Plugin::invoke_measured`] saw.
+pub struct Measured {
+    pub answer: Value,
+    pub wall: std::time::Duration,
+    /// The process's peak resident set (`VmHWM`, sampled every 10 ms; the
+    /// last sample before it exited), in KiB; 0 where `/proc` is missing.
+    pub peak_rss_kib: u64,
+}
+
+impl Plugin {
+    /// [`Plugin::invoke`], timed, with the process's peak memory.
+    pub fn invoke_measured(&self, stdin: &Value) -> Result<Measured, String> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("plugin");
+        if let Some(p) = &self.policy {
+            cmd.arg("--policy").arg(p);
+        }
+        let started = std::time::Instant::now();
+        let mut child = cmd
+            .env("STASH2PLEX_AUTODRAIN", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
+        if let Some(mut pipe) = child.stdin.take() {
+            pipe.write_all(stdin.to_string().as_bytes()).map_err(|e| format!("cannot write to the plugin: {e}"))?;
+        }
+        let status = format!("/proc/{}/status", child.id());
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut peak = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let hwm = std::fs::read_to_string(&status).ok().and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("VmHWM:"))
+                            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                    });
+                    peak = peak.max(hwm.unwrap_or(0));
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                peak
+            })
+        };
+        let out = child.wait_with_output().map_err(|e| format!("the plugin did not finish: {e}"))?;
+        let wall = started.elapsed();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak_rss_kib = sampler.join().unwrap_or(0);
+        let answer =
+            serde_json::from_slice(&out.stdout).map_err(|e| format!("the plugin's answer is not JSON ({e})"))?;
+        Ok(Measured { answer, wall, peak_rss_kib })
+    }
+}
+
 /// `cargo build -p stash2plex` for the profile this program was built with
 /// (`target/<profile>/`), when cargo is at hand.
 fn build_beside(dir: &Path) -> Result<(), String> {
