@@ -38,6 +38,13 @@ impl Plugin {
 
     /// Run one invocation with `stdin`; return the answer object.
     pub fn invoke(&self, stdin: &Value) -> Result<Value, String> {
+        let child = self.start(stdin)?;
+        let out = child.wait_with_output().map_err(|e| format!("the plugin did not finish: {e}"))?;
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("the plugin's answer is not JSON ({e})"))
+    }
+
+    /// The plugin process, `stdin` written and closed.
+    fn start(&self, stdin: &Value) -> Result<std::process::Child, String> {
         let mut cmd = Command::new(&self.exe);
         cmd.arg("plugin");
         if let Some(p) = &self.policy {
@@ -54,8 +61,7 @@ impl Plugin {
         if let Some(mut pipe) = child.stdin.take() {
             pipe.write_all(stdin.to_string().as_bytes()).map_err(|e| format!("cannot write to the plugin: {e}"))?;
         }
-        let out = child.wait_with_output().map_err(|e| format!("the plugin did not finish: {e}"))?;
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("the plugin's answer is not JSON ({e})"))
+        Ok(child)
     }
 }
 
@@ -71,22 +77,8 @@ pub struct Measured {
 impl Plugin {
     /// [`Plugin::invoke`], timed, with the process's peak memory.
     pub fn invoke_measured(&self, stdin: &Value) -> Result<Measured, String> {
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg("plugin");
-        if let Some(p) = &self.policy {
-            cmd.arg("--policy").arg(p);
-        }
         let started = std::time::Instant::now();
-        let mut child = cmd
-            .env("STASH2PLEX_AUTODRAIN", "0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
-        if let Some(mut pipe) = child.stdin.take() {
-            pipe.write_all(stdin.to_string().as_bytes()).map_err(|e| format!("cannot write to the plugin: {e}"))?;
-        }
+        let child = self.start(stdin)?;
         let status = format!("/proc/{}/status", child.id());
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sampler = {
