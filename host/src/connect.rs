@@ -76,12 +76,14 @@ pub fn connected_session(env: &Env) -> Result<(PolicySession, HostSettings), Str
     let stash = Arc::new(connected.stash);
     let mut state = env.host_state(queue);
     state.log.obfuscator = Obfuscator::new(s.obfuscate_paths);
-    state.plex.client = Some(plex);
+    state.plex.client = Some(Box::new(plex));
     state.plex.images = Some(stash.clone());
     state.stash.client = Some(stash);
-    let runtime = env.load_runtime()?;
+    let (runtime, why) = env.load_runtime(&connected.map)?;
     let policy_map = settings::without_secrets(&connected.map);
-    let session = PolicySession::start(runtime, state, &policy_map).map_err(|e| e.to_string())?;
+    let mut session = PolicySession::start_because(runtime, state, &policy_map, why).map_err(|e| e.to_string())?;
+    let watch = env.policy_watch(&connected.map, &session.policy);
+    session.attach_watch(watch);
     Ok((session, connected.settings))
 }
 
@@ -96,6 +98,6 @@ pub fn offline_session(
     let mut state = env.host_state(queue);
     state.log.obfuscator = Obfuscator::new(cached.obfuscate_paths);
     state.plex.forbidden = Some(forbidden.into());
-    let runtime = env.load_runtime()?;
-    PolicySession::start(runtime, state, &cached.map).map_err(|e| e.to_string())
+    let (runtime, why) = env.load_runtime(&cached.map)?;
+    PolicySession::start_because(runtime, state, &cached.map, why).map_err(|e| e.to_string())
 }

@@ -6,6 +6,7 @@ mod dlq;
 mod harness;
 mod metadata;
 mod plugin_protocol;
+mod policies;
 mod resilience;
 mod sandbox;
 mod sync;

@@ -101,7 +101,7 @@ impl QueueCap {
     pub fn release_open_claims(&mut self, delay_ms: i64) -> usize {
         let claims = std::mem::take(&mut self.open_claims);
         let due = self.now() + delay_ms;
-        claims.iter().filter(|(id, lease)| self.queue.release(*id, *lease, due, &[]).is_ok()).count()
+        claims.iter().filter(|(id, lease)| self.queue.give_back(*id, *lease, due).is_ok()).count()
     }
 
     fn state_refused(&self) -> Option<queue::QueueError> {

@@ -121,6 +121,10 @@ pub fn run(
     let mut rules = Rules::new(mode, clock.now_ms());
     let mut worked = 0u64;
     let stopped = loop {
+        // Issue 12: a changed policy file or `policy_path`, or a policy that
+        // keeps failing, is switched between two steps (a no-op without a
+        // watch). To be folded into the production observer (issue 9).
+        session.between_steps();
         if observer.before_step(session, clock.now_ms()).is_break() {
             break Stopped::Observer;
         }

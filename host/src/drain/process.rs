@@ -100,14 +100,15 @@ fn drain_once(env: &Env, mode: DrainMode, jobs: &mut u64) -> Result<(String, Sto
     };
     Ok((
         format!(
-            "Processed {} job(s) with {} Plex request(s) ({} edits); {}. Left: {} due, {} waiting, {} dead-lettered{next}",
+            "Processed {} job(s) with {} Plex request(s) ({} edits); {}. Left: {} due, {} waiting, {} dead-lettered{next}. Policy: {}",
             *jobs,
             state.plex.stats.requests,
             state.plex.stats.puts,
             report.describe(),
             after.ready,
             after.waiting,
-            after.dead
+            after.dead,
+            session.policy.short()
         ),
         report.stopped,
     ))

@@ -563,6 +563,16 @@ fn json_kind(v: &Value) -> &'static str {
 
 // ---- JSON → contract types -------------------------------------------------
 
+/// A scene as Stash's GraphQL API returns it (`findScene`; also wrapped in
+/// `{"data": {"findScene": ...}}` or `{"findScene": ...}`), as the contract's
+/// scene (`stash2plex policy run --scene`, the conformance fixture).
+pub fn scene_from_json(v: &Value) -> Result<wit::Scene, StashError> {
+    let inner = v.pointer("/data/findScene").or_else(|| v.get("findScene")).unwrap_or(v);
+    let scene: JScene = serde_json::from_value(inner.clone())
+        .map_err(|e| StashError::Malformed(format!("not a Stash scene (findScene) object: {e}")))?;
+    scene.into_wit()
+}
+
 #[derive(Deserialize)]
 struct JScene {
     id: Value,

@@ -57,9 +57,10 @@ pub fn run(env: &Env, mode: Option<&str>, args: &Args) -> Answer {
 
 /// The tasks the policy that would run declares.
 fn policy_modes(env: &Env) -> Vec<String> {
-    env.load_runtime()
+    let cached = env.open_queue().map(|q| Env::cached_settings(&q).map).unwrap_or_default();
+    env.load_runtime(&cached)
         .ok()
-        .and_then(|rt| session::admit(&rt).ok())
+        .and_then(|(rt, _)| session::admit(&rt).ok())
         .map(|info| info.tasks.into_iter().map(|t| t.name).collect())
         .unwrap_or_default()
 }
