@@ -85,6 +85,12 @@ fn main() {
         }
         Some(Command::Policy { command }) => {
             log::set_stash_format(false);
+            // The report is on stdout; the sandbox's own lines only when they matter.
+            log::set_min_level(if matches!(command, PolicyCommand::Check { .. }) {
+                log::Level::Warn
+            } else {
+                log::Level::Info
+            });
             policy_command(command)
         }
     };

@@ -493,7 +493,11 @@ fn an_endless_loop_in_step_is_stopped_each_time_and_the_drain_ends() {
     let (task, took) = process_queue_with(&world, &policy);
     log_time("loop-on-step: process queue (3 fuel-outs, then the built-in)", took);
     let summary = task.output();
-    let fuel_outs = task.stderr.lines().filter(|l| l.contains("the policy used up its CPU budget")).count();
+    let fuel_outs = task
+        .stderr
+        .lines()
+        .filter(|l| l.contains("The policy failed and was restarted") && l.contains("CPU budget"))
+        .count();
     assert_eq!(fuel_outs, 3, "{}", tail(&task.stderr));
     // The loop never claimed the job, so the built-in policy that took over
     // synced it in the same drain.
@@ -563,7 +567,10 @@ fn a_policy_that_always_says_wait_does_not_keep_process_queue_alive() {
 fn a_background_drainer_gives_up_on_a_failing_policy_in_bounded_time() {
     let world = World::new(1);
     let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
-    configure_for_hooks(&world, &policy, "loop-on-step");
+    // Hooks record with the policy (their cached settings say `none`); the
+    // drainer reads the settings again and loops.
+    configure_for_hooks(&world, &policy, "none");
+    set_settings(&world, json!({ "misbehave": "loop-on-step" }));
     let (scene_id, _) = world.scenes[0].clone();
 
     let stdin = hook_stdin(&world, &scene_id, &["id", "title"]);

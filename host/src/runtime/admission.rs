@@ -171,6 +171,7 @@ pub fn record_fixture(
 }
 
 fn run_vectors(runtime: &Runtime, sandbox: Result<Sandbox, String>, fixture: &Fixture) -> Result<Report, String> {
+    let _quiet = crate::plugin::log::quieter(crate::plugin::log::Level::Warn);
     let ty = runtime.component_type_names();
     let imports =
         ty.0.iter()
