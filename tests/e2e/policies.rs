@@ -426,3 +426,47 @@ fn a_javascript_policy_is_admitted_and_fills_only_empty_fields() {
     );
     assert_eq!(all_counts(&world), QueueCounts::default());
 }
+
+/// `PolicySession::swap` on its own, in-process against the recorded Plex:
+/// the jobs the old instance holds (the built-in policy claims a batch)
+/// are given back, the queue and the capabilities carry over, the new
+/// policy finishes the work, and a swap to a component that cannot start
+/// leaves the old policy running.
+#[test]
+fn a_swap_gives_back_held_jobs_and_a_failed_swap_keeps_the_running_policy() {
+    use stash2plex::runtime::admission::{Sandbox, fallback_payload};
+    let builtin = Runtime::load_builtin(None, Limits::default()).unwrap();
+    let fixture = Fixture::builtin();
+    let mut sb = Sandbox::new(&builtin, &fixture).expect("sandbox");
+    for (scene, _) in &fixture.matched {
+        sb.enqueue(scene, &fallback_payload("Scene.Update.Post", &["id"])).unwrap();
+    }
+    let first = sb.session.step().expect("no failure").expect("no error");
+    assert!(format!("{first:?}").contains("Worked"), "{first:?}");
+    let held = sb.session.state().unwrap().queue.queue.jobs(10, 0).unwrap().iter().filter(|j| j.running).count();
+    assert!(held >= 1, "the built-in policy holds a batch between steps");
+    let before = sb.session.policy.clone();
+    let swapped = sb.session.swap(load(tags_as_labels()), Why::Default).expect("swapped");
+    assert_eq!(swapped.from, before);
+    assert_eq!(swapped.to.name, "stash2plex-tags-as-labels");
+    assert_eq!(swapped.released, held, "the jobs the built-in policy held were given back");
+    assert!(swapped.migrated > 0, "same state format: the state came along");
+    let q = &sb.session.state().unwrap().queue.queue;
+    let jobs = q.jobs(10, 0).unwrap();
+    assert!(jobs.iter().all(|j| !j.running), "given back: {jobs:?}");
+    assert_eq!(jobs.iter().filter(|j| j.attempt == 0).count(), held, "their attempts not counted: {jobs:?}");
+
+    // A component that traps in `info` cannot replace it.
+    let broken = load(&crate::sandbox::component_importing("wasi:cli/environment@0.2.6"));
+    let err = sb.session.swap(broken, Why::Default).unwrap_err();
+    assert!(err.to_string().contains("trapped") || err.to_string().contains("unreachable"), "{err}");
+    assert_eq!(sb.session.policy.name, "stash2plex-tags-as-labels", "the running policy goes on");
+    let d = sb.drain(10 * 60_000);
+    assert_eq!(d.failures, 0, "{:?}", d.errors);
+    let q = &sb.session.state().unwrap().queue.queue;
+    assert!(q.jobs(10, i64::MAX / 2).unwrap().is_empty(), "the new policy finished the work");
+    let handled = q.handled_for(None, 100).unwrap();
+    assert_eq!(handled.iter().filter(|h| h.outcome == "complete").count(), fixture.matched.len());
+    let given_back = handled.iter().filter(|h| h.outcome == "given-back").count();
+    assert_eq!(given_back, held, "{handled:#?}");
+}

@@ -102,7 +102,7 @@ const FOREIGN_PACKAGES: &[(&str, &str)] = &[
 /// A component that implements our whole world (every import, the `policy`
 /// export) and also imports `extra` (`wasi:cli/environment@0.2.6`, ...). Its
 /// core module is a dummy: nothing in it may ever run.
-fn component_importing(extra: &str) -> Vec<u8> {
+pub(crate) fn component_importing(extra: &str) -> Vec<u8> {
     let mut resolve = wit_parser::Resolve::new();
     resolve.push_dir(workspace_root().join("wit/since_v0.1.0")).expect("our WIT parses");
     for (name, text) in FOREIGN_PACKAGES {

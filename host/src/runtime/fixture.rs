@@ -218,7 +218,10 @@ impl Replay {
             })
             .collect();
         // The first exchange not served yet, else the last one again.
-        let pick = matching.iter().copied().find(|&i| self.exchanges[i].1 == 0).or(matching.last().copied())?;
+        let Some(pick) = matching.iter().copied().find(|&i| self.exchanges[i].1 == 0).or(matching.last().copied())
+        else {
+            return self.batched_items(req);
+        };
         let (exchange, served) = &mut self.exchanges[pick];
         *served += 1;
         let body = match &exchange.body {
@@ -227,6 +230,37 @@ impl Replay {
             other => other.to_string().into_bytes(),
         };
         Some((exchange.status, body))
+    }
+}
+
+impl Replay {
+    /// `GET /library/metadata/1,2,3` that was not recorded as such: the
+    /// recorded reads of each item, in one container (as Plex answers a
+    /// batched read).
+    fn batched_items(&mut self, req: &PlexRequest) -> Option<(u16, Vec<u8>)> {
+        let ids = req.path.strip_prefix("/library/metadata/")?;
+        if req.method != Method::Get || !ids.contains(',') || !req.query.is_empty() {
+            return None;
+        }
+        let mut items = Vec::new();
+        for id in ids.split(',') {
+            let single = PlexRequest {
+                method: Method::Get,
+                path: format!("/library/metadata/{id}"),
+                query: Vec::new(),
+                headers: Vec::new(),
+                body: None,
+                timeout: None,
+            };
+            if let Some((200, body)) = self.answer(&single) {
+                let v: Value = serde_json::from_slice(&body).ok()?;
+                items.extend(
+                    v.pointer("/MediaContainer/Metadata").and_then(Value::as_array).cloned().unwrap_or_default(),
+                );
+            }
+        }
+        let body = serde_json::json!({ "MediaContainer": { "size": items.len(), "Metadata": items } });
+        Some((200, body.to_string().into_bytes()))
     }
 }
 

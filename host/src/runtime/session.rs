@@ -329,7 +329,11 @@ fn begin(
     why: Why,
 ) -> Result<(Instance, PolicyInfo, Vec<Setting>, PolicyRef, usize), (SessionError, Box<HostState>)> {
     let mut instance = runtime.instantiate_or_return(state).map_err(|(e, s)| (SessionError::Policy(e), s))?;
-    let give_back = |instance: Instance, e: SessionError| (e, Box::new(instance.into_state()));
+    let give_back = |instance: Instance, e: SessionError| {
+        let mut state = instance.into_state();
+        state.queue.state_closed = false;
+        (e, Box::new(state))
+    };
     instance.state_mut().queue.state_closed = true;
     let info = match instance.call(|b, s| b.call_info(s)) {
         Ok(info) => info,
