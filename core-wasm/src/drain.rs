@@ -372,7 +372,7 @@ fn auth_paused(state: &mut DrainState, res: &mut Resilience, host: &dyn Host, no
     let result = health::token(host);
     let now = host.now_ms();
     match result {
-        Ok(()) => {
+        Ok(_) => {
             res.auth_ok(host, now);
             res.save_if_changed(host).map_err(queue_text)?;
             Ok(StepOutcome::Worked("token check GET /library/sections: Plex accepts the token; syncing resumes".into()))

@@ -72,6 +72,11 @@ pub fn on_event(host: &dyn Host, event: &Event) -> Result<EventOutcome, String> 
     if id.len() > MAX_ID_CHARS || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(EventOutcome::Ignored(format!("{trigger} with an invalid id {:?}", clip(id, 20))));
     }
+    if trigger == "Scene.Destroy.Post" {
+        let dropped = host.forget(id).map_err(|e| format!("could not drop the job of scene {id}: {}", e.describe()))?;
+        let what = if dropped { "its waiting change was dropped" } else { "nothing was waiting for it" };
+        return Ok(EventOutcome::Ignored(format!("scene {id} was deleted in Stash; {what}; Plex is left as it is")));
+    }
     let relevant = if object.is_some() { OBJECT_FIELDS } else { SCENE_FIELDS };
     // An edit that names its fields and touches none that Plex shows is
     // noise (play counts, resume positions). Scans send no fields at all; a
@@ -85,11 +90,6 @@ pub fn on_event(host: &dyn Host, event: &Event) -> Result<EventOutcome, String> 
             "{trigger} for {id} changed only {} (nothing Plex shows)",
             clip(&sent.join(", "), 200)
         )));
-    }
-    if trigger == "Scene.Destroy.Post" {
-        let dropped = host.forget(id).map_err(|e| format!("could not drop the job of scene {id}: {}", e.describe()))?;
-        let what = if dropped { "its waiting change was dropped" } else { "nothing was waiting for it" };
-        return Ok(EventOutcome::Ignored(format!("scene {id} was deleted in Stash; {what}; Plex is left as it is")));
     }
     let (key, what) = match object {
         Some(kind) => (format!("{kind}:{id}"), format!("{kind} {id} (every scene that carries it)")),
@@ -188,7 +188,7 @@ mod tests {
     fn a_deleted_scene_drops_its_waiting_job_and_leaves_plex_alone() {
         let host = FakeHost::new();
         on_event(&host, &event("Scene.Update.Post", Some("8"), &["title"])).unwrap();
-        let out = on_event(&host, &event("Scene.Destroy.Post", Some("8"), &[])).unwrap();
+        let out = on_event(&host, &event("Scene.Destroy.Post", Some("8"), &["id", "delete_generated"])).unwrap();
         assert_eq!(
             out,
             EventOutcome::Ignored(

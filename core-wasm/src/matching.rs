@@ -18,8 +18,8 @@
 
 use std::collections::HashMap;
 
-use crate::host::PlexRequest;
-use crate::pathmap::{is_windows_path, path_key};
+use crate::host::{PlexRequest, VideoFile};
+use crate::pathmap::{PathMap, is_windows_path, path_key};
 use crate::plex_json::{ListedItem, ListingPage, SectionInfo};
 
 /// Items per listing page (`X-Plex-Container-Size`).
@@ -142,6 +142,19 @@ pub fn pick_section<'a>(sections: &'a [Section], path: &str) -> Option<&'a Secti
         }
     }
     best.map(|(s, _)| s)
+}
+
+/// A scene's files as Plex sees them (`plex_path_map`), primary first,
+/// without repeats.
+pub fn plex_paths(map: &PathMap, files: &[VideoFile]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for f in files {
+        let p = map.to_plex(&f.path);
+        if !p.is_empty() && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// The listing request for one page of a section.

@@ -4,15 +4,18 @@
 //!
 //! **Probes.** While Open, the only request to Plex is `GET /identity`
 //! (unauthenticated, answered only once PMS's database is up; 5 s timeout).
-//! The first probe is due when the open duration ends. After a failed probe
-//! the next one is due after `interval × U(0.5, 1.0)`, where the nominal
-//! interval starts at `probe_interval_secs` (5 s), doubles per failed probe
-//! and is capped at `probe_max_interval_secs` (60 s: a probe is one tiny
-//! unauthenticated GET, so a recovery is noticed within a minute; the
-//! original capped its probe spacing at 60 s too). The jitter keeps
-//! probes apart without ever coming close to 0 s (the original's full jitter
-//! could probe again at once). A successful probe moves the breaker to
-//! HalfOpen and resets the interval.
+//! The first probe is due when the open duration ends (`breaker_open_base_secs`,
+//! 4 s). While the outage is young (under [`YOUNG_OUTAGE_MS`], 5 minutes),
+//! the next probe follows a failed one after `probe_interval_secs` (4 s) ×
+//! U(0.75, 1.0): most outages are short (a Plex restart, an update, a NAS
+//! waking up), so Plex coming back is noticed within 4 s and the first write
+//! follows at once, at about 15 requests per 40 s of outage. Once the
+//! outage is older, the interval doubles every minute, up to
+//! `probe_max_interval_secs` (60 s: a probe is one tiny unauthenticated GET,
+//! so a recovery is still noticed within a minute; the original capped its
+//! probe spacing at 60 s too). The jitter keeps probes apart without ever
+//! coming close to 0 s (the original's full jitter could probe again at
+//! once). A successful probe moves the breaker to HalfOpen.
 //!
 //! **Pacing and ramp.** Plex requests are paced as "the next job may start
 //! at `next_send_at`": after a job that sent `n` requests at rate `r`
@@ -43,9 +46,14 @@ pub struct ProbeConfig {
 
 impl Default for ProbeConfig {
     fn default() -> Self {
-        ProbeConfig { interval_ms: 5_000, max_interval_ms: 60_000 }
+        ProbeConfig { interval_ms: 4_000, max_interval_ms: 60_000 }
     }
 }
+
+/// An outage younger than this is probed every `interval_ms`.
+pub const YOUNG_OUTAGE_MS: i64 = 5 * 60_000;
+/// After that, the probe interval doubles this often.
+pub const PROBE_DOUBLING_MS: i64 = 60_000;
 
 /// Timeout of one probe.
 pub const PROBE_TIMEOUT_MS: u32 = 5_000;
@@ -68,25 +76,30 @@ pub struct Probes {
 }
 
 impl Probes {
-    /// The nominal interval after `failed` failed probes.
-    pub fn nominal_interval_ms(cfg: &ProbeConfig, failed: u32) -> u64 {
-        let doublings = failed.saturating_sub(1).min(40);
-        cfg.interval_ms.saturating_mul(1u64 << doublings).min(cfg.max_interval_ms).max(1)
+    /// The nominal interval for an outage `age_ms` old.
+    pub fn nominal_interval_ms(cfg: &ProbeConfig, age_ms: i64) -> u64 {
+        let base = cfg.interval_ms.min(cfg.max_interval_ms).max(1);
+        if age_ms < YOUNG_OUTAGE_MS {
+            return base;
+        }
+        let doublings = ((age_ms - YOUNG_OUTAGE_MS) / PROBE_DOUBLING_MS + 1).clamp(0, 40) as u32;
+        base.saturating_mul(1u64 << doublings).min(cfg.max_interval_ms).max(1)
     }
 
-    /// `nominal × U(0.5, 1.0)`.
+    /// `nominal × U(0.75, 1.0)`.
     pub fn jittered_ms(nominal: u64, random: u64) -> u64 {
-        uniform(nominal.div_ceil(2), nominal, random)
+        uniform(nominal.saturating_mul(3).div_ceil(4), nominal, random)
     }
 
-    /// A probe failed at `now`: the time of the next one.
-    pub fn failed_at(&mut self, cfg: &ProbeConfig, now: i64, random: u64, detail: String) -> i64 {
+    /// A probe failed at `now`, `age_ms` into the outage: the time of the
+    /// next one.
+    pub fn failed_at(&mut self, cfg: &ProbeConfig, now: i64, age_ms: i64, random: u64, detail: String) -> i64 {
         self.failed = self.failed.saturating_add(1);
         self.last_at = Some(now);
         self.last_ok = Some(false);
         self.last_detail = detail;
         self.total = self.total.saturating_add(1);
-        let wait = Self::jittered_ms(Self::nominal_interval_ms(cfg, self.failed), random);
+        let wait = Self::jittered_ms(Self::nominal_interval_ms(cfg, age_ms), random);
         now.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX))
     }
 
@@ -277,24 +290,36 @@ mod tests {
     use crate::test_support::draws;
 
     #[test]
-    fn probe_intervals_grow_are_capped_and_never_near_zero() {
+    fn probes_stay_frequent_while_an_outage_is_young_then_back_off() {
         let cfg = ProbeConfig::default();
-        let nominal: Vec<u64> = (1..=9).map(|k| Probes::nominal_interval_ms(&cfg, k)).collect();
-        assert_eq!(nominal, vec![5_000, 10_000, 20_000, 40_000, 60_000, 60_000, 60_000, 60_000, 60_000]);
+        let at_minutes = |m: i64| Probes::nominal_interval_ms(&cfg, m * 60_000);
+        let nominal: Vec<u64> = (0..=12).map(at_minutes).collect();
+        assert_eq!(
+            nominal,
+            vec![4_000, 4_000, 4_000, 4_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000, 60_000, 60_000]
+        );
+        assert_eq!(Probes::nominal_interval_ms(&cfg, YOUNG_OUTAGE_MS - 1), 4_000);
+        // A 40 s outage: at most 14 probes (with the opening failures, 20
+        // requests); a return is noticed within 4 s.
         let mut p = Probes::default();
         let mut now = 0i64;
+        let mut in_40s = 0;
         for (k, r) in draws(3, 2_000).into_iter().enumerate() {
-            let next = p.failed_at(&cfg, now, r, String::new());
+            let next = p.failed_at(&cfg, now, now, r, String::new());
             let wait = (next - now) as u64;
-            let nominal = Probes::nominal_interval_ms(&cfg, p.failed);
-            assert!(wait * 2 >= nominal, "probe {k}: {wait} < 50 % of {nominal}");
-            assert!(wait <= nominal);
-            assert!(wait <= cfg.max_interval_ms);
+            let nominal = Probes::nominal_interval_ms(&cfg, now);
+            assert!(wait * 4 >= nominal * 3, "probe {k}: {wait} < 75 % of {nominal}");
+            assert!(wait <= nominal && wait <= cfg.max_interval_ms);
+            if now < 40_000 {
+                in_40s += 1;
+                assert!(wait <= 4_000, "young outages are probed every 4 s at most");
+            }
             now = next;
         }
+        assert!(in_40s <= 14, "{in_40s} probes in the first 40 s");
         // Extremes of the draw.
-        assert_eq!(Probes::jittered_ms(5_000, 0), 2_500);
-        assert_eq!(Probes::jittered_ms(5_000, u64::MAX), 5_000);
+        assert_eq!(Probes::jittered_ms(4_000, 0), 3_000);
+        assert_eq!(Probes::jittered_ms(4_000, u64::MAX), 4_000);
         p.succeeded_at(now, "ok".into());
         assert_eq!(p.failed, 0);
         assert_eq!(p.last_ok, Some(true));
@@ -304,14 +329,15 @@ mod tests {
     fn golden_probe_trace_with_a_fixed_seed() {
         let cfg = ProbeConfig::default();
         let mut p = Probes::default();
-        let mut now = 0;
+        // From 4m 50s into an outage, across the 5 minute mark.
+        let mut now = 290_000;
         let mut waits = Vec::new();
         for r in draws(0x5eed, 9) {
-            let next = p.failed_at(&cfg, now, r, String::new());
+            let next = p.failed_at(&cfg, now, now, r, String::new());
             waits.push(next - now);
             now = next;
         }
-        assert_eq!(waits, vec![2_597, 6_664, 13_647, 28_814, 31_400, 41_100, 34_854, 32_172, 55_622]);
+        assert_eq!(waits, vec![3_038, 3_333, 3_365, 3_441, 6_093, 6_740, 6_323, 6_144, 7_708]);
     }
 
     #[test]
@@ -404,7 +430,7 @@ mod tests {
         let json = serde_json::to_string(&pacer).unwrap();
         assert_eq!(serde_json::from_str::<Pacer>(&json).unwrap(), pacer);
         let mut probes = Probes::default();
-        probes.failed_at(&ProbeConfig::default(), 0, 1, "refused".into());
+        probes.failed_at(&ProbeConfig::default(), 0, 0, 1, "refused".into());
         let json = serde_json::to_string(&probes).unwrap();
         assert_eq!(serde_json::from_str::<Probes>(&json).unwrap(), probes);
         assert_eq!(serde_json::from_str::<Probes>("{}").unwrap(), Probes::default());

@@ -371,7 +371,8 @@ impl Resilience {
     /// A health probe failed: the next one is scheduled (and the breaker
     /// stays open until then). Returns the next probe time.
     pub fn probe_failed(&mut self, now: i64, random: u64, detail: String, retry_after_ms: Option<u64>) -> i64 {
-        let mut next = self.state.probes.failed_at(&self.cfg.probes, now, random, detail);
+        let age = self.state.outages.current().map_or(0, |o| now.saturating_sub(o.start_ms));
+        let mut next = self.state.probes.failed_at(&self.cfg.probes, now, age, random, detail);
         if let Some(ra) = retry_after_ms {
             next = next.max(now.saturating_add(i64::try_from(ra).unwrap_or(0)));
         }
@@ -647,9 +648,10 @@ mod tests {
         for _ in 0..5 {
             r.record(&host, T0, Outcome::Failure, Some("503"));
         }
+        // 30 s into the outage: probes 4 s apart (the top of the jitter).
         let next = r.probe_failed(T0 + 30_000, u64::MAX, "refused".into(), None);
-        assert_eq!(next, T0 + 35_000);
-        assert_eq!(r.state.breaker.open_until(), Some(T0 + 35_000));
+        assert_eq!(next, T0 + 34_000);
+        assert_eq!(r.state.breaker.open_until(), Some(T0 + 34_000));
         // A Retry-After longer than the probe interval wins.
         let next = r.probe_failed(T0 + 35_000, 0, "503".into(), Some(120_000));
         assert_eq!(next, T0 + 155_000);

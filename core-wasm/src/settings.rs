@@ -39,9 +39,9 @@
 //! | `breaker_slow_call_rate` | 80 | 1–100 | % of slow calls in the window that opens it |
 //! | `breaker_half_open_trials` | 3 | 1–20 | trial jobs after Plex answers again; all must succeed to close |
 //! | `breaker_half_open_max_wait_secs` | 120 | 10–3600 | longest time in the trial state |
-//! | `breaker_open_base_secs` | 30 | 1–3600 | first open duration (doubles per repeated trip) |
+//! | `breaker_open_base_secs` | 4 | 1–3600 | first open duration, i.e. when the first health probe is due (doubles per repeated trip) |
 //! | `breaker_open_max_secs` | 600 | 1–86400, ≥ base | longest open duration |
-//! | `probe_interval_secs` | 5 | 1–600 | first health-probe interval while open |
+//! | `probe_interval_secs` | 4 | 1–600 | health-probe interval while an outage is under 5 minutes old (then it doubles every minute) |
 //! | `probe_max_interval_secs` | 60 | 1–3600, ≥ interval | longest health-probe interval |
 //! | `ramp_start_rps` | 1 | 1–100 | Plex requests per second right after a recovery |
 //! | `ramp_target_rps` | 20 | 1–1000, ≥ start | where the ramp ends (it doubles every 10 s up to this) |
@@ -183,9 +183,9 @@ impl Default for Settings {
             breaker_slow_call_rate: 80,
             breaker_half_open_trials: 3,
             breaker_half_open_max_wait_secs: 120,
-            breaker_open_base_secs: 30,
+            breaker_open_base_secs: 4,
             breaker_open_max_secs: 600,
-            probe_interval_secs: 5,
+            probe_interval_secs: 4,
             probe_max_interval_secs: 60,
             ramp_start_rps: 1,
             ramp_target_rps: 20,
@@ -243,9 +243,14 @@ const NUMBERS: [(&str, u32, u32, &str); 18] = [
     ("breaker_slow_call_rate", 1, 100, "Percent of slow calls in the window that opens the breaker"),
     ("breaker_half_open_trials", 1, 20, "Trial changes after Plex answers again"),
     ("breaker_half_open_max_wait_secs", 10, 3_600, "Longest time in the trial state (seconds)"),
-    ("breaker_open_base_secs", 1, 3_600, "First open duration of the breaker (seconds)"),
+    (
+        "breaker_open_base_secs",
+        1,
+        3_600,
+        "First open duration of the breaker, when the first health probe is due (seconds)",
+    ),
     ("breaker_open_max_secs", 1, 86_400, "Longest open duration of the breaker (seconds)"),
-    ("probe_interval_secs", 1, 600, "First health-probe interval while Plex is down (seconds)"),
+    ("probe_interval_secs", 1, 600, "Health-probe interval while an outage is under 5 minutes old (seconds)"),
     ("probe_max_interval_secs", 1, 3_600, "Longest health-probe interval (seconds)"),
     ("ramp_start_rps", 1, 100, "Plex requests per second right after a recovery"),
     ("ramp_target_rps", 1, 1_000, "Where the recovery ramp ends (requests per second)"),

@@ -3,7 +3,7 @@
 //!
 //! | task | args | output |
 //! |---|---|---|
-//! | `health_check` | – | probes `GET /identity` and checks the token with `GET /library/sections` now, then the status (a passing probe while the breaker is open starts the trials; a passing token check ends a token pause) |
+//! | `health_check` | – | one line each: Stash reachable (one `find-scenes` page), Plex reachable (`GET /identity`), token valid (`GET /library/sections`), the `plex_library` libraries exist, the most recently updated scenes' files lie in their folders; then the status (a passing probe while the breaker is open starts the trials; a passing token check ends a token pause) |
 //! | `breaker_open` | `{"minutes": N}` (1–10080, default 60) | opens the breaker by hand until then |
 //! | `breaker_close` | – | closes it (syncing resumes with the ramp) |
 //! | `breaker_reset` | – | closes it and clears its counters, the probe schedule, the ramp, the retry budget and a token pause (the outage history stays) |
@@ -23,7 +23,10 @@ use crate::text::{clip, utc_text};
 
 /// The tasks, as `policy-info` declares them.
 pub const TASKS: &[(&str, &str)] = &[
-    ("health_check", "Probe Plex now, check the token, and show how syncing stands"),
+    (
+        "health_check",
+        "Check Stash, Plex, the token, the libraries and where scenes' files are, and show how syncing stands",
+    ),
     ("breaker_open", "Pause syncing: open the circuit breaker (args: minutes, default 60)"),
     ("breaker_close", "Resume syncing: close the circuit breaker"),
     ("breaker_reset", "Reset the circuit breaker and its history of trips"),
@@ -66,7 +69,7 @@ pub fn run(settings: &Settings, host: &dyn Host, name: &str, args: &str) -> Resu
         .map_err(|e| format!("could not read the policy state: {}", e.describe()))?;
     res.tick(host, now);
     let out = match name {
-        "health_check" => health_check(&mut res, host),
+        "health_check" => health_check(settings, &mut res, host),
         "breaker_open" => {
             let minutes = number(&args, "minutes", 60, 1, 10_080)?;
             let until = now.saturating_add(i64::from(minutes) * 60_000);
@@ -97,41 +100,95 @@ pub fn run(settings: &Settings, host: &dyn Host, name: &str, args: &str) -> Resu
     Ok(out)
 }
 
-fn health_check(res: &mut Resilience, host: &dyn Host) -> String {
-    let mut lines = vec![format!("Plex health check ({}):", clip(&host.plex_server_label(), 200))];
+/// The health check: Stash, Plex, the token, the libraries and the paths,
+/// one line each (a failed check does not hide the others; only what needs
+/// an answer that failed is "not checked"), then how syncing stands. A
+/// passing probe while the breaker is open starts the trials; an accepted
+/// token ends a token pause.
+fn health_check(settings: &Settings, res: &mut Resilience, host: &dyn Host) -> String {
+    let mut lines = vec!["Health check:".to_string()];
+    let stash = health::stash_first_page(host);
+    lines.push(health::stash_line(&stash));
+
+    let label = clip(&host.plex_server_label(), 200);
     let identity = health::identity(host);
     let now = host.now_ms();
     match &identity {
         Ok(detail) => {
-            lines.push(format!("GET /identity: OK ({detail})"));
+            lines.push(format!("Plex: OK, {label} answers ({detail})"));
             let forced = matches!(res.state.breaker.state, crate::breaker::State::Open { forced: true, until, .. } if now < until);
             if res.state.breaker.is_open() && !forced {
                 res.probe_ok(host, now, detail.clone());
                 lines.push("The circuit breaker was open: trial changes may run now.".to_string());
             }
         }
-        Err(c) => lines.push(format!("GET /identity: FAILED ({}: {})", c.class.name(), c.message)),
-    }
-    if identity.is_ok() {
-        match health::token(host) {
-            Ok(()) => {
-                lines.push("GET /library/sections: the token is accepted".to_string());
-                res.auth_ok(host, host.now_ms());
-            }
-            Err(c) => match health::unauthorized_status(&c) {
-                Some(status) => {
-                    let waiting = host.counts().map(|c| crate::resilience::pending(&c)).unwrap_or(0);
-                    if res.pause_for_auth(host.now_ms(), status, &c.message) {
-                        host.log(LogLevel::Error, &drain::auth_message(status, waiting));
-                    }
-                    lines.push(format!(
-                        "GET /library/sections: the token is REJECTED (HTTP {status}); syncing is paused"
-                    ));
-                }
-                None => lines.push(format!("GET /library/sections: FAILED ({}: {})", c.class.name(), c.message)),
-            },
+        Err(c) => {
+            lines.push(format!("Plex: FAILED at {label}: {}.{}", clip(&c.message, 400), health::plex_advice(c.class)))
         }
     }
+
+    // Why the checks that need the sections answer could not run.
+    let mut sections_missing = "Plex is not reachable";
+    let sections = if identity.is_ok() {
+        match health::token(host) {
+            Ok(response) => {
+                lines.push("Plex token: OK, Plex accepts it".to_string());
+                res.auth_ok(host, host.now_ms());
+                Some(response)
+            }
+            Err(c) => {
+                match health::unauthorized_status(&c) {
+                    Some(status) => {
+                        let waiting = host.counts().map(|c| crate::resilience::pending(&c)).unwrap_or(0);
+                        if res.pause_for_auth(host.now_ms(), status, &c.message) {
+                            host.log(LogLevel::Error, &drain::auth_message(status, waiting));
+                        }
+                        lines.push(format!(
+                            "Plex token: FAILED, {}. Syncing is paused until Plex accepts it; changes wait in the queue.",
+                            c.message
+                        ));
+                    }
+                    None => lines.push(format!(
+                        "Plex token: FAILED, it could not be checked: {}.{}",
+                        clip(&c.message, 400),
+                        health::plex_advice(c.class)
+                    )),
+                }
+                sections_missing = "the token check failed";
+                None
+            }
+        }
+    } else {
+        lines.push(format!("Plex token: not checked ({sections_missing})"));
+        None
+    };
+
+    let libraries = sections.map(|response| health::libraries(&response, &settings.plex_library));
+    match &libraries {
+        Some(Ok(libs)) => lines.push(health::libraries_line(libs, &settings.plex_library)),
+        Some(Err(c)) => {
+            lines.push(format!("Libraries: FAILED, {}.{}", c.message, health::plex_advice(c.class)));
+            sections_missing = "Plex's libraries could not be read";
+        }
+        None => lines.push(format!("Libraries: not checked ({sections_missing})")),
+    }
+
+    let paths = match (&stash, &libraries) {
+        (_, None | Some(Err(_))) => format!("Paths: not checked ({sections_missing})"),
+        (Err(_), _) => "Paths: not checked (Stash is not reachable)".to_string(),
+        (_, Some(Ok(libs))) if libs.used.is_empty() => {
+            "Paths: not checked (no movie or TV library to check against)".to_string()
+        }
+        (Ok(first), _) if first.count == 0 => "Paths: not checked (Stash has no scenes yet)".to_string(),
+        (Ok(first), Some(Ok(libs))) => match health::recent_scenes(host, first) {
+            Ok(scenes) => health::paths_line(host, &scenes, libs, &settings.path_map),
+            Err(e) => {
+                format!("Paths: not checked, Stash did not list its most recent scenes: {}", clip(&e.describe(), 400))
+            }
+        },
+    };
+    lines.push(paths);
+
     let counts = host.counts().ok();
     lines.push(res.status(host.now_ms(), counts.as_ref()));
     lines.join("\n")
@@ -173,9 +230,10 @@ fn number(args: &Map<String, Value>, key: &str, default: u32, lo: u32, hi: u32) 
 mod tests {
     use super::*;
     use crate::breaker::Kind;
+    use crate::host::StashError;
     use crate::host::TransportError;
     use crate::resilience::STATE_KEY;
-    use crate::test_support::{FakeHost, Reply, status_response};
+    use crate::test_support::{FakeHost, Reply, parse_settings, scene, status_response};
 
     /// The status as the host prints it: the summary, then the details.
     fn status_text(s: &Settings, host: &FakeHost) -> String {
@@ -228,35 +286,193 @@ mod tests {
         assert_eq!(state(&host).state.pacer.ramp, None);
     }
 
+    /// A Plex with a movie, a TV and a music library, and a Stash whose
+    /// `n` scenes lie in the movie library (scene `n` updated last).
+    fn world(n: u32) -> FakeHost {
+        let host = FakeHost::new();
+        {
+            let mut plex = host.plex.borrow_mut();
+            plex.add_section("1", "movie", "Movies", &["/data/Movies"]);
+            plex.add_section("2", "show", "TV Shows", &["/data/TV"]);
+            plex.add_section("3", "artist", "Music", &["/data/Music"]);
+        }
+        for i in 1..=n {
+            let mut s = scene(&i.to_string(), &format!("Scene {i}"), &format!("/data/Movies/Studio/{i}.mp4"));
+            s.updated_at = format!("2024-03-01T12:{i:02}:00Z");
+            host.add_scene(s);
+        }
+        host
+    }
+
+    /// The check lines of a report (before the status).
+    fn checks(out: &str) -> Vec<&str> {
+        out.lines().take_while(|l| !l.starts_with("Plex connection:")).collect()
+    }
+
     #[test]
     fn health_check_probes_and_reports() {
-        let host = FakeHost::new();
+        let host = world(8);
         let s = Settings::default();
         let out = run(&s, &host, "health_check", "{}").unwrap();
-        assert!(out.starts_with("Plex health check (http://plex.test:32400):"), "{out}");
-        assert!(out.contains("GET /identity: OK (Plex Media Server 1.41.3"), "{out}");
-        assert!(out.contains("the token is accepted"), "{out}");
+        assert_eq!(
+            checks(&out),
+            [
+                "Health check:",
+                "Stash: OK (8 scenes)",
+                "Plex: OK, http://plex.test:32400 answers (Plex Media Server 1.41.3.9314-a0bfb8370, 3 ms)",
+                "Plex token: OK, Plex accepts it",
+                "Libraries: OK, plex_library is empty, so every movie and TV library is used: Movies, TV Shows",
+                "Paths: OK, 5 of 5 sampled scenes (the most recently updated) lie in a Plex library folder",
+            ],
+            "{out}"
+        );
+        assert!(out.contains("Plex connection: healthy"), "the status follows: {out}");
         assert!(out.contains("Queue: 0 due"), "{out}");
+        // One sections request serves the token and the libraries; only
+        // requests of the allow-list.
         assert_eq!(host.request_lines(), vec!["GET /identity", "GET /library/sections"]);
+        // Page 1 (the Stash check), then the newest scenes: the last page
+        // and the one before it.
+        assert_eq!(host.scene_pages(), [(1, 5), (2, 5)]);
 
-        // Plex down: reported, nothing else sent.
+        // Plex down: reported; the checks that need Plex are not run, Stash is.
         host.clear_requests();
         host.script(None, "/identity", Reply::Transport(TransportError::Refused("x".into())), 1);
         let out = run(&s, &host, "health_check", "{}").unwrap();
-        assert!(out.contains("GET /identity: FAILED (plex-unavailable"), "{out}");
+        assert_eq!(
+            checks(&out),
+            [
+                "Health check:",
+                "Stash: OK (8 scenes)",
+                "Plex: FAILED at http://plex.test:32400: Plex could not be reached: connection refused (x). Check plex_url in the plugin settings, and that Plex Media Server is running and reachable from the machine Stash runs on.",
+                "Plex token: not checked (Plex is not reachable)",
+                "Libraries: not checked (Plex is not reachable)",
+                "Paths: not checked (Plex is not reachable)",
+            ],
+            "{out}"
+        );
         assert_eq!(host.request_lines(), vec!["GET /identity"]);
 
         // A bad token starts the pause and says so.
         host.enqueue_now("1");
         host.script(None, "/library/sections", Reply::Response(status_response(401, "")), 1);
         let out = run(&s, &host, "health_check", "{}").unwrap();
-        assert!(out.contains("the token is REJECTED (HTTP 401)"), "{out}");
-        assert!(out.contains("Plex token: REJECTED (HTTP 401)"), "{out}");
+        assert!(
+            out.contains(
+                "Plex token: FAILED, Plex rejected the token (HTTP 401 on GET /library/sections); check plex_token in the plugin settings. Syncing is paused until Plex accepts it; changes wait in the queue."
+            ),
+            "{out}"
+        );
+        assert!(out.contains("Libraries: not checked (the token check failed)"), "{out}");
+        assert!(out.contains("Paths: not checked (the token check failed)"), "{out}");
+        assert!(out.contains("Plex token: REJECTED (HTTP 401) since"), "the status shows the pause: {out}");
         assert!(host.logged("Syncing is paused and nothing is lost: 1 change is waiting."));
         // Fixed: the next check ends the pause.
         let out = run(&s, &host, "health_check", "{}").unwrap();
-        assert!(!out.contains("REJECTED"), "{out}");
+        assert!(!out.contains("REJECTED") && !out.contains("FAILED"), "{out}");
         assert!(state(&host).state.auth.is_none());
+    }
+
+    #[test]
+    fn health_check_stash_down_hides_no_plex_check() {
+        let host = world(3);
+        host.scenes_error(Some(StashError::Unreachable("connection refused".into())));
+        let out = run(&Settings::default(), &host, "health_check", "{}").unwrap();
+        let lines = checks(&out);
+        assert!(lines[1].starts_with("Stash: FAILED, Stash unreachable (connection refused)."), "{out}");
+        assert_eq!(
+            lines[2..4],
+            [
+                "Plex: OK, http://plex.test:32400 answers (Plex Media Server 1.41.3.9314-a0bfb8370, 3 ms)",
+                "Plex token: OK, Plex accepts it"
+            ]
+        );
+        assert!(lines[4].starts_with("Libraries: OK"), "{out}");
+        assert_eq!(lines[5], "Paths: not checked (Stash is not reachable)");
+        assert_eq!(host.scene_pages(), [(1, 5)], "no second Stash request after a failed one");
+    }
+
+    #[test]
+    fn health_check_names_missing_libraries_and_unmapped_paths() {
+        let host = world(2);
+        let mut odd = scene("3", "Elsewhere", "/stash/media/Studio/3.mp4");
+        odd.updated_at = "2024-03-01T13:00:00Z".into();
+        host.add_scene(odd);
+        let s = parse_settings(r#"{"plex_library": "Movies, Films"}"#).unwrap();
+        let out = run(&s, &host, "health_check", "{}").unwrap();
+        let lines = checks(&out);
+        assert!(
+            lines[4].starts_with(
+                "Libraries: FAILED, plex_library names no movie or TV library in Plex: \"films\" (no library of that name); syncing uses only Movies. Plex has: Movies (movie), TV Shows (TV), Music (music)."
+            ),
+            "{out}"
+        );
+        // The paths are still checked against the library that exists.
+        assert!(
+            lines[5].starts_with(
+                "Paths: FAILED, 2 of 3 sampled scenes (the most recently updated) lie in a Plex library folder. Scene 3's file /stash/media/Studio/3.mp4 is in no library folder (Movies /data/Movies)."
+            ),
+            "{out}"
+        );
+        assert!(lines[5].contains("set plex_path_map"), "{out}");
+
+        // With the path map, the same scenes lie in the library.
+        let s = parse_settings(r#"{"plex_library": "movies", "plex_path_map": "/stash/media=>/data/Movies"}"#).unwrap();
+        let out = run(&s, &host, "health_check", "{}").unwrap();
+        let lines = checks(&out);
+        assert_eq!(lines[4], "Libraries: OK, every library in plex_library exists in Plex: Movies");
+        assert_eq!(
+            lines[5],
+            "Paths: OK, 3 of 3 sampled scenes (the most recently updated) lie in a Plex library folder"
+        );
+    }
+
+    #[test]
+    fn health_check_when_the_sections_answer_fails_or_is_unreadable() {
+        let host = world(3);
+        let s = Settings::default();
+        host.script(None, "/library/sections", Reply::Response(status_response(500, "")), 1);
+        let out = run(&s, &host, "health_check", "{}").unwrap();
+        let lines = checks(&out);
+        assert_eq!(
+            lines[3..],
+            [
+                "Plex token: FAILED, it could not be checked: Plex answered 500 on GET /library/sections. Plex is starting up or busy: run Health Check again in a minute.",
+                "Libraries: not checked (the token check failed)",
+                "Paths: not checked (the token check failed)",
+            ],
+            "{out}"
+        );
+        assert!(state(&host).state.auth.is_none(), "a 500 is no token rejection");
+
+        // Accepted, but not Plex's JSON (a proxy's page): the token is fine,
+        // the libraries cannot be read.
+        host.script(None, "/library/sections", Reply::Response(status_response(200, "<html>login</html>")), 1);
+        let out = run(&s, &host, "health_check", "{}").unwrap();
+        let lines = checks(&out);
+        assert_eq!(lines[3], "Plex token: OK, Plex accepts it");
+        assert!(
+            lines[4].starts_with("Libraries: FAILED, Plex sent an unexpected answer to GET /library/sections: "),
+            "{out}"
+        );
+        assert!(lines[4].ends_with("not at a web page or a proxy's login."), "{out}");
+        assert_eq!(lines[5], "Paths: not checked (Plex's libraries could not be read)");
+    }
+
+    #[test]
+    fn health_check_with_an_empty_stash_or_plex() {
+        let host = FakeHost::new();
+        let out = run(&Settings::default(), &host, "health_check", "{}").unwrap();
+        let lines = checks(&out);
+        assert_eq!(lines[1], "Stash: OK (0 scenes)");
+        assert!(
+            lines[4].starts_with("Libraries: FAILED, Plex has no movie or TV library (no library at all)."),
+            "{out}"
+        );
+        assert_eq!(lines[5], "Paths: not checked (no movie or TV library to check against)");
+        let host = world(0);
+        let out = run(&Settings::default(), &host, "health_check", "{}").unwrap();
+        assert_eq!(checks(&out)[5], "Paths: not checked (Stash has no scenes yet)");
     }
 
     #[test]

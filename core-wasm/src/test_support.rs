@@ -424,6 +424,7 @@ pub struct FakeHost {
     scripts: RefCell<VecDeque<Script>>,
     scenes: RefCell<HashMap<String, Result<Option<Scene>, StashError>>>,
     scenes_error: RefCell<Option<StashError>>,
+    image_error: RefCell<Option<StashError>>,
     queue: RefCell<real::Queue>,
     queue_failure: RefCell<Option<QueueError>>,
     completed: RefCell<Vec<u64>>,
@@ -435,6 +436,8 @@ pub struct FakeHost {
     steal_leases_at_request: Cell<Option<usize>>,
     digests: Cell<u32>,
     stash_batches: Cell<u32>,
+    /// (page, per-page) of every `find-scenes` call.
+    scene_pages: RefCell<Vec<(u32, u32)>>,
 }
 
 impl Default for FakeHost {
@@ -455,6 +458,7 @@ impl FakeHost {
             scripts: RefCell::default(),
             scenes: RefCell::default(),
             scenes_error: RefCell::default(),
+            image_error: RefCell::default(),
             queue: RefCell::new(real::Queue::open_in_memory().expect("an in-memory queue opens")),
             queue_failure: RefCell::default(),
             completed: RefCell::default(),
@@ -465,6 +469,7 @@ impl FakeHost {
             steal_leases_at_request: Cell::new(None),
             digests: Cell::new(0),
             stash_batches: Cell::new(0),
+            scene_pages: RefCell::default(),
         }
     }
 
@@ -502,6 +507,10 @@ impl FakeHost {
     /// `find-scenes` calls so far.
     pub fn stash_batches(&self) -> u32 {
         self.stash_batches.get()
+    }
+    /// (page, per-page) of every `find-scenes` call so far, in order.
+    pub fn scene_pages(&self) -> Vec<(u32, u32)> {
+        self.scene_pages.borrow().clone()
     }
     pub fn renewals(&self) -> u32 {
         self.renewals.get()
@@ -550,6 +559,11 @@ impl FakeHost {
         self.scenes.borrow_mut().insert(scene.id.clone(), Ok(Some(scene)));
     }
     /// Make scene listings (`find-scenes`) fail with `error` (`None`: work).
+    /// Every `image-digest` fails with this (Stash away, image gone).
+    pub fn image_error(&self, error: Option<StashError>) {
+        *self.image_error.borrow_mut() = error;
+    }
+
     pub fn scenes_error(&self, error: Option<StashError>) {
         *self.scenes_error.borrow_mut() = error;
     }
@@ -699,6 +713,7 @@ impl Host for FakeHost {
 
     fn find_scenes(&self, query: &SceneQuery) -> Result<ScenePage, StashError> {
         self.stash_batches.set(self.stash_batches.get() + 1);
+        self.scene_pages.borrow_mut().push((query.page, query.per_page));
         if let Some(e) = self.scenes_error.borrow().clone() {
             return Err(e);
         }
@@ -725,13 +740,17 @@ impl Host for FakeHost {
             .collect();
         scenes.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then_with(|| a.id.cmp(&b.id)));
         let count = scenes.len() as u64;
-        let per = query.per_page.max(1) as usize;
+        // As the WIT says (and the host does): 1-250 per page.
+        let per = query.per_page.clamp(1, 250) as usize;
         let skip = (query.page.max(1) as usize - 1) * per;
         Ok(ScenePage { count, scenes: scenes.into_iter().skip(skip).take(per).collect() })
     }
 
     fn image_digest(&self, url: &str) -> Result<ImageInfo, StashError> {
         self.digests.set(self.digests.get() + 1);
+        if let Some(e) = self.image_error.borrow().clone() {
+            return Err(e);
+        }
         // A stand-in digest: the same image path gives the same "SHA-1".
         let path = url.split('?').next().unwrap_or(url);
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;

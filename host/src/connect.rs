@@ -2,12 +2,13 @@
 //! Stash, the clients, and policy sessions with the capabilities the
 //! invocation needs (everything, or the queue only).
 
+use crate::condition::{self, Condition, Kind};
 use crate::env::{CachedSettings, Env};
 use crate::net::plex::PlexClient;
 use crate::net::stash::StashClient;
 use crate::obfuscate::Obfuscator;
 use crate::plugin::log::{self, Level};
-use crate::runtime::session::PolicySession;
+use crate::runtime::session::{PolicySession, SessionError};
 use crate::settings::{self, HostSettings};
 use crate::store::Queue;
 use serde_json::{Map, Value};
@@ -25,7 +26,8 @@ pub struct Connected {
 /// validate the host's own. The copy hooks use is saved on the way.
 pub fn connect(env: &Env, queue: &mut Queue) -> Result<Connected, String> {
     let conn = &env.input.connection;
-    let mut stash = StashClient::new(&conn.base_url(), conn.cookie_value(), conn.api_key.as_deref());
+    let cookie = env.session_cookie();
+    let mut stash = StashClient::new(&conn.base_url(), cookie.as_deref(), conn.api_key.as_deref());
     let (map, api_key) = stash
         .plugin_settings(&env.opts.plugin_id)
         .map_err(|e| format!("could not read the plugin settings from Stash: {e}"))?;
@@ -38,13 +40,21 @@ pub fn connect(env: &Env, queue: &mut Queue) -> Result<Connected, String> {
         for p in &problems {
             crate::error!("Setting problem: {p}");
         }
-        format!("the plugin settings need attention: {}", problems.join("; "))
+        let text = format!("the plugin settings need attention: {}", joined(&problems));
+        let told = format!("Syncing to Plex waits: {text}. Fix them in Settings → Plugins → Stash2Plex.");
+        condition::persist(queue, &Condition::new(Kind::Settings, told));
+        text
     })?;
     log::register_secret(&settings.plex_token);
     if settings.debug_logging {
         log::set_min_level(Level::Trace);
     }
     Ok(Connected { settings, map, stash })
+}
+
+/// Several problems in one sentence.
+fn joined(problems: &[String]) -> String {
+    problems.iter().map(|p| p.trim_end_matches('.')).collect::<Vec<_>>().join("; ")
 }
 
 /// The Plex client id, kept across runs so Plex does not announce a new
@@ -60,8 +70,17 @@ fn device_id(queue: &mut Queue) -> String {
     id
 }
 
+/// A policy session with every capability, and what it was started with.
+pub struct Linked {
+    pub session: PolicySession,
+    pub settings: HostSettings,
+    /// The plugin settings as Stash stored them (a drainer watches them).
+    pub settings_map: Map<String, Value>,
+    pub stash: Arc<StashClient>,
+}
+
 /// A configured policy with every capability: Stash, Plex, the queue.
-pub fn connected_session(env: &Env) -> Result<(PolicySession, HostSettings), String> {
+pub fn connected_session(env: &Env) -> Result<Linked, String> {
     let mut queue = env.open_queue()?;
     let connected = connect(env, &mut queue)?;
     let client_id = device_id(&mut queue);
@@ -78,13 +97,24 @@ pub fn connected_session(env: &Env) -> Result<(PolicySession, HostSettings), Str
     state.log.obfuscator = Obfuscator::new(s.obfuscate_paths);
     state.plex.client = Some(Box::new(plex));
     state.plex.images = Some(stash.clone());
-    state.stash.client = Some(stash);
+    state.stash.client = Some(stash.clone());
     let (runtime, why) = env.load_runtime(&connected.map)?;
     let policy_map = settings::without_secrets(&connected.map);
-    let mut session = PolicySession::start_because(runtime, state, &policy_map, why).map_err(|e| e.to_string())?;
+    let mut session = PolicySession::start_because(runtime, state, &policy_map, why).map_err(|e| {
+        if let SessionError::Settings(problems) = &e
+            && let Ok(mut queue) = env.open_queue()
+        {
+            let told = format!(
+                "Syncing to Plex waits: the plugin settings need attention: {}. Fix them in Settings → Plugins → Stash2Plex.",
+                joined(problems)
+            );
+            condition::persist(&mut queue, &Condition::new(Kind::Settings, told));
+        }
+        e.to_string()
+    })?;
     let watch = env.policy_watch(&connected.map, &session.policy);
     session.attach_watch(watch);
-    Ok((session, connected.settings))
+    Ok(Linked { session, settings: connected.settings, settings_map: connected.map, stash })
 }
 
 /// A policy with the queue only (hooks and reports that need no network),

@@ -48,9 +48,44 @@ pub struct Env {
     pub opts: Options,
     pub input: PluginInput,
     pub data_dir: PathBuf,
+    /// Stash's session cookie as last refreshed (Stash answers with a new
+    /// one and refuses old ones after an hour; a long drain keeps the
+    /// newest for its next connection).
+    cookie: std::sync::Mutex<Option<String>>,
 }
 
 /// The settings as the last connected invocation saw them, secrets removed
+
+/// Which policy the settings choose: `--policy` first, then the
+/// `policy_path` setting (relative to the plugin folder), then a
+/// `policy.wasm` in the plugin folder, else the built-in one.
+#[derive(Debug, Clone)]
+pub struct Chooser {
+    command_line: Option<PathBuf>,
+    plugin_dir: Option<PathBuf>,
+}
+
+impl Chooser {
+    pub fn choose(&self, settings: &Map<String, Value>) -> Choice {
+        if let Some(p) = &self.command_line {
+            return Choice::File { path: absolute(p), origin: Origin::CommandLine };
+        }
+        let plugin_dir = self.plugin_dir.as_deref().map(absolute);
+        if let Some(path) = settings::PolicySettings::from_map(settings).path {
+            let path = PathBuf::from(path);
+            let path = match (&plugin_dir, path.is_absolute()) {
+                (Some(dir), false) => dir.join(path),
+                _ => absolute(&path),
+            };
+            return Choice::File { path, origin: Origin::Setting };
+        }
+        match plugin_dir.map(|d| d.join("policy.wasm")).filter(|p| p.is_file()) {
+            Some(path) => Choice::File { path, origin: Origin::PluginFolder },
+            None => Choice::Builtin,
+        }
+    }
+}
+
 /// (hooks and offline reports do not ask Stash).
 pub struct CachedSettings {
     pub map: Map<String, Value>,
@@ -59,6 +94,22 @@ pub struct CachedSettings {
 }
 
 impl Env {
+    pub fn new(opts: Options, input: PluginInput, data_dir: PathBuf) -> Env {
+        let cookie = std::sync::Mutex::new(input.connection.cookie_value().map(str::to_string));
+        Env { opts, input, data_dir, cookie }
+    }
+
+    pub fn session_cookie(&self) -> Option<String> {
+        self.cookie.lock().ok().and_then(|c| c.clone())
+    }
+
+    /// Keep the cookie a Stash client last received.
+    pub fn keep_session_cookie(&self, cookie: Option<String>) {
+        if let (Some(fresh), Ok(mut c)) = (cookie, self.cookie.lock()) {
+            *c = Some(fresh);
+        }
+    }
+
     pub fn open_queue(&self) -> Result<Queue, String> {
         let path = self.data_dir.join("queue.db");
         Queue::open(&path).map_err(|e| format!("cannot open the queue at {}: {e}", path.display()))
@@ -72,22 +123,13 @@ impl Env {
     /// setting (relative to the plugin folder), then `policy.wasm` in the
     /// plugin folder, else the built-in one.
     pub fn policy_choice(&self, settings: &Map<String, Value>) -> Choice {
-        if let Some(p) = &self.opts.policy_path {
-            return Choice::File { path: absolute(p), origin: Origin::CommandLine };
-        }
-        let plugin_dir = self.plugin_dir().map(|d| absolute(&d));
-        if let Some(path) = settings::PolicySettings::from_map(settings).path {
-            let path = PathBuf::from(path);
-            let path = match (&plugin_dir, path.is_absolute()) {
-                (Some(dir), false) => dir.join(path),
-                _ => absolute(&path),
-            };
-            return Choice::File { path, origin: Origin::Setting };
-        }
-        match plugin_dir.map(|d| d.join("policy.wasm")).filter(|p| p.is_file()) {
-            Some(path) => Choice::File { path, origin: Origin::PluginFolder },
-            None => Choice::Builtin,
-        }
+        self.chooser().choose(settings)
+    }
+
+    /// How this invocation turns settings into a [`Choice`] (a drainer
+    /// keeps one to follow a changed `policy_path`).
+    pub fn chooser(&self) -> Chooser {
+        Chooser { command_line: self.opts.policy_path.clone(), plugin_dir: self.plugin_dir() }
     }
 
     fn plugin_dir(&self) -> Option<PathBuf> {

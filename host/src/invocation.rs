@@ -19,7 +19,7 @@ pub fn run_plugin(raw: &[u8], opts: Options) -> Answer {
     if let Err(e) = files::private_dir(&data_dir) {
         return Answer::Error(e);
     }
-    let env = Env { opts, input, data_dir };
+    let env = Env::new(opts, input, data_dir);
     match env.input.invocation.clone() {
         Invocation::Hook(ctx) => hook::run(&env, &ctx),
         Invocation::Task { mode, args } => tasks::run(&env, mode.as_deref(), &args),

@@ -12,6 +12,7 @@ pub mod plugin;
 pub mod authoring;
 pub mod capabilities;
 pub mod clock;
+mod condition;
 mod connect;
 pub mod drain;
 pub mod env;

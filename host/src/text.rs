@@ -22,9 +22,63 @@ pub fn snippet(body: &[u8], max_bytes: usize) -> String {
     if body.len() > max_bytes { format!("{s}…") } else { s }
 }
 
+/// A timestamp as Stash writes it (`2026-01-10T12:34:56+01:00` or `…Z`,
+/// whole seconds): the instant in ms and the offset in seconds.
+pub fn parse_timestamp(text: &str) -> Option<(i64, i64)> {
+    let (head, offset) = if let Some(head) = text.strip_suffix('Z') {
+        (head, 0)
+    } else {
+        let (head, tail) = text.split_at_checked(text.len().checked_sub(6)?)?;
+        let b = tail.as_bytes();
+        let sign = match b[0] {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let hours: i64 = tail.get(1..3)?.parse().ok()?;
+        let minutes: i64 = tail.get(4..6)?.parse().ok()?;
+        if b[3] != b':' || hours > 23 || minutes > 59 {
+            return None;
+        }
+        (head, sign * (hours * 3600 + minutes * 60))
+    };
+    if head.len() != 19 || head.as_bytes()[10] != b'T' {
+        return None;
+    }
+    let local = humantime::parse_rfc3339(&format!("{head}Z")).ok()?;
+    let secs = i64::try_from(local.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs()).ok()?;
+    Some((secs.checked_sub(offset)?.checked_mul(1000)?, offset))
+}
+
+/// The instant `ms` written like `sample`, a timestamp Stash returned: same
+/// form, same offset, so the two compare correctly as text (Stash's
+/// timestamp filters are lexical). `None` when `sample` is not in that form.
+pub fn timestamp_like(ms: i64, sample: &str) -> Option<String> {
+    let (_, offset) = parse_timestamp(sample)?;
+    let local = u64::try_from(ms.div_euclid(1000) + offset).ok()?;
+    let utc = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(local));
+    let suffix = if sample.ends_with('Z') { "Z" } else { &sample[sample.len() - 6..] };
+    Some(format!("{}{suffix}", utc.to_string().strip_suffix('Z')?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_take_the_form_of_the_sample() {
+        // 2026-01-10T11:34:56Z
+        let ms = 1_768_044_896_000;
+        assert_eq!(timestamp_like(ms, "2025-03-01T00:00:00Z").as_deref(), Some("2026-01-10T11:34:56Z"));
+        assert_eq!(timestamp_like(ms, "2025-03-01T00:00:00+01:00").as_deref(), Some("2026-01-10T12:34:56+01:00"));
+        assert_eq!(timestamp_like(ms, "2025-03-01T00:00:00-05:30").as_deref(), Some("2026-01-10T06:04:56-05:30"));
+        for odd in ["", "yesterday", "2025-03-01 00:00:00", "2025-03-01T00:00:00+1:00", "2025-03-01T00:00:00+25:00"] {
+            assert_eq!(timestamp_like(ms, odd), None, "{odd:?}");
+            assert_eq!(parse_timestamp(odd), None, "{odd:?}");
+        }
+        assert_eq!(parse_timestamp("2026-01-10T12:34:56+01:00"), Some((ms, 3600)));
+        assert_eq!(parse_timestamp("2026-01-10T11:34:56Z"), Some((ms, 0)));
+    }
 
     #[test]
     fn durations_clips_and_snippets() {

@@ -92,6 +92,43 @@ impl World {
         run(&stdin.to_string(), &[])
     }
 
+    /// Any hook, exactly as given: `input` is the mutation input (or null),
+    /// `fields` the `inputFields` (omitted when `None`, as after a scan).
+    pub fn raw_hook(&self, trigger: &str, id: u64, input: Value, fields: Option<&[&str]>) -> String {
+        let mut ctx = json!({"id": id, "type": trigger, "input": input});
+        if let Some(fields) = fields {
+            ctx["inputFields"] = json!(fields);
+        }
+        json!({ "server_connection": self.connection(), "args": { "hookContext": ctx } }).to_string()
+    }
+
+    /// Run a hook with background drainers on, as in production.
+    pub fn hook_autodrain(&self, stdin: &str) -> Outcome {
+        run_with_env(stdin, &[], None, &[("STASH2PLEX_AUTODRAIN", "1")])
+    }
+
+    /// The detached drainers of this world that are alive now.
+    pub fn drainers(&self) -> Vec<u32> {
+        crate::sandbox::processes_mentioning(&self.data_dir().to_string_lossy())
+    }
+
+    /// Wait up to `limit` for every drainer of this world to end; `true`
+    /// when they did. Stops any left at the limit (the test then fails).
+    pub fn wait_for_drainers(&self, limit: std::time::Duration) -> bool {
+        let ended = wait_until(limit, || self.drainers().is_empty());
+        if !ended {
+            for pid in self.drainers() {
+                let _ = Command::new("kill").arg(pid.to_string()).status();
+            }
+        }
+        ended
+    }
+
+    /// The background drainers' log.
+    pub fn drainer_log(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("drainer.log")).unwrap_or_default()
+    }
+
     pub fn task(&self, mode: &str) -> Outcome {
         let stdin = json!({ "server_connection": self.connection(), "args": { "mode": mode } });
         run(&stdin.to_string(), &[])
@@ -99,6 +136,28 @@ impl World {
 
     pub fn queue_db(&self) -> PathBuf {
         self.data_dir().join("queue.db")
+    }
+
+    /// Changes kept for Plex: live jobs, and events hooks recorded that no
+    /// drain has read yet.
+    pub fn kept_changes(&self) -> u64 {
+        let q = stash2plex::store::Queue::open(&self.queue_db()).expect("queue opens");
+        let c = q.counts(i64::MAX / 2).expect("counts");
+        c.ready + c.waiting + c.running + q.count_events().expect("events")
+    }
+}
+
+/// Poll `cond` every 50 ms for up to `limit`; `true` once it holds.
+pub fn wait_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let started = std::time::Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if started.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

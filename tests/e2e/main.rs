@@ -9,4 +9,6 @@ mod plugin_protocol;
 mod policies;
 mod resilience;
 mod sandbox;
+mod stash_plugin;
 mod sync;
+mod tasks;

@@ -31,24 +31,33 @@ fn unknown_task_mode_is_explained() {
     let world = World::new(0);
     let out = world.task("frobnicate");
     assert_eq!(out.code, 1);
-    assert!(out.error().contains("known modes: process_queue"), "{}", out.stdout);
+    let err = out.error();
+    assert!(err.contains("known modes: all, recent, process_queue"), "{err}");
+    assert!(err.contains("health_check"), "the policy's tasks are listed too: {err}");
 }
 
+/// A hook records whatever Stash fires (it does not judge, so it stays
+/// fast); the drain's policy finds nothing to sync in an image edit.
 #[test]
-fn hook_for_another_object_type_is_ignored_quickly() {
+fn a_hook_with_nothing_to_sync_is_recorded_and_leaves_no_job() {
     let world = World::new(1);
     let stdin = json!({"server_connection": world.connection(),
-        "args": {"hookContext": {"id": 3, "type": "Performer.Update.Post", "input": null}}});
+        "args": {"hookContext": {"id": 3, "type": "Image.Update.Post", "input": null}}});
     let out = run(&stdin.to_string(), &[]);
-    assert!(out.output().starts_with("ignored"), "{}", out.stdout);
+    assert!(out.output().starts_with("recorded Image.Update.Post for 3"), "{}", out.stdout);
     assert_eq!(world.stash.requests().len(), 0, "a hook does not call Stash");
+    assert_eq!(world.kept_changes(), 1);
+    let task = world.task("process_queue");
+    assert!(task.output().contains("Processed 0 job"), "{}", task.stdout);
+    assert_eq!(world.kept_changes(), 0, "read, and nothing queued");
+    assert_eq!(world.plex.count("PUT", "/"), 0);
 }
 
 #[test]
 fn log_lines_use_stash_framing_and_stdout_is_one_object() {
     let world = World::new(1);
     let (scene_id, _) = world.scenes[0].clone();
-    world.hook("Scene.Update.Post", &scene_id, &["id"]).output();
+    world.hook("Scene.Update.Post", &scene_id, &["id", "title"]).output();
     let out = world.task("process_queue");
     assert_eq!(out.stdout.trim().lines().count(), 1, "stdout must hold exactly one JSON object: {:?}", out.stdout);
     for line in out.stderr.lines().filter(|l| !l.is_empty()) {
@@ -65,8 +74,8 @@ fn a_broken_policy_in_the_plugin_folder_never_loses_a_change() {
     let (scene_id, rk) = world.scenes[0].clone();
     let hook = world.hook("Scene.Update.Post", &scene_id, &["id", "title"]);
     assert_eq!(hook.code, 0, "{}", hook.stderr);
-    assert!(hook.stderr.contains("was not used"), "the broken policy is reported: {}", hook.stderr);
     let task = world.task("process_queue");
+    assert!(task.stderr.contains("was not used"), "the broken policy is reported: {}", task.stderr);
     assert!(task.output().contains("Processed 1 job"), "{}", task.stdout);
     assert!(world.plex.item(&rk).unwrap().locked_fields.contains("title"), "the built-in policy synced it");
 }
@@ -90,46 +99,25 @@ fn a_closed_stdout_does_not_panic() {
 }
 
 /// Stash loads the plugin YAML strictly: an unknown key or a bad setting type
-/// makes the whole plugin fail to load. Check the shape we ship, and that
-/// every task mode and setting it declares is one the binary knows.
+/// makes the whole plugin fail to load. Load the shape we ship with the test
+/// kit's model of Stash's loader, and check that every task mode and setting
+/// it declares is one the binary knows.
 #[test]
 fn the_plugin_yaml_only_uses_keys_stash_accepts_and_modes_we_handle() {
+    use stash2plex_testkit::stash_plugins::{Interface, SettingType, parse_plugin_yaml};
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin/Stash2Plex.yml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let top_allowed =
-        ["name", "description", "version", "url", "interface", "exec", "errLog", "tasks", "hooks", "settings", "ui"];
-    let mut top = Vec::new();
-    let mut section = String::new();
-    let mut modes = Vec::new();
-    let mut settings = Vec::new();
-    let mut types = Vec::new();
-    let mut triggers = Vec::new();
-    for line in text.lines().filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()) {
-        let indent = line.len() - line.trim_start().len();
-        let trimmed = line.trim();
-        if indent == 0 {
-            let key = trimmed.split(':').next().unwrap().to_string();
-            section = key.clone();
-            top.push(key);
-            continue;
-        }
-        if let Some(mode) = trimmed.strip_prefix("mode: ") {
-            modes.push(mode.trim().to_string());
-        }
-        if section == "settings" && indent == 2 {
-            settings.push(trimmed.trim_end_matches(':').to_string());
-        }
-        if let Some(t) = trimmed.strip_prefix("type: ") {
-            types.push(t.trim().to_string());
-        }
-        if section == "hooks" && trimmed.starts_with("- ") && indent >= 6 {
-            triggers.push(trimmed[2..].trim().to_string());
-        }
+    let config = parse_plugin_yaml(&text).expect("Stash loads the plugin YAML");
+    config.check_triggers().unwrap();
+    assert_eq!(config.interface, Interface::Raw);
+    assert_eq!(config.exec, ["stash2plex", "plugin", "--plugin-dir", "{pluginDir}"]);
+    let modes: Vec<String> = config.tasks.iter().filter_map(|t| t.default_args.0.get("mode").cloned()).collect();
+    assert_eq!(modes.len(), config.tasks.len(), "every task names its mode");
+    let settings: Vec<String> = config.settings.0.keys().cloned().collect();
+    for (key, s) in &config.settings.0 {
+        assert!(s.declared_type.is_some(), "{key} declares its type");
     }
-    for key in &top {
-        assert!(top_allowed.contains(&key.as_str()), "unknown top-level key {key:?}");
-    }
-    assert!(text.contains("interface: raw") && text.contains("exec:\n  - stash2plex\n"));
+    let triggers: Vec<String> = config.hooks.iter().flat_map(|h| h.triggered_by.iter().flatten().cloned()).collect();
     // The modes the host runs and the ones the built-in policy declares.
     let runtime = Runtime::load(DEFAULT_POLICY, None, Limits::default()).expect("the built-in policy loads");
     let info = stash2plex::runtime::session::admit(&runtime).expect("the built-in policy is admitted");
@@ -139,22 +127,32 @@ fn the_plugin_yaml_only_uses_keys_stash_accepts_and_modes_we_handle() {
     for m in &modes {
         assert!(known.contains(m), "task mode {m:?} is not handled by the binary");
     }
-    assert_eq!(types.len(), settings.len(), "every setting declares its type");
     // Every setting is declared by the host or the policy, with the kind its
     // Stash type stores.
     let mut specs = stash2plex::settings::host_specs();
     specs.extend(info.settings.iter().cloned());
-    for (key, ty) in settings.iter().zip(&types) {
+    for (key, setting) in &config.settings.0 {
         let spec = specs.iter().find(|s| &s.key == key).unwrap_or_else(|| panic!("{key} is read by nobody"));
+        let ty = setting.kind();
         let fits = matches!(
-            (ty.as_str(), &spec.kind),
-            ("BOOLEAN", SettingKind::Flag)
-                | ("NUMBER", SettingKind::Whole(_))
-                | ("STRING", SettingKind::Text | SettingKind::Choice(_))
+            (ty, &spec.kind),
+            (SettingType::Boolean, SettingKind::Flag)
+                | (SettingType::Number, SettingKind::Whole(_))
+                | (SettingType::String, SettingKind::Text | SettingKind::Choice(_))
         );
-        assert!(fits, "{key} is {ty} in the YAML but {:?} in the binary", spec.kind);
+        assert!(fits, "{key} is {ty:?} in the YAML but {:?} in the binary", spec.kind);
     }
-    for t in ["Scene.Update.Post", "Scene.Create.Post"] {
+    for t in [
+        "Scene.Update.Post",
+        "Scene.Create.Post",
+        "Scene.Destroy.Post",
+        "Performer.Update.Post",
+        "Studio.Update.Post",
+        "Tag.Update.Post",
+        "Tag.Merge.Post",
+        "Group.Update.Post",
+        "Movie.Update.Post",
+    ] {
         assert!(triggers.iter().any(|x| x == t), "{triggers:?}");
     }
     // Every declared setting is accepted by the binary and the policy:
@@ -182,7 +180,7 @@ fn the_plugin_yaml_only_uses_keys_stash_accepts_and_modes_we_handle() {
     }
     world.stash.set_plugin_settings("Stash2Plex", serde_json::Value::Object(values));
     let (scene_id, _) = world.scenes[0].clone();
-    world.hook("Scene.Update.Post", &scene_id, &["id"]).output();
+    world.hook("Scene.Update.Post", &scene_id, &["id", "title"]).output();
     let out = world.task("process_queue");
     assert!(out.output().contains("the queue is empty"), "{}\n{}", out.stdout, out.stderr);
 }

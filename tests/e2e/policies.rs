@@ -52,6 +52,19 @@ fn load(component: &[u8]) -> Runtime {
     Runtime::load(component, None, Limits::default()).unwrap_or_else(|e| panic!("the component loads: {e}"))
 }
 
+/// A job with the host's fallback payload for every scene of `world`, as
+/// if a hook had recorded each (the data folder and queue made first).
+fn enqueue_every_scene(world: &World) {
+    world.task("queue_status").output();
+    let mut q = Queue::open(&world.queue_db()).unwrap();
+    let jobs: Vec<(String, String)> = world
+        .scenes
+        .iter()
+        .map(|(id, _)| (id.clone(), admission::fallback_payload("Scene.Update.Post", &["id", "title"])))
+        .collect();
+    q.enqueue_many(&jobs, now_ms()).unwrap();
+}
+
 /// The requests of a fixture, as `METHOD path?query`.
 fn requests(f: &Fixture) -> Vec<String> {
     f.exchanges.iter().map(|e| format!("{} {} {:?} {:?}", e.method, e.path, e.query, e.headers)).collect()
@@ -219,16 +232,7 @@ fn a_hot_swap_in_the_middle_of_a_1000_job_drain_loses_and_doubles_nothing() {
         &world,
         json!({ "policy_path": chosen.to_str().unwrap(), "sync_poster": false, "sync_background": false }),
     );
-    world.task("queue_status").output(); // makes the data folder and the queue
-    {
-        let mut q = Queue::open(&world.queue_db()).unwrap();
-        let jobs: Vec<(String, String)> = world
-            .scenes
-            .iter()
-            .map(|(id, _)| (id.clone(), admission::fallback_payload("Scene.Update.Post", &["id", "title"])))
-            .collect();
-        q.enqueue_many(&jobs, now_ms()).unwrap();
-    }
+    enqueue_every_scene(&world);
     let db = world.queue_db();
     let new = tags_as_labels().to_vec();
     let swapper = std::thread::spawn({
@@ -469,4 +473,64 @@ fn a_swap_gives_back_held_jobs_and_a_failed_swap_keeps_the_running_policy() {
     assert_eq!(handled.iter().filter(|h| h.outcome == "complete").count(), fixture.matched.len());
     let given_back = handled.iter().filter(|h| h.outcome == "given-back").count();
     assert_eq!(given_back, held, "{handled:#?}");
+}
+
+/// Changing `policy_path` in Stash while a drain runs switches the policy
+/// between two steps of the same drain (the watcher sees the settings
+/// within 5 s), without starting the drain again; every job is done once.
+#[test]
+fn a_changed_policy_path_setting_is_switched_to_in_the_running_drain() {
+    const N: usize = 30;
+    let world = World::new(N);
+    install_policy(&world, "labels.wasm", tags_as_labels());
+    let plain = json!({ "sync_poster": false, "sync_background": false });
+    set_settings(&world, plain.clone());
+    enqueue_every_scene(&world);
+    // A slow Plex, so the drain outlasts a look at the settings.
+    world.plex.faults().set(stash2plex_testkit::FaultMode::Delay(Duration::from_millis(150)));
+    let db = world.queue_db();
+    let changer = std::thread::spawn({
+        let stash = world.stash.clone();
+        let mut settings = plain;
+        settings["plex_url"] = json!(world.plex.url());
+        settings["plex_token"] = json!(PLEX_TOKEN);
+        settings["policy_path"] = json!("labels.wasm");
+        move || {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(60) {
+                let done = Queue::open(&db).ok().and_then(|q| q.handled_for(None, 1_000).ok()).map_or(0, |h| h.len());
+                if done >= 3 {
+                    stash.set_plugin_settings("Stash2Plex", settings);
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        }
+    });
+    let (task, took) = run_bounded(&task_stdin(&world, "process_queue"), &[], crate::sandbox::NO_AUTODRAIN);
+    assert!(changer.join().unwrap(), "the setting was changed during the drain");
+    eprintln!("[policies] {N}-job drain with a policy_path change: {:.2}s", took.as_secs_f64());
+    let summary = task.output();
+    assert!(summary.contains("the queue is empty"), "{summary}\n{}", tail(&task.stderr));
+    assert!(task.stderr.contains("The policy_path setting changed in Stash"), "{}", tail(&task.stderr));
+    assert!(!task.stderr.contains("the drain starts again"), "no restart: {}", tail(&task.stderr));
+    let switch = task.stderr.lines().find(|l| l.contains("Switched policy: ")).expect("the switch is logged");
+    assert!(switch.contains("→ stash2plex-tags-as-labels 0.1.0"), "{switch}");
+    assert_eq!(task.stderr.matches("Processing the queue:").count(), 1, "one drain: {}", tail(&task.stderr));
+
+    let mut edits: HashMap<String, usize> = HashMap::new();
+    for r in world.plex.requests().iter().filter(|r| r.method == "PUT" && r.path.ends_with("/all")) {
+        *edits.entry(r.query_param("id").unwrap_or_default().to_string()).or_default() += 1;
+    }
+    for (_, rk) in &world.scenes {
+        assert_eq!(edits.get(rk), Some(&1), "item {rk} edited exactly once");
+    }
+    assert_eq!(all_counts(&world), QueueCounts::default());
+    let handled = Queue::open(&world.queue_db()).unwrap().handled_for(None, 1_000).unwrap();
+    let newer = stash2plex::runtime::Identity::sha256_of(tags_as_labels());
+    let completes: Vec<_> = handled.iter().filter(|h| h.outcome == "complete").collect();
+    assert_eq!(completes.len(), N, "each job completed once: {handled:#?}");
+    assert!(completes.last().is_some_and(|h| h.policy_sha256 == newer), "the last ones by the new policy");
+    assert!(completes.first().is_some_and(|h| h.policy_sha256 != newer), "the first ones by the built-in policy");
 }

@@ -256,7 +256,7 @@ fn log_time(what: &str, took: Duration) {
 
 /// Live processes (not zombies) whose command line mentions `needle`: the
 /// detached background drainers of one test's data dir.
-fn processes_mentioning(needle: &str) -> Vec<u32> {
+pub(crate) fn processes_mentioning(needle: &str) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
@@ -281,14 +281,44 @@ pub(crate) fn pending(world: &World) -> Vec<JobRow> {
     Queue::open(&world.queue_db()).expect("queue opens").jobs(100, now_ms()).expect("jobs")
 }
 
-/// The stderr line that reports the hook's fallback.
-fn fallback_line(out: &Outcome, scene_id: &str) -> String {
-    let needle = format!("Recording the change for scene {scene_id} anyway");
-    out.stderr
+/// The stderr line that reports the drain's fallback: the policy failed on
+/// the recorded event three times, and the host recorded the change itself.
+fn fallback_line(out: &Outcome) -> String {
+    let needle = "The host records the change itself so it is not lost";
+    let line = out
+        .stderr
         .lines()
-        .find(|l| l.contains(&needle))
+        .find(|l| l.contains(needle))
         .unwrap_or_else(|| panic!("no fallback report in stderr:\n{}", tail(&out.stderr)))
-        .to_string()
+        .to_string();
+    let retries = out.stderr.lines().filter(|l| l.contains("it is kept and tried again")).count();
+    assert_eq!(retries, 2, "tried three times before the fallback:\n{}", tail(&out.stderr));
+    line
+}
+
+/// A hook only records the event (it never runs a policy).
+fn assert_recorded(hook: &Outcome, scene_id: &str) {
+    assert_eq!(hook.code, 0, "{}", hook.stderr);
+    assert_eq!(
+        hook.output(),
+        format!("recorded Scene.Update.Post for {scene_id}; run the Process Queue task to sync it")
+    );
+    assert!(!hook.stderr.contains("policy"), "a hook does not load a policy: {}", tail(&hook.stderr));
+}
+
+/// A recorded event the policy failed on three times ended as a job with
+/// the host's fallback payload; the three failures put the policy in
+/// quarantine, and the built-in policy that took over in the same drain
+/// synced the job.
+fn assert_fallback_job_synced_by_the_builtin(world: &World, task: &Outcome) {
+    assert!(task.output().contains("Processed 1 job(s)"), "{}", task.stdout);
+    assert!(task.output().contains("Policy: stash2plex-default"), "{}", task.stdout);
+    assert!(task.stderr.contains("put in quarantine"), "{}", tail(&task.stderr));
+    assert!(task.stderr.contains("Switched policy: stash2plex-misbehave"), "{}", tail(&task.stderr));
+    assert_eq!(all_counts(world), QueueCounts::default(), "the queue is empty afterwards");
+    assert_eq!(Queue::open(&world.queue_db()).unwrap().count_events().unwrap(), 0, "no event is left");
+    let (_, rk) = &world.scenes[0];
+    assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"), "the built-in policy synced it");
 }
 
 /// The built-in policy (no `--policy`) syncs the waiting change of scene
@@ -301,13 +331,10 @@ fn assert_builtin_syncs(world: &World, index: usize, jobs: usize) {
     assert_eq!(all_counts(world), QueueCounts::default(), "the queue is empty afterwards");
 }
 
-/// Run a Process Queue with the misbehave policy in `mode` (the queue is
-/// empty, so its `step` only says idle): this saves the settings that later
-/// hooks give the policy, as in production.
-fn configure_for_hooks(world: &World, policy: &Path, mode: &str) {
+/// The misbehave policy's fault for the next drain (read from Stash's
+/// plugin settings, as every setting is).
+fn misbehave_mode(world: &World, mode: &str) {
     set_settings(world, json!({ "misbehave": mode }));
-    let (task, _) = process_queue_with(world, policy);
-    assert!(task.output().contains("Processed 0 job"), "{}\n{}", task.stdout, tail(&task.stderr));
 }
 
 // ---------------------------------------------------------------------------
@@ -317,17 +344,17 @@ fn configure_for_hooks(world: &World, policy: &Path, mode: &str) {
 fn the_misbehave_policy_in_none_mode_runs_end_to_end() {
     let world = World::new(1);
     let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
-    configure_for_hooks(&world, &policy, "none");
+    misbehave_mode(&world, "none");
     let (scene_id, _) = world.scenes[0].clone();
 
     let (hook, took) = hook_with(&world, &policy, &scene_id);
     log_time("none: hook", took);
-    assert_eq!(hook.code, 0, "{}", hook.stderr);
-    assert_eq!(hook.output(), format!("recorded: misbehave recorded scene {scene_id}"), "the user's policy ran");
-    assert_eq!(all_counts(&world).ready, 1);
+    assert_recorded(&hook, &scene_id);
 
     let (task, took) = process_queue_with(&world, &policy);
     log_time("none: process queue", took);
+    // The user's policy read the event and worked the job: the built-in
+    // would have sent Plex requests.
     assert!(task.output().contains("Processed 1 job(s) with 0 Plex request(s)"), "{}", task.stdout);
     assert!(task.output().contains("the queue is empty"), "{}", task.stdout);
     assert_eq!(all_counts(&world), QueueCounts::default());
@@ -338,7 +365,6 @@ fn the_misbehave_policy_in_none_mode_runs_end_to_end() {
 fn a_policy_importing_anything_outside_the_world_is_refused_and_the_builtin_takes_over() {
     let world = World::new(2);
     let cases = [("wasi:cli/environment@0.2.6", "wasi.wasm"), ("evil:net/sockets@1.0.0", "evil.wasm")];
-    let mut last = PathBuf::new();
     for (i, (import, file)) in cases.iter().enumerate() {
         let component = component_importing(import);
         // In-process: the host's linker holds the world and WASI (granting
@@ -358,32 +384,25 @@ fn a_policy_importing_anything_outside_the_world_is_refused_and_the_builtin_take
         }
 
         let policy = install_policy(&world, file, &component);
-        let (scene_id, _) = world.scenes[i].clone();
+        let (scene_id, rk) = world.scenes[i].clone();
         let (hook, took) = hook_with(&world, &policy, &scene_id);
         log_time(&format!("foreign import {import}: hook"), took);
-        assert_eq!(hook.code, 0, "{}", hook.stderr);
-        let report = hook
+        assert_recorded(&hook, &scene_id);
+
+        let (task, took) = process_queue_with(&world, &policy);
+        log_time(&format!("foreign import {import}: process queue"), took);
+        let report = task
             .stderr
             .lines()
             .find(|l| l.contains("was not used"))
-            .unwrap_or_else(|| panic!("the refusal is reported:\n{}", tail(&hook.stderr)));
+            .unwrap_or_else(|| panic!("the refusal is reported:\n{}", tail(&task.stderr)));
         assert!(report.starts_with("\u{1}e\u{2}"), "reported as an error: {report:?}");
         if !import.starts_with("wasi:") {
             assert!(report.contains(import), "the report names the import {import}: {report}");
         }
         assert!(report.contains("Running the built-in default policy instead"), "{report}");
-        // The built-in policy recorded it (not the host's fallback payload).
-        assert_eq!(hook.output(), format!("recorded: scene {scene_id}: created"), "{}", hook.stderr);
-        last = policy;
-    }
-    assert_eq!(all_counts(&world).ready, 2);
-
-    let (task, took) = process_queue_with(&world, &last);
-    log_time("foreign import: process queue", took);
-    assert!(task.stderr.contains("evil:net/sockets@1.0.0"), "refused again, by name: {}", tail(&task.stderr));
-    assert!(task.output().contains("Processed 2 job"), "the built-in policy drained: {}", task.stdout);
-    for (_, rk) in &world.scenes {
-        assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"), "the built-in policy synced {rk}");
+        assert!(task.output().contains("Processed 1 job"), "the built-in policy drained: {}", task.stdout);
+        assert!(world.plex.item(&rk).unwrap().locked_fields.contains("title"), "the built-in policy synced {rk}");
     }
     assert_eq!(all_counts(&world), QueueCounts::default());
 }
@@ -392,52 +411,53 @@ fn a_policy_importing_anything_outside_the_world_is_refused_and_the_builtin_take
 fn an_endless_loop_in_on_event_is_stopped_by_fuel_and_the_change_is_recorded() {
     let world = World::new(1);
     let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
-    configure_for_hooks(&world, &policy, "loop-on-event");
+    misbehave_mode(&world, "loop-on-event");
     let (scene_id, _) = world.scenes[0].clone();
 
     let (hook, took) = hook_with(&world, &policy, &scene_id);
     log_time("loop-on-event: hook", took);
-    assert_eq!(hook.code, 0, "{}", hook.stderr);
-    let line = fallback_line(&hook, &scene_id);
+    assert_recorded(&hook, &scene_id);
+    let (task, took) = process_queue_with(&world, &policy);
+    log_time("loop-on-event: process queue (3 fuel-outs)", took);
+    let line = fallback_line(&task);
     assert!(line.contains("the policy used up its CPU budget"), "{line}");
-    assert!(hook.output().starts_with(&format!("recorded scene {scene_id} (policy failed: ")), "{}", hook.stdout);
-    assert_eq!(all_counts(&world).ready, 1, "the change was recorded by the host");
-    assert_builtin_syncs(&world, 0, 1);
+    assert!(task.stderr.contains(&format!("Recorded a job for {scene_id} for Scene.Update.Post without the policy")));
+    assert_fallback_job_synced_by_the_builtin(&world, &task);
 }
 
 #[test]
 fn a_memory_blow_up_in_on_event_hits_the_limit_and_the_change_is_recorded() {
     let world = World::new(1);
     let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
-    configure_for_hooks(&world, &policy, "alloc-on-event");
+    misbehave_mode(&world, "alloc-on-event");
     let (scene_id, _) = world.scenes[0].clone();
 
     let (hook, took) = hook_with(&world, &policy, &scene_id);
     log_time("alloc-on-event: hook", took);
-    assert_eq!(hook.code, 0, "{}", hook.stderr);
-    let line = fallback_line(&hook, &scene_id);
+    assert_recorded(&hook, &scene_id);
+    let (task, _) = process_queue_with(&world, &policy);
+    let line = fallback_line(&task);
     let limit = format!("the policy exceeded its memory limit ({} MiB)", Limits::default().memory_bytes >> 20);
     assert!(line.contains(&limit), "{line}");
-    assert!(!hook.stdout.contains("nobody stopped me"), "the 1 GiB was never handed out");
-    assert_eq!(all_counts(&world).ready, 1, "the change was recorded by the host");
-    assert_builtin_syncs(&world, 0, 1);
+    assert!(!task.stderr.contains("nobody stopped me"), "the 1 GiB was never handed out");
+    assert_fallback_job_synced_by_the_builtin(&world, &task);
 }
 
 #[test]
 fn a_panic_in_on_event_is_reported_with_its_message_and_the_change_is_recorded() {
     let world = World::new(1);
     let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
-    configure_for_hooks(&world, &policy, "panic-on-event");
+    misbehave_mode(&world, "panic-on-event");
     let (scene_id, _) = world.scenes[0].clone();
 
     let (hook, took) = hook_with(&world, &policy, &scene_id);
     log_time("panic-on-event: hook", took);
-    assert_eq!(hook.code, 0, "{}", hook.stderr);
-    let line = fallback_line(&hook, &scene_id);
+    assert_recorded(&hook, &scene_id);
+    let (task, _) = process_queue_with(&world, &policy);
+    let line = fallback_line(&task);
     assert!(line.contains("the policy trapped"), "{line}");
     assert!(line.contains(&format!("misbehave: deliberate panic in on-event for scene {scene_id}")), "{line}");
-    assert_eq!(all_counts(&world).ready, 1, "the change was recorded by the host");
-    assert_builtin_syncs(&world, 0, 1);
+    assert_fallback_job_synced_by_the_builtin(&world, &task);
 }
 
 #[test]
@@ -451,9 +471,7 @@ fn a_panic_in_step_while_holding_a_job_keeps_the_job() {
 
     let (task, took) = process_queue_with(&world, &policy);
     log_time("panic-on-step: process queue", took);
-    let ended = Instant::now();
     let summary = task.output();
-    assert!(summary.contains("Processed 0 job(s)"), "{summary}");
     let failures: Vec<&str> = task
         .stderr
         .lines()
@@ -469,17 +487,24 @@ fn a_panic_in_step_while_holding_a_job_keeps_the_job() {
 
     // The host gave the held job back after each failure: the attempt does
     // not count (the policy failed, not the job), nothing else happened to
-    // it (no error recorded, not dead-lettered), and it is due again soon.
+    // it (no error recorded, not dead-lettered), and the built-in policy
+    // that took over synced it in the same drain.
     assert!(task.stderr.contains("Gave back 1 job(s) the policy held"), "{}", tail(&task.stderr));
-    let jobs = pending(&world);
-    assert_eq!(jobs.len(), 1, "{jobs:?}");
-    assert_eq!((jobs[0].scene_id.as_str(), jobs[0].attempt, jobs[0].last_error.as_deref()), (&*scene_id, 0, None));
-    let c = all_counts(&world);
-    assert_eq!((c.ready, c.dead), (1, 0), "{c:?}");
-
-    // The built-in policy picks the job up once it is due again.
-    std::thread::sleep(Duration::from_millis(lease_ms + 200).saturating_sub(ended.elapsed()));
-    assert_builtin_syncs(&world, 0, 1);
+    assert!(summary.contains("Processed 1 job(s)") && summary.contains("the queue is empty"), "{summary}");
+    assert_eq!(all_counts(&world), QueueCounts::default());
+    let handled = Queue::open(&world.queue_db()).unwrap().handled_for(Some(&scene_id), 100).unwrap();
+    let outcomes: Vec<&str> = handled.iter().map(|h| h.outcome.as_str()).collect();
+    // Given back once held (later steps panic before claiming, as the job
+    // waits a second), then completed once.
+    let (last, before) = outcomes.split_last().expect("outcomes");
+    assert_eq!(*last, "complete", "{handled:#?}");
+    assert!(!before.is_empty() && before.iter().all(|o| *o == "given-back"), "{handled:#?}");
+    let builtin = stash2plex::runtime::Identity::sha256_of(stash2plex::runtime::DEFAULT_POLICY);
+    let (done, given) = handled.split_last().expect("outcomes");
+    assert_eq!(done.policy_sha256, builtin, "completed by the built-in policy");
+    assert!(given.iter().all(|h| h.policy_sha256 != builtin), "given back by the misbehaving one");
+    let (_, rk) = &world.scenes[0];
+    assert!(world.plex.item(rk).unwrap().locked_fields.contains("title"), "the built-in policy synced it");
 }
 
 #[test]
@@ -511,13 +536,15 @@ fn an_endless_loop_in_step_is_stopped_each_time_and_the_drain_ends() {
 fn a_huge_log_line_is_capped_and_cannot_forge_log_frames() {
     let world = World::new(1);
     let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
-    configure_for_hooks(&world, &policy, "huge-log");
+    misbehave_mode(&world, "huge-log");
     let (scene_id, _) = world.scenes[0].clone();
 
     let (hook, took) = hook_with(&world, &policy, &scene_id);
     log_time("huge-log: hook", took);
-    assert_eq!(hook.code, 0, "{}", tail(&hook.stderr));
-    assert_eq!(hook.output(), format!("recorded: misbehave recorded scene {scene_id}"), "the policy went on");
+    assert_recorded(&hook, &scene_id);
+    // The policy logs the huge line when it reads the event.
+    let (hook, _) = process_queue_with(&world, &policy);
+    assert!(hook.output().contains("Processed 1 job(s)"), "the policy went on: {}", hook.stdout);
     let longest = hook.stderr.split('\n').map(str::len).max().unwrap_or(0);
     assert!(longest <= STASH_MAX_LINE, "a stderr line of {longest} bytes would stop Stash's log reader");
     let huge = hook.stderr.lines().find(|l| l.contains("misbehave: huge line")).expect("the line is logged");
@@ -531,7 +558,6 @@ fn a_huge_log_line_is_capped_and_cannot_forge_log_frames() {
         !hook.stderr.lines().any(|l| l.starts_with("\u{1}e\u{2}misbehave forged")),
         "an embedded newline must not start a forged log record"
     );
-    assert_eq!(all_counts(&world).ready, 1);
 }
 
 /// A `step` that answers `wait-ms(0)` forever: every call is cheap and
@@ -567,15 +593,12 @@ fn a_policy_that_always_says_wait_does_not_keep_process_queue_alive() {
 fn a_background_drainer_gives_up_on_a_failing_policy_in_bounded_time() {
     let world = World::new(1);
     let policy = install_policy(&world, "user-policy.wasm", misbehave_component());
-    // Hooks record with the policy (their cached settings say `none`); the
-    // drainer reads the settings again and loops.
-    configure_for_hooks(&world, &policy, "none");
-    set_settings(&world, json!({ "misbehave": "loop-on-step" }));
+    misbehave_mode(&world, "loop-on-step");
     let (scene_id, _) = world.scenes[0].clone();
 
     let stdin = hook_stdin(&world, &scene_id, &["id", "title"]);
     let (hook, _) = run_bounded(&stdin, &["--policy", policy.to_str().unwrap()], &[("STASH2PLEX_AUTODRAIN", "1")]);
-    assert_eq!(hook.output(), format!("recorded: misbehave recorded scene {scene_id}"), "{}", hook.stderr);
+    assert_eq!(hook.output(), format!("recorded Scene.Update.Post for {scene_id}"), "{}", hook.stderr);
     let marker = world.data_dir().to_string_lossy().into_owned();
     let started = Instant::now();
     let limit = Duration::from_secs(60);
@@ -616,10 +639,11 @@ fn a_policy_for_a_world_version_this_host_does_not_run_is_refused_by_name_and_lo
     let policy = install_policy(&world, "user-policy.wasm", &component_for_version("0.9.0"));
     let (scene_id, _) = world.scenes[0].clone();
     let (hook, _) = hook_with(&world, &policy, &scene_id);
-    assert_eq!(hook.code, 0, "{}", hook.stderr);
-    assert!(hook.stderr.contains(refusal), "the refusal names the version: {}", tail(&hook.stderr));
-    assert_eq!(hook.output(), format!("recorded: scene {scene_id}: created"), "the built-in policy recorded it");
-    assert_builtin_syncs(&world, 0, 1);
+    assert_recorded(&hook, &scene_id);
+    let (task, _) = process_queue_with(&world, &policy);
+    assert!(task.stderr.contains(refusal), "the refusal names the version: {}", tail(&task.stderr));
+    assert!(task.output().contains("Processed 1 job"), "the built-in policy drained: {}", task.stdout);
+    assert!(world.plex.item(&world.scenes[0].1).unwrap().locked_fields.contains("title"));
 }
 
 /// `step` returns `u32` instead of `result<step-outcome, string>`. Import and
@@ -631,8 +655,7 @@ fn a_policy_export_of_the_wrong_shape_is_refused_at_load_and_the_builtin_drains(
     let policy = install_policy(&world, "user-policy.wasm", &component_with_wrong_step_type());
     let (scene_id, rk) = world.scenes[0].clone();
     let (hook, _) = hook_with(&world, &policy, &scene_id);
-    assert!(hook.stderr.contains("was not used"), "{}", tail(&hook.stderr));
-    assert_eq!(hook.output(), format!("recorded: scene {scene_id}: created"), "the built-in policy recorded it");
+    assert_recorded(&hook, &scene_id);
     let (task, _) = process_queue_with(&world, &policy);
     assert!(task.stderr.contains("was not used"), "{}", tail(&task.stderr));
     assert!(task.output().contains("Processed 1 job"), "the built-in policy drained: {}", task.stdout);

@@ -23,9 +23,10 @@ fn a_scene_edit_reaches_plex_with_locks_and_the_queue_drains() {
 
     let hook = world.hook("Scene.Update.Post", &scene_id, &["id", "title", "details"]);
     assert_eq!(hook.code, 0, "{}", hook.stderr);
-    assert!(hook.output().contains(&format!("scene {scene_id}")), "{}", hook.stdout);
+    assert!(hook.output().contains(&format!("Scene.Update.Post for {scene_id}")), "{}", hook.stdout);
     assert_eq!(world.plex.requests().len(), 0, "a hook must never talk to Plex");
-    assert_eq!(counts(&world).ready, 1);
+    assert_eq!(world.stash.requests().len(), 0, "nor to Stash");
+    assert_eq!(world.kept_changes(), 1);
 
     let task = world.task("process_queue");
     assert_eq!(task.code, 0, "{}", task.stderr);
@@ -164,12 +165,12 @@ fn stash_api_key_auth_works_and_bad_credentials_are_explained() {
     let world = World::with_auth(1, StashAuth::ApiKey("stash-api-key-123".into()));
     // Stash never sends an ApiKey on stdin; without one this Stash refuses us.
     let (scene_id, _) = world.scenes[0].clone();
-    world.hook("Scene.Update.Post", &scene_id, &["id"]).output();
+    world.hook("Scene.Update.Post", &scene_id, &["id", "title"]).output();
     let task = world.task("process_queue");
     assert_ne!(task.code, 0);
     let err = task.error();
     assert!(err.contains("Stash refused the plugin's credentials"), "{err}");
-    assert_eq!(counts(&world).ready, 1, "the recorded change is kept");
+    assert_eq!(world.kept_changes(), 1, "the recorded change is kept");
 
     let mut conn = world.connection();
     conn["ApiKey"] = json!("stash-api-key-123");
@@ -184,14 +185,14 @@ fn missing_plex_settings_are_a_clear_error_and_lose_nothing() {
     let world = World::new(1);
     world.stash.set_plugin_settings("Stash2Plex", json!({ "plex_url": "plex.local:32400" }));
     let (scene_id, _) = world.scenes[0].clone();
-    world.hook("Scene.Update.Post", &scene_id, &["id"]).output();
+    world.hook("Scene.Update.Post", &scene_id, &["id", "title"]).output();
     let task = world.task("process_queue");
     assert_eq!(task.code, 1);
     let err = task.error();
     assert!(err.contains("plex_url must start with http"), "{err}");
     assert!(err.contains("plex_token is not set"), "{err}");
     assert_eq!(world.plex.requests().len(), 0);
-    assert_eq!(counts(&world).ready, 1);
+    assert_eq!(world.kept_changes(), 1);
 }
 
 #[test]

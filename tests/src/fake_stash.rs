@@ -941,6 +941,30 @@ fn apply_filter<'a>(list: Vec<&'a SceneSpec>, key: &str, crit: &Json) -> Result<
             };
             Ok(list.into_iter().filter(|s| keep(&get(s))).collect())
         }
+        "id" => {
+            // IntCriterionInput: GraphQL Int values.
+            let int = |f: &str| crit.get(f).and_then(Json::as_i64);
+            let value = int("value").ok_or_else(|| "scene_filter.id.value must be an Int".to_string())?;
+            let value2 = int("value2");
+            let modifier = text(crit, "modifier").unwrap_or_default();
+            let mut out = Vec::new();
+            for s in list {
+                let id: i64 = s.id.parse().map_err(|_| format!("scene id {} is not an integer", s.id))?;
+                let keep = match modifier.as_str() {
+                    "EQUALS" => id == value,
+                    "NOT_EQUALS" => id != value,
+                    "GREATER_THAN" => id > value,
+                    "LESS_THAN" => id < value,
+                    "BETWEEN" => id >= value && id <= value2.unwrap_or(value),
+                    "NOT_BETWEEN" => !(id >= value && id <= value2.unwrap_or(value)),
+                    m => return Err(format!("unsupported modifier {m} for id")),
+                };
+                if keep {
+                    out.push(s);
+                }
+            }
+            Ok(out)
+        }
         "organized" => match crit {
             Json::Bool(b) => Ok(list.into_iter().filter(|s| s.organized == *b).collect()),
             Json::Null => Ok(list),

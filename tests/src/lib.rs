@@ -12,6 +12,8 @@
 //!   `configurePlugin`, projected through the query's selection set;
 //!   session-cookie / ApiKey auth; screenshots.
 //! * [`fixtures`]: a deterministic demo library for both.
+//! * [`stash_plugins`]: Stash's plugin loader (strict YAML, exec lookup) and
+//!   its package installer (index, sha256, zip modes, manifest).
 //!
 //! Both fakes bind `127.0.0.1:0`, serve on background threads and stop when
 //! the last handle is dropped. Every request is recorded for assertions.
@@ -22,6 +24,7 @@ pub mod faults;
 pub mod fixtures;
 pub mod graphql;
 mod http_util;
+pub mod stash_plugins;
 #[cfg(test)]
 mod test_client;
 

@@ -21,9 +21,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DrainState, Failure, JobRun, malformed};
-use crate::classify::Endpoint;
+use crate::classify::{self, Endpoint};
 use crate::desired::{Desired, ImageKind};
-use crate::host::{Body, Describe, LogLevel, Method, PlexRequest, Scene};
+use crate::host::{Body, Describe, LogLevel, Method, PlexRequest, Scene, StashError};
 use crate::plex_json::{self, ImageEntry, PlexItem};
 use crate::text::clip;
 
@@ -92,6 +92,9 @@ pub fn sync(
         }
         let digest = match run.host.image_digest(url) {
             Ok(d) => d,
+            // Stash is away: the job waits for it like for Plex (no attempt
+            // is used), rather than finishing without its image.
+            Err(e @ StashError::Unreachable(_)) => return Err(Failure::Class(classify::stash(&e))),
             Err(e) => {
                 out.notes.push(format!(
                     "{} not synced: the Stash image could not be read ({})",

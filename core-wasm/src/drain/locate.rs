@@ -59,19 +59,6 @@ pub fn sections(state: &mut DrainState, run: &mut JobRun<'_>) -> Result<Vec<Sect
     Ok(state.sections.clone().unwrap_or_default())
 }
 
-/// The scene's files as Plex sees them (`plex_path_map`), primary first,
-/// without repeats.
-pub fn plex_paths(scene: &Scene, run: &JobRun<'_>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for f in &scene.files {
-        let p = run.settings.path_map.to_plex(&f.path);
-        if !p.is_empty() && !out.contains(&p) {
-            out.push(p);
-        }
-    }
-    out
-}
-
 fn fetch_listing(run: &mut JobRun<'_>, request: &PlexRequest) -> Result<ListingPage, Failure> {
     let response = run.send(Endpoint::Listing, request)?;
     plex_json::parse_listing(&response.body).map_err(|e| malformed(request, e))
@@ -86,7 +73,7 @@ fn stale_section(state: &mut DrainState, section: &Section, c: classify::Classif
 /// Find the item for the scene and read it in full.
 pub fn locate(state: &mut DrainState, run: &mut JobRun<'_>, scene: &Scene) -> Result<Located, Failure> {
     let sections = sections(state, run)?;
-    let paths = plex_paths(scene, run);
+    let paths = matching::plex_paths(&run.settings.path_map, &scene.files);
     let candidates: Vec<(Section, String)> =
         paths.iter().filter_map(|p| matching::pick_section(&sections, p).map(|s| (s.clone(), p.clone()))).collect();
     if candidates.is_empty() {

@@ -510,6 +510,27 @@ fn stash_failures() {
 }
 
 #[test]
+fn an_image_stash_cannot_serve_because_it_is_away_waits_but_a_missing_one_does_not() {
+    let (host, mut policy) = setup();
+    let mut s = scene("12", "Scene A", PATH);
+    s.screenshot_url = Some("http://stash/scene/12/screenshot?t=1".into());
+    host.add_scene(s);
+    host.image_error(Some(StashError::Unreachable("connection refused".into())));
+    let summary = work(&host, &mut policy);
+    assert!(summary.contains("(not counted as an attempt): Stash could not answer"), "{summary}");
+    let job = host.jobs()[0].clone();
+    assert_eq!(job.attempt, 0, "Stash being away uses no attempt");
+
+    // Stash answers, but the image is not there: the job finishes without it.
+    host.image_error(Some(StashError::Malformed("404".into())));
+    host.set_now(job.not_before_ms);
+    let summary = work(&host, &mut policy);
+    assert!(summary.contains("poster not synced: the Stash image could not be read"), "{summary}");
+    assert!(host.jobs().is_empty());
+    assert!(host.dead().is_empty());
+}
+
+#[test]
 fn sync_master_off_writes_nothing() {
     let (host, mut policy) = configured(r#"{"sync_master":false}"#);
     work(&host, &mut policy);
@@ -728,13 +749,19 @@ fn an_outage_releases_jobs_then_only_probes_then_trials_then_ramps() {
     let first_other = lines.iter().position(|l| l != "GET /identity").unwrap();
     assert!(first_other >= 6, "{lines:?}");
     assert!(lines[..first_other].iter().all(|l| l == "GET /identity"));
-    // Gaps between failed probes grow (jitter keeps each within 50–100 % of nominal).
-    let gaps: Vec<i64> = probes.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(gaps.len() >= 5, "{trace:#?}");
-    for (k, gap) in gaps.iter().enumerate().take(5) {
-        let nominal = (5_000i64 << k).min(60_000);
-        assert!(*gap >= nominal / 2 && *gap <= nominal + 1, "gap {k} = {gap}: {trace:#?}");
+    // Failed probes come every 3–4 s for the outage's first five minutes,
+    // then their gaps grow (jitter keeps each within 75–100 % of nominal)
+    // up to a minute.
+    let start = state.outages.outages[0].start_ms - t0;
+    let gaps: Vec<(i64, i64)> = probes.windows(2).map(|w| (w[0] - start, w[1] - w[0])).collect();
+    let (young, old): (Vec<_>, Vec<_>) = gaps.iter().partition(|(age, _)| *age < 300_000);
+    assert!(young.len() >= 60, "{trace:#?}");
+    assert!(young.iter().all(|(_, gap)| (3_000..=4_000).contains(gap)), "{young:?}");
+    assert!(old.len() >= 4, "{trace:#?}");
+    for w in old.windows(2) {
+        assert!(w[1].1 * 4 >= w[0].1 * 3 && w[1].1 <= 60_000, "{old:?}");
     }
+    assert!(old.iter().any(|(_, gap)| *gap > 45_000), "backs off to a minute: {old:?}");
     // Recovery: half-open trials, then closed, then the ramp paces at 1/s.
     assert!(host.logged("Plex answers again; trying up to 3 change(s)"));
     assert!(host.logged("Plex has recovered after"));
@@ -878,7 +905,7 @@ fn a_failed_trial_reopens_for_longer_and_keeps_the_job() {
     assert!(trial.contains("the change waits for Plex to recover"), "{trial}");
     let state = saved_state(&host);
     assert_eq!(state.breaker.trips, 2);
-    assert_eq!(state.breaker.open_until(), Some(host.now() + 60_000), "second trip: 60 s");
+    assert_eq!(state.breaker.open_until(), Some(host.now() + 8_000), "second trip: twice the first 4 s");
     assert_eq!(state.outages.outages.len(), 1, "a re-trip is the same outage");
     assert_eq!(state.outages.outages[0].trips, 2);
     assert!(host.logged("Plex failed again while recovering (a trial request failed)"));
@@ -918,7 +945,7 @@ fn golden_trace_of_a_small_outage() {
     refuse_everything(&host);
     let t0 = host.now();
     let trace = drive(&host, &mut policy, 60, |h| {
-        if h.now() >= t0 + 100_000 {
+        if h.now() >= t0 + 40_000 {
             h.clear_scripts();
         }
     });
@@ -930,24 +957,34 @@ fn golden_trace_of_a_small_outage() {
         "0.000 idle until 1.599",
         "1.599 scene 1 (/data/Movies/s1.mkv): trying again in 14 s (not counted as an attempt): Plex could not be reached: connection refused (127.0.0.1:32400) (1 Plex request)",
         "1.599 idle until 3.708",
-        "3.708 scene 12 (A): Plex is unavailable (Plex could not be reached: connection refused (127.0.0.1:32400)); the change waits for Plex to recover (next check in 30s) (1 Plex request)",
-        "3.708 idle until 33.708",
-        "33.708 probe GET /identity: plex-unavailable; next probe in 2s",
-        "33.708 wait 2595",
-        "36.303 probe GET /identity: plex-unavailable; next probe in 9s",
-        "36.303 wait 9342",
-        "45.645 probe GET /identity: plex-unavailable; next probe in 12s",
-        "45.645 wait 12184",
-        "57.829 probe GET /identity: plex-unavailable; next probe in 36s",
-        "57.829 wait 36013",
-        "93.842 probe GET /identity: plex-unavailable; next probe in 40s",
-        "93.842 wait 40198",
-        "134.040 probe GET /identity: Plex answers (Plex Media Server 1.41.3.9314-a0bfb8370, 3 ms)",
+        "3.708 scene 12 (A): Plex is unavailable (Plex could not be reached: connection refused (127.0.0.1:32400)); the change waits for Plex to recover (next check in 4s) (1 Plex request)",
+        "3.708 idle until 7.708",
+        "7.708 probe GET /identity: plex-unavailable; next probe in 3s",
+        "7.708 wait 3038",
+        "10.746 probe GET /identity: plex-unavailable; next probe in 3s",
+        "10.746 wait 3869",
+        "14.615 probe GET /identity: plex-unavailable; next probe in 3s",
+        "14.615 wait 3218",
+        "17.833 probe GET /identity: plex-unavailable; next probe in 3s",
+        "17.833 wait 3801",
+        "21.634 probe GET /identity: plex-unavailable; next probe in 3s",
+        "21.634 wait 3340",
+        "24.974 probe GET /identity: plex-unavailable; next probe in 3s",
+        "24.974 wait 3619",
+        "28.593 probe GET /identity: plex-unavailable; next probe in 3s",
+        "28.593 wait 3205",
+        "31.798 probe GET /identity: plex-unavailable; next probe in 3s",
+        "31.798 wait 3493",
+        "35.291 probe GET /identity: plex-unavailable; next probe in 3s",
+        "35.291 wait 3513",
+        "38.804 probe GET /identity: plex-unavailable; next probe in 3s",
+        "38.804 wait 3520",
+        "42.324 probe GET /identity: Plex answers (Plex Media Server 1.41.3.9314-a0bfb8370, 3 ms)",
         // Half-open trials claim one job at a time; each write is read back.
-        "134.040 scene 2 (/data/Movies/s2.mkv): synced title, summary, originallyAvailableAt, studio to Plex item 202; verified (5 Plex requests)",
-        "134.040 scene 1 (/data/Movies/s1.mkv): synced title, summary, originallyAvailableAt, studio to Plex item 201; verified (3 Plex requests)",
-        "134.040 scene 12 (A): synced title, summary, originallyAvailableAt, studio to Plex item 108; verified (3 Plex requests)",
-        "134.040 idle",
+        "42.324 scene 2 (/data/Movies/s2.mkv): synced title, summary, originallyAvailableAt, studio to Plex item 202; verified (5 Plex requests)",
+        "42.324 scene 12 (A): synced title, summary, originallyAvailableAt, studio to Plex item 108; verified (3 Plex requests)",
+        "42.324 scene 1 (/data/Movies/s1.mkv): synced title, summary, originallyAvailableAt, studio to Plex item 201; verified (3 Plex requests)",
+        "42.324 idle",
     ];
     assert_eq!(shown, golden, "{shown:#?}");
 }

@@ -33,20 +33,34 @@ pub fn enabled(auto_drain_setting: bool) -> bool {
     auto_drain_setting && !env_off
 }
 
-/// Start a background drainer unless one is running. Returns whether one
-/// was started.
+/// A claimed start that no drainer took up within this long (it failed to
+/// start) may be claimed again.
+const START_CLAIM_MS: i64 = 10_000;
+
+/// Start a background drainer unless one is running or starting. Returns
+/// whether one was started.
 pub fn ensure_drainer(env: &Env) -> Result<bool, String> {
     // Probe the lock without keeping it: held means a drainer is running.
     if super::lock::is_held(&env.data_dir)? {
         return Ok(false);
     }
+    // Of many hooks at once, one starts the drainer; it clears the claim
+    // when it holds the lock, so a later hook can start the next one.
+    let now = env.now_ms();
+    let mut queue = env.open_queue()?;
+    if !queue.claim_drainer_start(now, now - START_CLAIM_MS).map_err(|e| format!("cannot start a drainer: {e}"))? {
+        return Ok(false);
+    }
     spawn(env).map(|()| true)
 }
 
-#[cfg(unix)]
+/// Start this program again as a background Process Queue, detached from
+/// Stash: stdout and stderr go nowhere (Stash reads our stdout until EOF, so
+/// a drainer holding it would keep the hook "running"), stdin carries Stash's
+/// connection, and the drainer gets its own process group so that nothing
+/// aimed at the hook (a Stash shutdown, a console Ctrl+C) reaches it.
 pub fn spawn(env: &Env) -> Result<(), String> {
-    use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let exe = this_program()?;
     let log_path = env.data_dir.join("drainer.log");
     let mut cmd = Command::new(exe);
     cmd.arg("plugin")
@@ -59,13 +73,9 @@ pub fn spawn(env: &Env) -> Result<(), String> {
     if let Some(p) = &env.opts.policy_path {
         cmd.arg("--policy").arg(p);
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start a background drainer: {e}"))?;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+    platform::detach(&mut cmd)?;
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start a background drainer: {e}"))?;
     let input = json!({
         "server_connection": env.input.connection,
         "args": { "mode": "process_queue", "background": true },
@@ -80,7 +90,82 @@ pub fn spawn(env: &Env) -> Result<(), String> {
     Ok(())
 }
 
-#[cfg(not(unix))]
-pub fn spawn(_env: &Env) -> Result<(), String> {
-    Err("background drainers are only supported on Unix; run the Process Queue task".into())
+/// The file this process runs from. `current_exe` reads `/proc/self/exe` on
+/// Linux, which a chroot or a container without /proc lacks; Stash starts us
+/// by a path (the plugin folder joined with `exec[0]`, or our launcher's
+/// `exec` of the binary for this machine), so `argv[0]` is the fallback.
+pub fn this_program() -> Result<std::path::PathBuf, String> {
+    let current = std::env::current_exe();
+    if let Ok(p) = &current
+        && p.is_file()
+    {
+        return Ok(p.clone());
+    }
+    let arg0 = std::env::args_os().next().map(std::path::PathBuf::from);
+    match arg0 {
+        Some(p) if p.components().count() > 1 && p.is_file() => Ok(p),
+        _ => Err(match current {
+            Err(e) => format!("cannot find this program to start a drainer: {e}"),
+            Ok(p) => format!("cannot find this program to start a drainer: {} is gone", p.display()),
+        }),
+    }
+}
+
+#[cfg(unix)]
+mod platform {
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    /// Its own process group (no session change: the drainer keeps no
+    /// terminal anyway, its stdio is /dev/null and a pipe).
+    pub fn detach(cmd: &mut Command) -> Result<(), String> {
+        cmd.process_group(0);
+        Ok(())
+    }
+}
+
+#[cfg(windows)]
+mod platform {
+    use std::os::windows::process::CommandExt;
+    use std::process::Command;
+    use windows_sys::Win32::Foundation::{HANDLE, HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE, SetHandleInformation};
+    use windows_sys::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE};
+    use windows_sys::Win32::System::Threading::{CREATE_NEW_PROCESS_GROUP, DETACHED_PROCESS};
+
+    /// `DETACHED_PROCESS`: no console at all, so no window ever opens (and
+    /// `CREATE_NO_WINDOW` would be ignored beside it); closing Stash's
+    /// console does not end the drainer. `CREATE_NEW_PROCESS_GROUP`: a
+    /// Ctrl+C or Ctrl+Break sent to the hook's group does not reach it.
+    ///
+    /// Windows children inherit every *inheritable* handle of the parent,
+    /// not only the three they are given. Our stdin/stdout/stderr are the
+    /// pipes Stash made inheritable for us; were the drainer to inherit them,
+    /// Stash would wait for the drainer's exit before the hook counts as
+    /// done. So they are made non-inheritable first (this process keeps
+    /// using them; only inheritance changes).
+    pub fn detach(cmd: &mut Command) -> Result<(), String> {
+        for which in [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE] {
+            // SAFETY: GetStdHandle has no preconditions; SetHandleInformation
+            // is given a handle of this process (or skipped), and only its
+            // inherit flag changes.
+            unsafe {
+                let handle: HANDLE = GetStdHandle(which);
+                if handle.is_null() || handle == INVALID_HANDLE_VALUE {
+                    continue;
+                }
+                // A console handle or a closed one may refuse; only pipes and
+                // files matter here, so a refusal is not an error.
+                SetHandleInformation(handle, HANDLE_FLAG_INHERIT, 0);
+            }
+        }
+        cmd.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP);
+        Ok(())
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
+mod platform {
+    pub fn detach(_cmd: &mut std::process::Command) -> Result<(), String> {
+        Err("background drainers need Unix or Windows here; run the Process Queue task".into())
+    }
 }

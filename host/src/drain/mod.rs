@@ -7,11 +7,13 @@
 //! and the lab turn on) runs this same loop with a fake clock.
 
 pub mod background;
+mod events;
 pub mod lock;
 mod process;
 pub mod rules;
 #[cfg(feature = "sim")]
 pub mod sim;
+mod watch;
 
 pub use process::process_queue;
 
@@ -20,7 +22,6 @@ use crate::clock::Clock;
 use crate::runtime::session::{Call, PolicySession};
 use crate::runtime::wit::policy::StepOutcome;
 use rules::{Next, Rules, Step};
-use std::ops::ControlFlow;
 
 /// How long a drain keeps going when nothing is due right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,12 @@ pub enum Stopped {
     RunLimit,
     /// The observer ended it (the simulator's time limit or condition).
     Observer,
+    /// The plugin settings changed in Stash: the drain starts again with
+    /// them (a new token, for example).
+    SettingsChanged,
+    /// Stash could not be reached for a while: the drainer ends, and the
+    /// next hook or task starts a new one.
+    StashGone,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +93,10 @@ impl DrainReport {
                 rules::MAX_CONSECUTIVE_FAILURES
             ),
             Stopped::Observer => "stopped by the caller".into(),
+            Stopped::SettingsChanged => "the plugin settings changed in Stash; starting again with them".into(),
+            Stopped::StashGone => {
+                "Stash could not be reached for a minute; the changes are kept and sync when Stash is back".into()
+            }
             Stopped::RunLimit => format!(
                 "stopped after {} of draining; the remaining jobs are kept for the next drain",
                 crate::text::duration_text(i64::try_from(self.mode_max_run_ms).unwrap_or(i64::MAX))
@@ -94,20 +105,43 @@ impl DrainReport {
     }
 }
 
-/// Watches a drain: the simulator drives faults and time through it, a
-/// drainer could refresh its settings between steps.
+/// What the loop does before a step, as the observer decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Go,
+    /// Do not step for this long (Stash is scanning, for example).
+    Pause(u64),
+    Stop(Stopped),
+}
+
+/// What the loop does while it sleeps between steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Sleep on.
+    Sleep,
+    /// Step now (a hook recorded a change).
+    Now,
+    Stop(Stopped),
+}
+
+/// Watches a drain: the simulator drives faults and time through it; the
+/// drainer hands hook events to the policy, follows the settings in Stash
+/// and notices Stash going away (`watch`).
 pub trait Observer {
-    /// Before each step; `Break` ends the drain.
-    fn before_step(&mut self, _session: &PolicySession, _now_ms: i64) -> ControlFlow<()> {
-        ControlFlow::Continue(())
+    /// Before each step.
+    fn before_step(&mut self, _session: &mut PolicySession, _now_ms: i64) -> Gate {
+        Gate::Go
     }
     /// After each step, with when it started and what it gave.
     fn after_step(&mut self, _session: &PolicySession, _started_ms: i64, _outcome: &Call<StepOutcome>) {}
+    /// Every [`SLEEP_SLICE_MS`] while the loop sleeps.
+    fn while_sleeping(&mut self, _session: &mut PolicySession, _now_ms: i64) -> Wake {
+        Wake::Sleep
+    }
 }
 
-/// An observer that only watches nothing.
-pub struct Unobserved;
-impl Observer for Unobserved {}
+/// The loop sleeps in slices this long, so the observer can wake it.
+pub const SLEEP_SLICE_MS: u64 = 1_000;
 
 /// The drain loop. `total_hint` (jobs due at the start) scales the task
 /// progress shown in Stash.
@@ -120,13 +154,23 @@ pub fn run(
 ) -> DrainReport {
     let mut rules = Rules::new(mode, clock.now_ms());
     let mut worked = 0u64;
-    let stopped = loop {
-        // Issue 12: a changed policy file or `policy_path`, or a policy that
-        // keeps failing, is switched between two steps (a no-op without a
-        // watch). To be folded into the production observer (issue 9).
+    let stopped = 'drain: loop {
+        // A changed policy file or choice, or a policy that keeps failing,
+        // is switched here, between two steps (the events the observer
+        // hands over next go to the new policy).
         session.between_steps();
-        if observer.before_step(session, clock.now_ms()).is_break() {
-            break Stopped::Observer;
+        match observer.before_step(session, clock.now_ms()) {
+            Gate::Go => {}
+            Gate::Stop(stopped) => break stopped,
+            Gate::Pause(ms) => {
+                if let Some(stopped) = rules.run_limit(clock.now_ms()) {
+                    break stopped;
+                }
+                if let Some(stopped) = sleep(session, clock, observer, ms) {
+                    break stopped;
+                }
+                continue;
+            }
         }
         let started = clock.now_ms();
         let effects_before = session.state().map(HostState::effects);
@@ -156,9 +200,30 @@ pub fn run(
         observer.after_step(session, started, &outcome);
         match rules.after(step, clock.now_ms()) {
             Next::Step => {}
-            Next::Sleep(ms) => clock.sleep_ms(ms),
+            Next::Sleep(ms) => {
+                if let Some(stopped) = sleep(session, clock, observer, ms) {
+                    break 'drain stopped;
+                }
+            }
             Next::Stop(stopped) => break stopped,
         }
     };
     DrainReport { steps_worked: worked, stopped, mode_max_run_ms: mode.max_run_ms }
+}
+
+/// Sleep `ms` in slices, asking the observer between them; `Some` when it
+/// stops the drain.
+fn sleep(session: &mut PolicySession, clock: &dyn Clock, observer: &mut dyn Observer, ms: u64) -> Option<Stopped> {
+    let mut left = ms;
+    while left > 0 {
+        let slice = left.min(SLEEP_SLICE_MS);
+        clock.sleep_ms(slice);
+        left -= slice;
+        match observer.while_sleeping(session, clock.now_ms()) {
+            Wake::Sleep => {}
+            Wake::Now => return None,
+            Wake::Stop(stopped) => return Some(stopped),
+        }
+    }
+    None
 }

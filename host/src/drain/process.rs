@@ -3,8 +3,10 @@
 //! run the loop, and follow `rules::after_drain` for what comes next.
 
 use super::rules::{self, AfterDrain};
-use super::{DrainMode, Stopped, Unobserved, background, lock};
-use crate::connect::connected_session;
+use super::watch::Watcher;
+use super::{DrainMode, Stopped, background, events, lock};
+use crate::condition::{self, Condition, Kind};
+use crate::connect::{Linked, connected_session};
 use crate::env::Env;
 use crate::plugin::answer::Answer;
 use crate::plugin::log;
@@ -39,8 +41,11 @@ pub fn process_queue(env: &Env, background: bool) -> Answer {
     answer
 }
 
+/// Jobs due now, and changes hooks recorded that no policy has read yet.
 fn ready_now(env: &Env) -> u64 {
-    env.open_queue().ok().and_then(|q| q.counts(env.now_ms()).ok()).map(|c| c.ready).unwrap_or(0)
+    let Ok(q) = env.open_queue() else { return 0 };
+    let ready = q.counts(env.now_ms()).map(|c| c.ready).unwrap_or(0);
+    ready + q.count_events().unwrap_or(0)
 }
 
 fn auto_drain_allowed(env: &Env) -> bool {
@@ -56,14 +61,29 @@ fn drain_once(env: &Env, mode: DrainMode, jobs: &mut u64) -> Result<(String, Sto
         Ok(None) => return Err(Answer::ok("another stash2plex process is already draining the queue")),
         Err(e) => return Err(Answer::Error(e)),
     };
-    let (mut session, settings) = connected_session(env).map_err(Answer::Error)?;
+    // This drainer is the one a hook's claim asked for (or runs anyway).
+    if let Ok(mut queue) = env.open_queue()
+        && let Err(e) = queue.clear_drainer_start()
+    {
+        crate::warn!("Could not note that a drainer runs: {e}");
+    }
+    let Linked { mut session, settings, settings_map, stash } = connected_session(env).map_err(Answer::Error)?;
     if !settings.enabled {
-        return Err(Answer::ok(
-            "disabled (the enabled setting is off); changes are still recorded and will sync when it is on",
-        ));
+        let text = "disabled (the enabled setting is off); changes are still recorded and will sync when it is on";
+        if let Some(state) = session.state_mut() {
+            condition::persist(
+                &mut state.queue.queue,
+                &Condition::new(Kind::Disabled, format!("Syncing to Plex is {text}.")),
+            );
+        }
+        return Err(Answer::ok(text));
     }
     if mode.linger_ms > 0 && !settings.auto_drain {
         return Err(Answer::ok("auto_drain is off: background draining is disabled"));
+    }
+    let absorbed = events::absorb(&mut session, env.now_ms());
+    if absorbed.handled > 0 {
+        crate::debug!("Read {} recorded change(s)", absorbed.handled);
     }
     let Some(state) = session.state_mut() else {
         return Err(Answer::Error("the policy session ended unexpectedly".into()));
@@ -87,7 +107,10 @@ fn drain_once(env: &Env, mode: DrainMode, jobs: &mut u64) -> Result<(String, Sto
         before.waiting,
         before.dead
     );
-    let report = super::run(&mut session, env.opts.clock.as_ref(), mode, before.ready, &mut Unobserved);
+    let mut watcher = Watcher::new(stash.clone(), &env.opts.plugin_id, settings_map, env.chooser(), env.now_ms());
+    let report = super::run(&mut session, env.opts.clock.as_ref(), mode, before.ready, &mut watcher);
+    env.keep_session_cookie(stash.session_cookie());
+    watcher.note_condition_now(&mut session, env.now_ms());
     *jobs += report.steps_worked;
     let Some(state) = session.state() else {
         return Err(Answer::Error("the policy session ended unexpectedly".into()));

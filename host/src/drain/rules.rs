@@ -55,11 +55,16 @@ impl Rules {
         Rules { mode, started_ms, failures: 0, waits_without_work: 0, waited_ms: 0 }
     }
 
+    /// `Some` once the drain has run as long as its mode allows.
+    pub fn run_limit(&self, now_ms: i64) -> Option<Stopped> {
+        let ran = u64::try_from(now_ms.saturating_sub(self.started_ms)).unwrap_or(0);
+        (ran > self.mode.max_run_ms).then_some(Stopped::RunLimit)
+    }
+
     /// After a step at `now_ms`.
     pub fn after(&mut self, step: Step, now_ms: i64) -> Next {
-        let ran = u64::try_from(now_ms.saturating_sub(self.started_ms)).unwrap_or(0);
-        if ran > self.mode.max_run_ms {
-            return Next::Stop(Stopped::RunLimit);
+        if let Some(stopped) = self.run_limit(now_ms) {
+            return Next::Stop(stopped);
         }
         let wait = match step {
             Step::Worked => {
@@ -120,6 +125,8 @@ pub fn after_drain(background: bool, stopped: Stopped, ready_now: u64, allowed: 
         // re-run in a loop) and not when the policy chose to wait (breaker
         // open, token pause).
         Stopped::Empty if background && ready_now > 0 && round + 1 < MAX_ROUNDS => AfterDrain::AnotherRound,
+        // New settings (a fixed token): drain again with them.
+        Stopped::SettingsChanged if round + 1 < MAX_ROUNDS => AfterDrain::AnotherRound,
         Stopped::WaitLimit | Stopped::OnlyWaits | Stopped::RunLimit if !background && allowed && ready_now > 0 => {
             AfterDrain::HandOver
         }
@@ -217,5 +224,8 @@ mod tests {
         assert_eq!(after_drain(false, Stopped::OnlyWaits, 0, true, 0), Finish, "nothing due: the next hook starts one");
         assert_eq!(after_drain(false, Stopped::PolicyFailures, 3, true, 0), Finish);
         assert_eq!(after_drain(true, Stopped::WaitLimit, 3, true, 0), Finish);
+        assert_eq!(after_drain(true, Stopped::SettingsChanged, 0, true, 0), AnotherRound);
+        assert_eq!(after_drain(false, Stopped::SettingsChanged, 0, false, 0), AnotherRound);
+        assert_eq!(after_drain(true, Stopped::StashGone, 5, true, 0), Finish, "the next hook starts one");
     }
 }

@@ -5,7 +5,7 @@
 //! reproducible (fixed RNG seed). The sleeps the loop asks for advance the
 //! fake clock, and each step that did work costs `step_cost_ms`.
 
-use super::{DrainMode, Observer, Stopped};
+use super::{DrainMode, Gate, Observer, Stopped};
 use crate::capabilities::HostState;
 use crate::clock::{Clock, FakeClock};
 use crate::net::plex::PlexClient;
@@ -15,7 +15,6 @@ use crate::runtime::wit::policy::{Event, EventOutcome, StepOutcome};
 use crate::runtime::{Limits, Runtime};
 use crate::store::{Queue, QueueCounts};
 use serde_json::{Map, Value};
-use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,19 +176,19 @@ struct Watch<'a, B, S> {
 }
 
 impl<B: FnMut(i64), S: FnMut(&SimView<'_>) -> bool> Observer for Watch<'_, B, S> {
-    fn before_step(&mut self, session: &PolicySession, now_ms: i64) -> ControlFlow<()> {
+    fn before_step(&mut self, session: &mut PolicySession, now_ms: i64) -> Gate {
         let view = SimView { session, now_ms, steps: self.steps };
         if (self.stop)(&view) {
             self.why = Some(Stop::Condition);
-            return ControlFlow::Break(());
+            return Gate::Stop(Stopped::Observer);
         }
         if now_ms >= self.deadline {
             self.why = Some(Stop::TimeLimit);
-            return ControlFlow::Break(());
+            return Gate::Stop(Stopped::Observer);
         }
         (self.before_step)(now_ms);
         self.requests_before = plex_requests(session);
-        ControlFlow::Continue(())
+        Gate::Go
     }
 
     fn after_step(&mut self, session: &PolicySession, started_ms: i64, outcome: &Call<StepOutcome>) {

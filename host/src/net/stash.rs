@@ -275,6 +275,11 @@ impl StashClient {
         }
     }
 
+    /// The session cookie as Stash last refreshed it.
+    pub fn session_cookie(&self) -> Option<String> {
+        self.cookie.lock().ok().and_then(|c| c.clone())
+    }
+
     /// Use Stash's API key from now on (it outlives the session cookie).
     pub fn set_api_key(&mut self, key: Option<String>) {
         if let Some(k) = &key {
@@ -369,12 +374,15 @@ impl StashClient {
         Ok(wit::ScenePage { count: page.count, scenes })
     }
 
-    /// A page of scene ids with their `updated_at` (exactly as Stash wrote
-    /// it), oldest change first: Sync All and Sync Recent read these, not
-    /// whole scenes.
+    /// The next page of scene ids (ascending, after `after_id`) with their
+    /// `updated_at` exactly as Stash wrote it, optionally only those updated
+    /// after `updated_after`: Sync All and Sync Recent read these, not whole
+    /// scenes. Keyset paging by id stays correct while scenes are edited or
+    /// deleted during the walk (page numbers would shift and skip some).
+    /// Returns how many scenes are left from `after_id` on, and the page.
     pub fn scene_ids(
         &self,
-        page: u32,
+        after_id: Option<u64>,
         updated_after: Option<&str>,
     ) -> Result<(u64, Vec<(String, String)>), StashError> {
         #[derive(Deserialize)]
@@ -393,16 +401,16 @@ impl StashClient {
             #[serde(default)]
             updated_at: Option<String>,
         }
-        let query = wit::SceneQuery {
-            page,
-            per_page: MAX_PER_PAGE,
-            ids: Vec::new(),
-            updated_after: updated_after.map(str::to_string),
-            related: None,
-        };
+        let mut filter = Map::new();
+        if let Some(after) = updated_after {
+            filter.insert("updated_at".into(), json!({ "value": after, "modifier": "GREATER_THAN" }));
+        }
+        if let Some(id) = after_id {
+            filter.insert("id".into(), json!({ "value": id, "modifier": "GREATER_THAN" }));
+        }
         let vars = json!({
-            "filter": { "page": page.max(1), "per_page": MAX_PER_PAGE, "sort": "updated_at", "direction": "ASC" },
-            "scene_filter": self.scene_filter(&query),
+            "filter": { "page": 1, "per_page": MAX_PER_PAGE, "sort": "id", "direction": "ASC" },
+            "scene_filter": filter,
         });
         let q = "query SceneIds($filter: FindFilterType, $scene_filter: SceneFilterType) { \
                  findScenes(filter: $filter, scene_filter: $scene_filter) { count scenes { id updated_at } } }";
@@ -414,6 +422,28 @@ impl StashClient {
             .map(|r| Ok((id_string(&r.id)?, r.updated_at.unwrap_or_default())))
             .collect::<Result<Vec<_>, StashError>>()?;
         Ok((data.find_scenes.count, rows))
+    }
+
+    /// The `updated_at` of the most recently updated scene (its offset is
+    /// the server's, which Sync Recent's first watermark must use).
+    pub fn newest_update(&self) -> Result<Option<String>, StashError> {
+        #[derive(Deserialize)]
+        struct Data {
+            #[serde(rename = "findScenes")]
+            find_scenes: Page,
+        }
+        #[derive(Deserialize)]
+        struct Page {
+            scenes: Vec<Row>,
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            #[serde(default)]
+            updated_at: Option<String>,
+        }
+        let q = "{ findScenes(filter: {page: 1, per_page: 1, sort: \"updated_at\", direction: DESC}) { scenes { updated_at } } }";
+        let data: Data = self.graphql(q, json!({}))?;
+        Ok(data.find_scenes.scenes.into_iter().next().and_then(|r| r.updated_at))
     }
 
     /// What a running drainer watches: the plugin's settings, and the Stash

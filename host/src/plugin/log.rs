@@ -216,12 +216,25 @@ pub fn log(level: Level, message: &str) {
     write_line(&frame(level.letter(), level.word(), message));
 }
 
+/// The part of the task's progress bar the current phase fills (a Sync All
+/// queues, then drains): `progress` maps 0.0–1.0 into it.
+static PROGRESS_SPAN: std::sync::Mutex<(f64, f64)> = std::sync::Mutex::new((0.0, 1.0));
+
+/// Let the next phase fill `from`..`to` of the task's progress bar.
+pub fn progress_span(from: f64, to: f64) {
+    if let Ok(mut span) = PROGRESS_SPAN.lock() {
+        *span = (from.clamp(0.0, 1.0), to.clamp(0.0, 1.0));
+    }
+}
+
 /// Task progress, clamped to 0.0–1.0. Only meaningful in Stash format.
 pub fn progress(fraction: f64) {
     if !STASH_FORMAT.load(Ordering::Relaxed) {
         return;
     }
     let f = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.0 };
+    let (from, to) = PROGRESS_SPAN.lock().map(|s| *s).unwrap_or((0.0, 1.0));
+    let f = from + f * (to - from);
     let _ = std::io::stderr().lock().write_all(format!("\x01p\x02{f:.3}\n").as_bytes());
 }
 

@@ -34,11 +34,10 @@ use super::source::Why;
 use super::{MAX_COMPONENT_BYTES, Runtime};
 use crate::capabilities::HostState;
 use crate::clock::{Clock, FakeClock};
-use crate::drain::{self, DrainMode, Observer};
+use crate::drain::{self, DrainMode, Gate, Observer, Stopped};
 use crate::runtime::wit::policy::StepOutcome;
 use crate::store::{DeadFilter, Queue};
 use serde_json::Map;
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// Plex requests a policy may make during the `backoff` vector's ten
@@ -451,8 +450,8 @@ struct Watch {
 }
 
 impl Observer for Watch {
-    fn before_step(&mut self, _session: &PolicySession, now_ms: i64) -> ControlFlow<()> {
-        if now_ms >= self.until { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    fn before_step(&mut self, _session: &mut PolicySession, now_ms: i64) -> Gate {
+        if now_ms >= self.until { Gate::Stop(Stopped::Observer) } else { Gate::Go }
     }
     fn after_step(&mut self, _session: &PolicySession, _started_ms: i64, outcome: &super::session::Call<StepOutcome>) {
         match outcome {

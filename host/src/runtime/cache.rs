@@ -117,14 +117,34 @@ fn key(dir: &Path) -> Option<[u8; 32]> {
     read()
 }
 
+#[cfg(unix)]
 fn os_random() -> [u8; 32] {
     let mut buf = [0u8; 32];
-    #[cfg(unix)]
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         use std::io::Read;
         let _ = f.read_exact(&mut buf);
     }
     buf
+}
+
+/// The system's preferred CSPRNG (what Rust's std uses underneath too).
+#[cfg(windows)]
+fn os_random() -> [u8; 32] {
+    use windows_sys::Win32::Security::Cryptography::{BCRYPT_USE_SYSTEM_PREFERRED_RNG, BCryptGenRandom};
+    let mut buf = [0u8; 32];
+    // SAFETY: a null algorithm handle is allowed with
+    // BCRYPT_USE_SYSTEM_PREFERRED_RNG; the buffer is ours and its length is
+    // passed with it. On failure the buffer stays zero and fastrand's bytes
+    // (seeded from the OS) remain the key's entropy.
+    unsafe {
+        BCryptGenRandom(std::ptr::null_mut(), buf.as_mut_ptr(), buf.len() as u32, BCRYPT_USE_SYSTEM_PREFERRED_RNG);
+    }
+    buf
+}
+
+#[cfg(not(any(unix, windows)))]
+fn os_random() -> [u8; 32] {
+    [0u8; 32]
 }
 
 fn mark_used(path: &Path) {

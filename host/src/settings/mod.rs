@@ -57,6 +57,9 @@ pub struct PolicySettings {
     pub limits: crate::runtime::Limits,
 }
 
+/// The setting naming the policy component.
+pub const POLICY_PATH_KEY: &str = "policy_path";
+
 impl PolicySettings {
     /// From a settings map that may be incomplete or invalid (hooks'
     /// cached copy, reports): an invalid value counts as its default (the
@@ -73,7 +76,7 @@ impl PolicySettings {
             Some(SettingValue::Whole(n)) => u64::try_from(n).unwrap_or(0),
             _ => 0,
         };
-        let path = match value("policy_path") {
+        let path = match value(POLICY_PATH_KEY) {
             Some(SettingValue::Text(t)) if !t.trim().is_empty() => Some(t.trim().to_string()),
             _ => None,
         };
@@ -140,7 +143,7 @@ pub fn host_specs() -> Vec<SettingSpec> {
             "An HTTP proxy to reach Plex through (empty = none)",
         ),
         spec(
-            "policy_path",
+            POLICY_PATH_KEY,
             SettingKind::Text,
             Text(String::new()),
             "A policy component (.wasm) to run instead of the built-in one (relative to the plugin folder)",

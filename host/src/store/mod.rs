@@ -5,5 +5,5 @@ mod queue;
 
 pub use queue::{
     DeadFilter, DeadLetter, DeadLetterInfo, EnqueueOutcome, Handled, Job, JobRow, PolicyRecord, Queue, QueueCounts,
-    QueueError, StateWrite,
+    QueueError, StateWrite, StoredEvent,
 };

@@ -23,6 +23,116 @@ use std::time::Duration;
 use thiserror::Error;
 
 const SCHEMA_VERSION: i64 = 3;
+
+/// The schema, one step per version: a database at version `n` gets every
+/// step after it, in order, so any older queue upgrades to the newest.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS jobs (
+             id              INTEGER PRIMARY KEY AUTOINCREMENT,
+             scene_id        TEXT NOT NULL UNIQUE,
+             payload         TEXT NOT NULL,
+             state           TEXT NOT NULL CHECK (state IN ('ready', 'running')),
+             not_before      INTEGER NOT NULL,
+             attempt         INTEGER NOT NULL DEFAULT 0,
+             lease           INTEGER,
+             lease_until     INTEGER,
+             dirty           INTEGER NOT NULL DEFAULT 0,
+             first_enqueued  INTEGER NOT NULL,
+             last_enqueued   INTEGER NOT NULL,
+             last_error      TEXT,
+             first_failed    INTEGER
+         );
+         CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, not_before, id);
+         CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (state, lease_until);
+         CREATE TABLE IF NOT EXISTS dead_letters (
+             id              INTEGER PRIMARY KEY AUTOINCREMENT,
+             scene_id        TEXT NOT NULL,
+             payload         TEXT NOT NULL,
+             error_class     TEXT NOT NULL,
+             message         TEXT NOT NULL,
+             detail          TEXT NOT NULL,
+             attempts        INTEGER NOT NULL,
+             first_enqueued  INTEGER NOT NULL,
+             first_failed    INTEGER NOT NULL,
+             failed_at       INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS dead_letters_failed ON dead_letters (failed_at);
+         CREATE INDEX IF NOT EXISTS dead_letters_class ON dead_letters (error_class);
+         CREATE TABLE IF NOT EXISTS policy_state (
+             namespace TEXT NOT NULL,
+             key       TEXT NOT NULL,
+             value     TEXT NOT NULL,
+             PRIMARY KEY (namespace, key)
+         );
+         CREATE TABLE IF NOT EXISTS host_state (
+             key   TEXT PRIMARY KEY,
+             value TEXT NOT NULL
+         );",
+    ),
+    // Hook events, recorded as they arrive and handed to the policy by the
+    // drainer (see `hook.rs`).
+    (
+        2,
+        "CREATE TABLE IF NOT EXISTS events (
+             id            INTEGER PRIMARY KEY AUTOINCREMENT,
+             trigger       TEXT NOT NULL,
+             object_id     TEXT,
+             input_fields  TEXT NOT NULL,
+             input         TEXT,
+             received      INTEGER NOT NULL,
+             tries         INTEGER NOT NULL DEFAULT 0
+         );",
+    ),
+    // Which policy handled each job (issue "Swappable policies").
+    (
+        3,
+        "ALTER TABLE jobs ADD COLUMN policy TEXT;
+         ALTER TABLE dead_letters ADD COLUMN policy TEXT;
+         CREATE TABLE IF NOT EXISTS policies (
+             sha256        TEXT PRIMARY KEY,
+             name          TEXT NOT NULL,
+             version       TEXT NOT NULL,
+             world         TEXT NOT NULL,
+             namespace     TEXT NOT NULL,
+             state_format  TEXT,
+             first_seen    INTEGER NOT NULL,
+             last_seen     INTEGER NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS handled (
+             id        INTEGER PRIMARY KEY AUTOINCREMENT,
+             job_id    INTEGER NOT NULL,
+             scene_id  TEXT NOT NULL,
+             outcome   TEXT NOT NULL,
+             policy    TEXT NOT NULL,
+             at        INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS handled_scene ON handled (scene_id, id);",
+    ),
+];
+
+/// One step, once: another process may have taken it since this one read
+/// the version (hooks open the queue many at a time after an upgrade), so
+/// the version is read again under the write lock.
+fn migrate(conn: &Connection, to: i64, sql: &str) -> Result<(), QueueError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let step = || -> Result<(), QueueError> {
+        let now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now < to {
+            conn.execute_batch(sql)?;
+            conn.execute_batch(&format!("PRAGMA user_version = {to}"))?;
+        }
+        Ok(())
+    };
+    match step() {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
 /// Rows kept in `handled` (the per-job record of which policy did what).
 const HANDLED_KEPT: i64 = 20_000;
 
@@ -169,100 +279,10 @@ impl Queue {
         if version > SCHEMA_VERSION {
             return Err(QueueError::NewerSchema { found: version, known: SCHEMA_VERSION });
         }
-        if version < 1 {
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS jobs (
-                     id              INTEGER PRIMARY KEY AUTOINCREMENT,
-                     scene_id        TEXT NOT NULL UNIQUE,
-                     payload         TEXT NOT NULL,
-                     state           TEXT NOT NULL CHECK (state IN ('ready', 'running')),
-                     not_before      INTEGER NOT NULL,
-                     attempt         INTEGER NOT NULL DEFAULT 0,
-                     lease           INTEGER,
-                     lease_until     INTEGER,
-                     dirty           INTEGER NOT NULL DEFAULT 0,
-                     first_enqueued  INTEGER NOT NULL,
-                     last_enqueued   INTEGER NOT NULL,
-                     last_error      TEXT,
-                     first_failed    INTEGER
-                 );
-                 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, not_before, id);
-                 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (state, lease_until);
-                 CREATE TABLE IF NOT EXISTS dead_letters (
-                     id              INTEGER PRIMARY KEY AUTOINCREMENT,
-                     scene_id        TEXT NOT NULL,
-                     payload         TEXT NOT NULL,
-                     error_class     TEXT NOT NULL,
-                     message         TEXT NOT NULL,
-                     detail          TEXT NOT NULL,
-                     attempts        INTEGER NOT NULL,
-                     first_enqueued  INTEGER NOT NULL,
-                     first_failed    INTEGER NOT NULL,
-                     failed_at       INTEGER NOT NULL
-                 );
-                 CREATE INDEX IF NOT EXISTS dead_letters_failed ON dead_letters (failed_at);
-                 CREATE INDEX IF NOT EXISTS dead_letters_class ON dead_letters (error_class);
-                 CREATE TABLE IF NOT EXISTS policy_state (
-                     namespace TEXT NOT NULL,
-                     key       TEXT NOT NULL,
-                     value     TEXT NOT NULL,
-                     PRIMARY KEY (namespace, key)
-                 );
-                 CREATE TABLE IF NOT EXISTS host_state (
-                     key   TEXT PRIMARY KEY,
-                     value TEXT NOT NULL
-                 );
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )?;
-        }
-        if version < 2 {
-            // Hook events, recorded as they arrive and handed to the policy
-            // by the drainer (see `hook.rs`).
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS events (
-                     id            INTEGER PRIMARY KEY AUTOINCREMENT,
-                     trigger       TEXT NOT NULL,
-                     object_id     TEXT,
-                     input_fields  TEXT NOT NULL,
-                     input         TEXT,
-                     received      INTEGER NOT NULL,
-                     tries         INTEGER NOT NULL DEFAULT 0
-                 );
-                 PRAGMA user_version = 2;
-                 COMMIT;",
-            )?;
-        }
-        if version < 3 {
-            // Which policy handled each job (issue "Swappable policies").
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 ALTER TABLE jobs ADD COLUMN policy TEXT;
-                 ALTER TABLE dead_letters ADD COLUMN policy TEXT;
-                 CREATE TABLE IF NOT EXISTS policies (
-                     sha256        TEXT PRIMARY KEY,
-                     name          TEXT NOT NULL,
-                     version       TEXT NOT NULL,
-                     world         TEXT NOT NULL,
-                     namespace     TEXT NOT NULL,
-                     state_format  TEXT,
-                     first_seen    INTEGER NOT NULL,
-                     last_seen     INTEGER NOT NULL
-                 );
-                 CREATE TABLE IF NOT EXISTS handled (
-                     id        INTEGER PRIMARY KEY AUTOINCREMENT,
-                     job_id    INTEGER NOT NULL,
-                     scene_id  TEXT NOT NULL,
-                     outcome   TEXT NOT NULL,
-                     policy    TEXT NOT NULL,
-                     at        INTEGER NOT NULL
-                 );
-                 CREATE INDEX IF NOT EXISTS handled_scene ON handled (scene_id, id);
-                 PRAGMA user_version = 3;
-                 COMMIT;",
-            )?;
+        for &(to, sql) in MIGRATIONS {
+            if version < to {
+                migrate(&conn, to, sql)?;
+            }
         }
         Ok(Queue { conn, namespace: "default".into(), handler: None })
     }
@@ -848,6 +868,36 @@ impl Queue {
         Ok(())
     }
 
+    /// Set a host value; `true` when it was different before. Atomic, so of
+    /// many processes setting the same value only one sees the change (the
+    /// hook that tells the user about a problem).
+    pub fn host_swap(&mut self, key: &str, value: &str) -> Result<bool, QueueError> {
+        let n = self.conn.execute(
+            "INSERT INTO host_state (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value",
+            params![key, value],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Claim the right to start a drainer: `true` for the one caller that
+    /// finds no start claimed since `expired_before_ms` (of 32 hooks at
+    /// once, one starts a drainer). The drainer clears the claim when it
+    /// takes the drain lock ([`Queue::clear_drainer_start`]).
+    pub fn claim_drainer_start(&mut self, now_ms: i64, expired_before_ms: i64) -> Result<bool, QueueError> {
+        let n = self.conn.execute(
+            "INSERT INTO host_state (key, value) VALUES ('drainer_start', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value
+             WHERE value = '' OR CAST(value AS INTEGER) < ?2",
+            params![now_ms.to_string(), expired_before_ms],
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn clear_drainer_start(&mut self) -> Result<(), QueueError> {
+        self.host_set("drainer_start", "")
+    }
+
     /// Dead letters matching `filter`, newest first.
     pub fn dead_letters_matching(&self, filter: &DeadFilter, limit: u32) -> Result<Vec<DeadLetter>, QueueError> {
         let mut stmt = self.conn.prepare(
@@ -1107,6 +1157,57 @@ mod tests {
         assert_eq!(q.claim(1000, 5000, 2).unwrap().unwrap().payload, "a");
     }
 
+    /// A queue left at each older version (as an older plugin wrote it,
+    /// with a job and an event in it) upgrades to the newest, keeping them;
+    /// eight processes opening it at once upgrade it once.
+    #[test]
+    fn every_older_schema_upgrades_and_keeps_its_rows_even_when_opened_at_once() {
+        for from in 1..SCHEMA_VERSION {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("queue.db");
+            {
+                let conn = Connection::open(&path).unwrap();
+                for &(to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to <= from) {
+                    migrate(&conn, to, sql).unwrap();
+                }
+                conn.execute(
+                    "INSERT INTO jobs (scene_id, payload, state, not_before, first_enqueued, last_enqueued)
+                     VALUES ('7', 'p', 'ready', 0, 0, 0)",
+                    [],
+                )
+                .unwrap();
+                if from >= 2 {
+                    conn.execute(
+                        "INSERT INTO events (trigger, object_id, input_fields, received) VALUES ('Scene.Update.Post', '7', '[]', 0)",
+                        [],
+                    )
+                    .unwrap();
+                }
+            }
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Queue::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for o in openers {
+                o.join().unwrap().unwrap_or_else(|e| panic!("from version {from}: {e}"));
+            }
+            let mut q = Queue::open(&path).unwrap();
+            let version: i64 = q.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+            assert_eq!(version, SCHEMA_VERSION, "from version {from}");
+            assert_eq!(q.counts(0).unwrap().ready, 1, "from version {from}: the job is kept");
+            assert_eq!(q.pending_events(10).unwrap().len(), usize::from(from >= 2), "from version {from}");
+            let job = q.claim(1000, 0, 1).unwrap().expect("the job can be claimed");
+            q.complete(job.id, job.lease, &[], 1).unwrap();
+            assert_eq!(q.counts(1).unwrap(), QueueCounts::default(), "from version {from}");
+        }
+    }
+
     #[test]
     fn hook_events_are_kept_until_handled_and_counted_when_they_fail() {
         let mut q = q();
@@ -1129,6 +1230,25 @@ mod tests {
         assert_eq!((left.len(), left[0].tries), (1, 2));
         q.finish_event(a).unwrap();
         assert!(!q.has_events().unwrap());
+    }
+
+    #[test]
+    fn one_drainer_start_is_claimed_until_a_drainer_takes_it_or_it_expires() {
+        let mut q = q();
+        assert!(q.claim_drainer_start(1_000, -9_000).unwrap(), "the first hook claims");
+        assert!(!q.claim_drainer_start(1_001, -8_999).unwrap(), "the next one at once does not");
+        assert!(q.claim_drainer_start(12_000, 2_000).unwrap(), "a claim nobody took up expires");
+        q.clear_drainer_start().unwrap();
+        assert!(q.claim_drainer_start(12_001, 2_001).unwrap(), "a running drainer frees it");
+    }
+
+    #[test]
+    fn host_swap_reports_a_change_once() {
+        let mut q = q();
+        assert!(q.host_swap("k", "a").unwrap());
+        assert!(!q.host_swap("k", "a").unwrap(), "same value: no change");
+        assert!(q.host_swap("k", "b").unwrap());
+        assert_eq!(q.host_get("k").unwrap().as_deref(), Some("b"));
     }
 
     #[test]

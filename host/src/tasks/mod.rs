@@ -6,6 +6,7 @@
 //! of capabilities, if the policy lists it in `policy-info.tasks`.
 
 mod args;
+mod bulk;
 mod dead_letters;
 mod queue;
 
@@ -20,7 +21,10 @@ use serde_json::Value;
 
 /// The tasks the host runs itself.
 pub const HOST_MODES: &[(&str, &str)] = &[
+    ("all", "Sync All Scenes to Plex: queue every scene, then sync"),
+    ("recent", "Sync Recent Scenes to Plex: queue the scenes updated since the last run (24 h the first time)"),
     ("process_queue", "Process Queue: sync every due change to Plex"),
+    ("clear_queue", "Clear Pending Queue: drop every waiting change (one being synced finishes)"),
     ("queue_status", "View Queue Status (queue, dead letters, breaker, outages)"),
     ("dlq_list", "List dead letters (args: class, limit)"),
     ("dlq_requeue", "Re-queue dead letters (args: class, or all: true)"),
@@ -39,7 +43,10 @@ pub fn run(env: &Env, mode: Option<&str>, args: &Args) -> Answer {
             Ok(background) => crate::drain::process_queue(env, background),
             Err(e) => Answer::Error(e),
         },
+        "all" => bulk::sync(env, bulk::Scope::All),
+        "recent" => bulk::sync(env, bulk::Scope::Recent),
         "queue_status" => queue::queue_status(env),
+        "clear_queue" => queue::clear_queue(env),
         "dlq_list" => dead_letters::list(env, args),
         "dlq_requeue" => dead_letters::requeue_matching(env, args),
         "recover_outage_jobs" => dead_letters::recover_outage(env, args),
@@ -51,6 +58,12 @@ pub fn run(env: &Env, mode: Option<&str>, args: &Args) -> Answer {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             crate::info!("{line}");
         }
+    }
+    // How syncing stands, if no hook or task has said it yet (in Stash's
+    // log: a background drainer's log is its own file).
+    let background = mode == "process_queue" && args::flag(args, "background").unwrap_or(false);
+    if !background && let Ok(mut queue) = env.open_queue() {
+        crate::condition::announce(&mut queue);
     }
     answer
 }
@@ -76,11 +89,12 @@ fn policy_task(env: &Env, name: &str, args: &Args) -> Answer {
         return Answer::Error(format!("unknown task mode {name:?}; known modes: {}", known_modes(env)));
     }
     let mut session = match connected_session(env) {
-        Ok((s, _)) => s,
+        Ok(linked) => linked.session,
         Err(e) => return Answer::Error(e),
     };
     match session.run_task(name, &Value::Object(args.clone()).to_string()) {
-        Ok(Ok(report)) => Answer::ok(report),
+        // Every report says which policy made it, and why that one runs.
+        Ok(Ok(report)) => Answer::ok(format!("{}\n{}", report.trim_end(), session.policy.status_lines().trim_end())),
         Ok(Err(msg)) => Answer::Error(msg),
         Err(e) => Answer::Error(e.to_string()),
     }

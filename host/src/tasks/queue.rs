@@ -47,10 +47,36 @@ pub fn queue_status(env: &Env) -> Answer {
     Answer::ok(report)
 }
 
+/// Clear Pending Queue: every waiting change and every recorded event that
+/// no policy has read yet. A change being synced right now finishes; dead
+/// letters stay (they have their own tasks).
+pub fn clear_queue(env: &Env) -> Answer {
+    let mut queue = match env.open_queue() {
+        Ok(q) => q,
+        Err(e) => return Answer::Error(e),
+    };
+    match queue.clear_pending() {
+        Ok((0, 0)) => Answer::ok("The queue is empty; nothing to clear"),
+        Ok((jobs, events)) => {
+            let left = queue.counts(env.now_ms()).map(|c| c.running).unwrap_or(0);
+            let running = match left {
+                0 => String::new(),
+                n => format!("; {n} change(s) being synced right now finish"),
+            };
+            Answer::ok(format!("Cleared {} waiting change(s){running}", jobs + events))
+        }
+        Err(e) => Answer::Error(format!("could not clear the queue: {e}")),
+    }
+}
+
 /// The queue part of the status report (also `stash2plex status`).
 pub fn status_report(queue: &Queue, now: i64) -> Result<String, String> {
     let c = queue.counts(now).map_err(|e| e.to_string())?;
     let mut out = String::from("=== Queue Status ===\n");
+    let recorded = queue.count_events().map_err(|e| e.to_string())?;
+    if recorded > 0 {
+        out.push_str(&format!("Recorded, not yet read by the drainer: {recorded}\n"));
+    }
     out.push_str(&format!(
         "Due now: {}\nWaiting to retry: {}\nIn progress: {}\nDead letters: {}\n",
         c.ready, c.waiting, c.running, c.dead

@@ -2,7 +2,10 @@
 //! report. Everything runs against the loopback simulators; nothing here is
 //! asserted (tests check behaviour, this reports speed).
 //!
-//! - hook wall time: one process per hook, as Stash runs it, warm cache;
+//! - hook wall time: one process per hook, as Stash runs it: 16 at once on
+//!   a fresh install (a scan of new files), and warm for a scene edit and a
+//!   performer rename (the goal: under 5 ms median; under 50 ms median and
+//!   none over 500 ms for the 16);
 //! - policy load: compile with Cranelift (cold) vs deserialize the cached
 //!   artifact (warm), in-process, plus instantiate + configure;
 //! - Plex requests per changed and unchanged scene (images excluded), for
@@ -38,10 +41,11 @@ pub struct BenchArgs {
     pub scenes: usize,
 }
 
+/// Median, 95th percentile and minimum.
 fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
     let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    (pick(0.5), pick(0.9), v[0])
+    (pick(0.5), pick(0.95), v[0])
 }
 
 pub fn run(plugin: &Plugin, args: BenchArgs) -> Result<(), String> {
@@ -100,25 +104,68 @@ pub fn run(plugin: &Plugin, args: BenchArgs) -> Result<(), String> {
         json!({"server_connection": conn, "args": {"hookContext": {"id": id.parse::<u64>().unwrap_or(0),
             "type": "Scene.Update.Post", "input": {"id": id}, "inputFields": ["id", "title"]}}})
     };
+    let rename = |id: &str| {
+        json!({"server_connection": conn, "args": {"hookContext": {"id": id.parse::<u64>().unwrap_or(0),
+            "type": "Performer.Update.Post", "input": {"id": id, "name": "Renamed"}, "inputFields": ["id", "name"]}}})
+    };
 
     // --- hook wall time -----------------------------------------------------
-    let t = Instant::now();
-    plugin.invoke(&hook(&pairs[0].0))?;
-    let first = t.elapsed().as_secs_f64() * 1000.0;
-    let mut times = Vec::new();
-    for k in 0..args.spawns.max(1) {
-        let (id, _) = &pairs[k % pairs.len()];
-        let t = Instant::now();
-        plugin.invoke(&hook(id))?;
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    let (h50, h90, hmin) = stats(times);
-    println!("hook process, spawn to exit ({} spawns after a warm-up)", args.spawns.max(1));
-    println!("  first hook (compiles the policy)             {first:8.2} ms");
-    println!("  median                                       {h50:8.2} ms   (goal < 5 ms)");
-    println!("  p90 / min                                    {h90:8.2} / {hmin:.2} ms");
-    println!("  Plex requests during hooks                   {:8}", plex.requests().len());
+    // 16 at once on a fresh install: nothing compiled, nothing cached.
+    let fresh_dir = work.join("fresh-plugin");
+    std::fs::create_dir_all(&fresh_dir).map_err(|e| e.to_string())?;
+    let fresh_conn = json!({"Scheme": "http", "Host": "127.0.0.1", "Port": stash.port(), "SessionCookie": null, "PluginDir": fresh_dir});
+    let burst: Vec<f64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..=16u64)
+            .map(|id| {
+                let stdin = json!({"server_connection": fresh_conn, "args": {"hookContext": {"id": id,
+                    "type": "Scene.Create.Post", "input": null}}});
+                s.spawn(move || {
+                    let t = Instant::now();
+                    plugin.invoke(&stdin).map(|_| t.elapsed().as_secs_f64() * 1000.0)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("a hook thread panicked".to_string())))
+            .collect::<Result<Vec<f64>, String>>()
+    })?;
+    let slowest = burst.iter().copied().fold(0.0, f64::max);
+    let (b50, _, _) = stats(burst);
+    let recorded = Queue::open(&fresh_dir.join("data").join("queue.db"))
+        .and_then(|q| q.count_events())
+        .map_err(|e| e.to_string())?;
+    println!("16 hooks at once on a fresh install (a scan of new files)");
+    println!("  median / slowest                             {b50:8.2} / {slowest:.2} ms   (goal < 50 / < 500 ms)");
+    println!("  changes recorded                             {recorded:8} of 16");
     println!();
+
+    plugin.invoke(&hook(&pairs[0].0))?;
+    let spawns = args.spawns.max(1);
+    for (label, make) in [
+        ("scene edit (Scene.Update.Post)", &hook as &dyn Fn(&str) -> serde_json::Value),
+        ("performer rename (Performer.Update.Post)", &rename),
+    ] {
+        let mut times = Vec::new();
+        for k in 0..spawns {
+            let (id, _) = &pairs[k % pairs.len()];
+            let t = Instant::now();
+            plugin.invoke(&make(id))?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        let (h50, h95, hmin) = stats(times);
+        println!("warm hook, {label}, spawn to exit ({spawns} spawns)");
+        println!(
+            "  median / p95 / min                           {h50:8.2} / {h95:.2} / {hmin:.2} ms   (goal < 5 ms median)"
+        );
+    }
+    println!("  Plex requests during hooks                   {:8}", plex.requests().len());
+    println!("  Stash requests during hooks                  {:8}", stash.requests().len());
+    println!();
+    // The bench drains itself: drop the renames' object jobs' events.
+    Queue::open(&plugin_dir.join("data").join("queue.db"))
+        .and_then(|mut q| q.clear_pending())
+        .map_err(|e| e.to_string())?;
 
     // --- metadata budgets: first sync, unchanged, changed, new images ------
     let drain = |label: &str, goal_changed: Option<f64>| -> Result<(), String> {

@@ -1,10 +1,13 @@
-//! `stash2plex-lab`: the demo and the bench. Both run the real `stash2plex`
-//! binary the way Stash does (one process per hook or task) against the
-//! loopback fakes of Stash and Plex from the test kit, so the plugin binary
-//! itself carries no test code.
+//! `stash2plex-lab`: the project's tooling. `demo` and `bench` run the real
+//! `stash2plex` binary the way Stash does (one process per hook or task)
+//! against the loopback fakes of Stash and Plex from the test kit, so the
+//! plugin binary itself carries no test code. `package` builds the plugin
+//! zip for every platform and its plugin source, and checks them against the
+//! test kit's model of Stash's installer and loader.
 
 mod bench;
 mod demo;
+mod package;
 mod spawn;
 
 use clap::{Parser, Subcommand};
@@ -40,34 +43,47 @@ enum Command {
     /// Measure hook start-up, policy load, requests per scene and drain
     /// speed, and print a report.
     Bench {
-        /// Hook processes to time (after one warm-up).
-        #[arg(long, default_value_t = 50)]
+        /// Warm hook processes to time per trigger (after one warm-up).
+        #[arg(long, default_value_t = 200)]
         spawns: usize,
         /// Scenes in the simulated library (the metadata budgets are set
         /// for 1,000).
         #[arg(long, default_value_t = 1000)]
         scenes: usize,
     },
+    /// Build the plugin zip (static Linux x86_64 and arm64 binaries, a
+    /// Windows x86_64 one, the plugin YAML, a launcher) and a plugin source
+    /// index.yml, installing the cross toolchains it needs first.
+    Package {
+        /// Output folder (default: target/package).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Build only these targets (repeat the option; default: all three).
+        /// The zip then only runs on those.
+        #[arg(long = "target", value_enum)]
+        targets: Vec<package::Target>,
+        /// Fail with the install command instead of installing a missing
+        /// rustup target, PyPI tool or Debian package.
+        #[arg(long)]
+        no_install: bool,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
     stash2plex::plugin::log::set_stash_format(false);
-    let plugin = match spawn::Plugin::locate(cli.plugin_bin, cli.policy) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("stash2plex-lab: {e}");
-            std::process::exit(2);
-        }
-    };
+    let locate = || spawn::Plugin::locate(cli.plugin_bin.clone(), cli.policy.clone());
     let result = match cli.command {
-        Command::Demo { scenes } => {
+        Command::Demo { scenes } => locate().and_then(|plugin| {
             stash2plex::plugin::log::set_min_level(stash2plex::plugin::log::Level::Warn);
             demo::run(&plugin, scenes.clamp(1, 5000))
-        }
-        Command::Bench { spawns, scenes } => {
+        }),
+        Command::Bench { spawns, scenes } => locate().and_then(|plugin| {
             stash2plex::plugin::log::set_min_level(stash2plex::plugin::log::Level::Error);
             bench::run(&plugin, bench::BenchArgs { spawns, scenes })
+        }),
+        Command::Package { out, targets, no_install } => {
+            package::run(package::Options { out, targets, install: !no_install }).map_err(|e| format!("package: {e}"))
         }
     };
     if let Err(e) = result {

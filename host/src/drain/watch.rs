@@ -1,0 +1,171 @@
+//! What a real drain watches between steps and while it sleeps:
+//!
+//! - the events hooks record: handed to the policy before the next step,
+//!   and a sleeping drain wakes for them;
+//! - Stash, every [`WATCH_EVERY_MS`]: changed plugin settings end the drain
+//!   so it starts again with them (a fixed token syncs within seconds),
+//!   except a changed `policy_path` alone, which the session switches to
+//!   between two steps without ending the drain (hot swap); a
+//!   scan or identify job pauses stepping (hooks still record); Stash
+//!   unreachable for [`STASH_GONE_MS`] ends the drainer (the next hook or
+//!   task starts a new one);
+//! - how syncing stands, persisted for hooks to tell the user
+//!   (`crate::condition`).
+
+use super::events;
+use super::{Gate, Observer, Stopped, Wake};
+use crate::condition::{self, Condition};
+use crate::env::Chooser;
+use crate::net::stash::StashClient;
+use crate::runtime::session::PolicySession;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// How often the drain asks Stash for its settings and job queue.
+pub const WATCH_EVERY_MS: i64 = 5_000;
+/// Stash unreachable this long ends the drain.
+pub const STASH_GONE_MS: i64 = 60_000;
+/// How often the condition is saved for hooks.
+const CONDITION_EVERY_MS: i64 = 2_000;
+
+pub struct Watcher {
+    stash: Arc<StashClient>,
+    plugin_id: String,
+    /// The settings the session started with.
+    settings: Map<String, Value>,
+    next_watch_ms: i64,
+    next_condition_ms: i64,
+    /// Since when Stash has not answered.
+    stash_lost_since: Option<i64>,
+    /// The Stash job that pauses stepping.
+    busy: Option<String>,
+    /// Turns a changed `policy_path` into the policy to switch to.
+    chooser: Chooser,
+}
+
+impl Watcher {
+    pub fn new(
+        stash: Arc<StashClient>,
+        plugin_id: &str,
+        settings: Map<String, Value>,
+        chooser: Chooser,
+        now_ms: i64,
+    ) -> Watcher {
+        Watcher {
+            stash,
+            plugin_id: plugin_id.to_string(),
+            settings,
+            next_watch_ms: now_ms,
+            next_condition_ms: now_ms,
+            stash_lost_since: None,
+            busy: None,
+            chooser,
+        }
+    }
+
+    /// Ask Stash, if it is time.
+    fn look(&mut self, session: &mut PolicySession, now_ms: i64) -> Option<Stopped> {
+        if now_ms < self.next_watch_ms {
+            return None;
+        }
+        self.next_watch_ms = now_ms + WATCH_EVERY_MS;
+        match self.stash.watch(&self.plugin_id) {
+            Ok((settings, busy)) => {
+                if let Some(since) = self.stash_lost_since.take() {
+                    crate::info!("Stash answers again (after {}).", crate::text::duration_text(now_ms - since));
+                }
+                if settings != self.settings && only_policy_path_differs(&settings, &self.settings) {
+                    crate::info!(
+                        "The policy_path setting changed in Stash; the policy is switched before the next step."
+                    );
+                    if let Some(watch) = session.watch_mut() {
+                        watch.set_choice(self.chooser.choose(&settings));
+                    }
+                    self.settings = settings.clone();
+                }
+                if settings != self.settings {
+                    crate::info!("The plugin settings changed in Stash; the drain starts again with them.");
+                    return Some(Stopped::SettingsChanged);
+                }
+                match (&self.busy, &busy) {
+                    (None, Some(job)) => {
+                        crate::info!("Stash is busy ({job}); syncing waits until it finishes. Changes are recorded.")
+                    }
+                    (Some(_), None) => crate::info!("Stash's job finished; syncing goes on."),
+                    _ => {}
+                }
+                self.busy = busy;
+                None
+            }
+            Err(e) => {
+                let since = *self.stash_lost_since.get_or_insert(now_ms);
+                if since == now_ms {
+                    crate::warn!("Stash does not answer ({e}); the changes wait.");
+                }
+                (now_ms - since >= STASH_GONE_MS).then_some(Stopped::StashGone)
+            }
+        }
+    }
+
+    /// Save how syncing stands for hooks, if it is time.
+    fn note_condition(&mut self, session: &mut PolicySession, now_ms: i64) {
+        if now_ms < self.next_condition_ms {
+            return;
+        }
+        self.next_condition_ms = now_ms + CONDITION_EVERY_MS;
+        let Ok(Ok(status)) = session.status() else { return };
+        let Some(state) = session.state_mut() else { return };
+        let queue = &mut state.queue.queue;
+        let waiting = queue.counts(now_ms).map(|c| c.ready + c.waiting).unwrap_or(0);
+        condition::persist(queue, &Condition::from_policy(&status, waiting));
+    }
+
+    /// Save how syncing stands now (the drain is ending).
+    pub fn note_condition_now(&mut self, session: &mut PolicySession, now_ms: i64) {
+        self.next_condition_ms = now_ms;
+        self.note_condition(session, now_ms);
+    }
+
+    fn has_events(session: &PolicySession) -> bool {
+        session.state().is_some_and(|s| s.queue.queue.has_events().unwrap_or(false))
+    }
+}
+
+impl Observer for Watcher {
+    fn before_step(&mut self, session: &mut PolicySession, now_ms: i64) -> Gate {
+        events::absorb(session, now_ms);
+        if let Some(stopped) = self.look(session, now_ms) {
+            return Gate::Stop(stopped);
+        }
+        self.note_condition(session, now_ms);
+        if self.busy.is_some() || self.stash_lost_since.is_some() {
+            // Nothing can sync now (Stash is scanning, or gone).
+            return Gate::Pause(WATCH_EVERY_MS as u64);
+        }
+        Gate::Go
+    }
+
+    fn while_sleeping(&mut self, session: &mut PolicySession, now_ms: i64) -> Wake {
+        if let Some(stopped) = self.look(session, now_ms) {
+            return Wake::Stop(stopped);
+        }
+        self.note_condition(session, now_ms);
+        if Self::has_events(session) {
+            events::absorb(session, now_ms);
+            return Wake::Now;
+        }
+        Wake::Sleep
+    }
+}
+
+/// The policy component is the one setting a running drain follows without
+/// starting again: the settings differ in `policy_path` and nothing else.
+fn only_policy_path_differs(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    let key = crate::settings::POLICY_PATH_KEY;
+    let without = |m: &Map<String, Value>| {
+        let mut m = m.clone();
+        m.remove(key);
+        m
+    };
+    a.get(key) != b.get(key) && without(a) == without(b)
+}
