@@ -54,8 +54,6 @@ pub struct Env {
     cookie: std::sync::Mutex<Option<String>>,
 }
 
-/// The settings as the last connected invocation saw them, secrets removed
-
 /// Which policy the settings choose: `--policy` first, then the
 /// `policy_path` setting (relative to the plugin folder), then a
 /// `policy.wasm` in the plugin folder, else the built-in one.
@@ -86,6 +84,7 @@ impl Chooser {
     }
 }
 
+/// The settings as the last connected invocation saw them, secrets removed
 /// (hooks and offline reports do not ask Stash).
 pub struct CachedSettings {
     pub map: Map<String, Value>,

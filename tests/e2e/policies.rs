@@ -292,7 +292,7 @@ fn a_hot_swap_in_the_middle_of_a_1000_job_drain_loses_and_doubles_nothing() {
     scenes.dedup();
     assert_eq!(scenes.len(), N, "no scene completed twice");
     let by_old = completes.iter().take_while(|h| h.policy_sha256 == old).count();
-    assert!(by_old >= 300 && by_old < N, "the switch is in the record: {by_old} by the old policy");
+    assert!((300..N).contains(&by_old), "the switch is in the record: {by_old} by the old policy");
     assert!(completes[by_old..].iter().all(|h| h.policy_sha256 == newer), "all later ones by the new policy");
     // What each wrote: genres before the switch, labels after.
     let first = &world.scenes[0].1;

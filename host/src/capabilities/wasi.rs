@@ -66,7 +66,7 @@ pub fn deny_all(clock: Arc<dyn Clock>, seed: u64) -> (WasiCtx, Stdio) {
         .stderr(stdio.stderr.clone())
         .wall_clock(WallClock(clock.clone()))
         .monotonic_clock(MonotonicClock(clock))
-        .secure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed_0f_5ec0_e5))
+        .secure_random(rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed_0f5e_c0e5))
         .insecure_random(rand::rngs::StdRng::seed_from_u64(seed.rotate_left(29)))
         .insecure_random_seed(u128::from(seed) << 64 | u128::from(seed.rotate_left(7)))
         .allow_tcp(false)
