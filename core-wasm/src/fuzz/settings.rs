@@ -133,6 +133,17 @@ fn round_trip(map: &Map<String, Value>, s: &Settings) -> Result<(), TestCaseErro
     Ok(())
 }
 
+/// Every property of one stored map.
+fn check_map(map: &Map<String, Value>) -> Result<(), TestCaseError> {
+    match parse_map(map) {
+        Ok(s) => {
+            check_settings(&s)?;
+            round_trip(map, &s)
+        }
+        Err(problems) => check_problems(&problems),
+    }
+}
+
 proptest! {
     #![proptest_config(fuzz::config(400))]
 
@@ -140,24 +151,12 @@ proptest! {
     fn fuzz_policy_settings_from_any_stored_map(
         map in fuzz::mutated(fuzz::corpus_json("settings")).prop_map(|v| v.as_object().cloned().unwrap_or_default()),
     ) {
-        match parse_map(&map) {
-            Ok(s) => {
-                check_settings(&s)?;
-                round_trip(&map, &s)?;
-            }
-            Err(problems) => check_problems(&problems)?,
-        }
+        check_map(&map)?;
     }
 
     #[test]
     fn fuzz_policy_settings_well_typed_values_round_trip(map in well_typed()) {
-        match parse_map(&map) {
-            Ok(s) => {
-                check_settings(&s)?;
-                round_trip(&map, &s)?;
-            }
-            Err(problems) => check_problems(&problems)?,
-        }
+        check_map(&map)?;
     }
 
     #[test]
