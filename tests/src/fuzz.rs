@@ -334,9 +334,11 @@ pub fn secret() -> BoxedStrategy<String> {
 /// Two floats equal up to the last few bits: serde_json's default float
 /// reader is documented to be within a bit of the exact value (its
 /// `float_roundtrip` feature makes it exact at twice the cost), so a
-/// number written and read back may differ in its last digit.
+/// number written and read back may differ in its last digit (and a
+/// subnormal one by more, relatively).
 pub fn close(a: f64, b: f64) -> bool {
-    a == b || (a - b).abs() <= a.abs().max(b.abs()) * 4.0 * f64::EPSILON
+    let diff = (a - b).abs();
+    a == b || diff <= a.abs().max(b.abs()) * 4.0 * f64::EPSILON || diff <= f64::MIN_POSITIVE
 }
 
 /// `a` and `b` are the same JSON, numbers compared with [`close`].
