@@ -478,6 +478,10 @@ pub fn split_libraries(s: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
+#[path = "fuzz/settings.rs"]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

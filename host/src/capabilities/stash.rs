@@ -16,7 +16,7 @@ pub struct ImageGrants(Mutex<HashSet<String>>);
 const MAX_GRANTS: usize = 500_000;
 
 impl ImageGrants {
-    fn grant_scene(&self, scene: &stash::Scene) {
+    pub(crate) fn grant_scene(&self, scene: &stash::Scene) {
         let Ok(mut set) = self.0.lock() else { return };
         if set.len() > MAX_GRANTS {
             set.clear();

@@ -113,11 +113,7 @@ impl PlexClient {
 
     pub fn send(&self, req: PlexRequest) -> Result<HttpResponse, TransportError> {
         Self::validate(&req)?;
-        let mut url = format!("{}{}", self.base_url, req.path);
-        if !req.query.is_empty() {
-            url.push('?');
-            url.push_str(&build_query(&req.query));
-        }
+        let url = self.url(&req);
         let mut headers: Vec<(String, String)> = vec![
             ("Accept".into(), "application/json".into()),
             ("X-Plex-Token".into(), self.token.clone()),
@@ -131,6 +127,17 @@ impl PlexClient {
         headers.extend(req.headers);
         let timeout = self.timeout(req.timeout);
         self.http.send(req.method, &url, &headers, req.body, Some(timeout), None)
+    }
+
+    /// The URL a validated request goes to: the server's base URL, the
+    /// path as given, the query percent-encoded.
+    pub(crate) fn url(&self, req: &PlexRequest) -> String {
+        let mut url = format!("{}{}", self.base_url, req.path);
+        if !req.query.is_empty() {
+            url.push('?');
+            url.push_str(&build_query(&req.query));
+        }
+        url
     }
 
     /// A policy may ask for a shorter deadline than the user's, never a

@@ -187,7 +187,7 @@ pub fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) 
             map.insert(key.into(), Value::String(value));
         }
     }
-    let parsed = parse::parse_all(&host_specs(), &map)?;
+    let parsed = parse::parse_all(&host_specs(), &map).map_err(|problems| hide_token(problems, &map))?;
     let text = |k| match parse::get(&parsed, k) {
         Some(SettingValue::Text(s)) => s.clone(),
         _ => String::new(),
@@ -216,7 +216,7 @@ pub fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) 
         problems.push("plex_token does not look like a Plex token (at least 10 characters, no spaces)".into());
     }
     if !problems.is_empty() {
-        return Err(problems);
+        return Err(hide_token(problems, &map));
     }
     Ok(HostSettings {
         plex_url,
@@ -233,13 +233,24 @@ pub fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) 
     })
 }
 
+/// `problems` with the token replaced by `****` wherever it appears: a
+/// user who pasted it into another setting (the URL, the proxy) must not
+/// find it in Stash's log, and this runs before the log knows the token.
+fn hide_token(problems: Vec<String>, map: &Map<String, Value>) -> Vec<String> {
+    match map.get("plex_token").and_then(Value::as_str).map(str::trim).filter(|t| t.len() >= 4) {
+        Some(token) => problems.into_iter().map(|p| p.replace(token, "****")).collect(),
+        None => problems,
+    }
+}
+
 /// What is wrong with a server address setting, if anything. The address is
 /// shown only when it has no credentials in it.
 fn url_problem(key: &str, url: &str, what: &str) -> Option<String> {
     let lower = url.to_ascii_lowercase();
     let rest = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://"));
     let authority = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-    if authority.is_some_and(|a| a.contains('@')) {
+    // Any '@' (a password may hold a '/', which would end the authority).
+    if rest.is_some_and(|r| r.contains('@')) {
         return Some(format!(
             "{key} must not contain a user name or password; enter just the {what}'s address (for example http://192.168.1.10:32400)"
         ));
@@ -287,6 +298,26 @@ mod tests {
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    /// Found by the settings fuzz target: a token pasted into another
+    /// setting was repeated in that setting's problem (the log does not
+    /// know the token yet when the settings are refused).
+    #[test]
+    fn a_token_pasted_into_another_setting_is_not_repeated() {
+        let token = "AbCdEfGhIjKlMnOpQrSt";
+        let with_slash = json!("http://user:pass/word@plex:32400");
+        let problems =
+            from_map(&json!({"plex_token": token, "plex_url": with_slash}).as_object().cloned().unwrap(), &|_| None);
+        assert!(problems.unwrap_err()[0].contains("must not contain a user name or password"));
+        for (key, value) in [("plex_url", json!(token)), ("plex_proxy", json!([token])), ("enabled", json!(token))] {
+            let mut map = Map::new();
+            map.insert("plex_token".into(), json!(token));
+            map.insert(key.into(), value);
+            let problems = from_map(&map, &|_| None).unwrap_err();
+            assert!(problems.iter().all(|p| !p.contains(token)), "{problems:?}");
+            assert!(problems.iter().any(|p| p.starts_with(key) && p.contains("****")), "{problems:?}");
+        }
     }
 
     #[test]
