@@ -15,6 +15,29 @@ pub fn build_guest_crate(
     package: &str,
     artifact: &str,
 ) -> Result<std::path::PathBuf, String> {
+    build_guest_crate_with(root, target_dir, package, artifact, &[])
+}
+
+#[allow(dead_code)]
+/// `build_guest_crate` with cargo features. Builds with other features go
+/// to their own target dir (`<target_dir>-<features>`): a wasm artifact's
+/// path does not depend on its features, so they would overwrite each
+/// other.
+pub fn build_guest_crate_with(
+    root: &std::path::Path,
+    target_dir: &std::path::Path,
+    package: &str,
+    artifact: &str,
+    features: &[&str],
+) -> Result<std::path::PathBuf, String> {
+    let target_dir = if features.is_empty() {
+        target_dir.to_path_buf()
+    } else {
+        let mut name = target_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(format!("-{}", features.join("-")));
+        target_dir.with_file_name(name)
+    };
+    let target_dir = target_dir.as_path();
     const TARGET: &str = "wasm32-unknown-unknown";
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = std::process::Command::new(&cargo);
@@ -22,6 +45,9 @@ pub fn build_guest_crate(
         .args(["build", "--locked", "-p", package, "--target", TARGET, "--profile", "guest"])
         .arg("--target-dir")
         .arg(target_dir);
+    if !features.is_empty() {
+        cmd.arg("--features").arg(features.join(","));
+    }
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",

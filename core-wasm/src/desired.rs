@@ -259,13 +259,19 @@ pub fn desired(scene: &Scene, settings: &Settings, kind: ItemKind) -> Desired {
         }
         lists.push((ListKind::Actor, all.into_iter().take(MAX_PERFORMERS).collect()));
     }
+    let mut tag_labels = Vec::new();
     if settings.sync_tags {
         let cap = settings.max_tags as usize;
         let all = sanitize::dedup_names(scene.tags.iter().map(|t| t.name.clone()), LINE_MAX_CHARS, usize::MAX);
+        let kind = if settings.tags_as_labels { "labels" } else { "genres" };
         if all.len() > cap {
-            d.warnings.push(format!("{} tags; the first {cap} are written as genres (max_tags)", all.len()));
+            d.warnings.push(format!("{} tags; the first {cap} are written as {kind} (max_tags)", all.len()));
         }
-        lists.push((ListKind::Genre, all.into_iter().take(cap).collect()));
+        if settings.tags_as_labels {
+            tag_labels = all.into_iter().take(cap).collect();
+        } else {
+            lists.push((ListKind::Genre, all.into_iter().take(cap).collect()));
+        }
     }
     if settings.sync_collection || settings.sync_group_collections {
         let mut names = Vec::new();
@@ -277,7 +283,13 @@ pub fn desired(scene: &Scene, settings: &Settings, kind: ItemKind) -> Desired {
         }
         lists.push((ListKind::Collection, sanitize::dedup_names(names, LINE_MAX_CHARS, MAX_COLLECTIONS)));
     }
-    if !settings.plex_labels.is_empty() {
+    if settings.tags_as_labels && settings.sync_tags {
+        // Labels exist on episodes too, and Plex's sharing restrictions
+        // filter by label: the tags, then the fixed labels.
+        let names = tag_labels.into_iter().chain(settings.plex_labels.iter().cloned());
+        let cap = settings.max_tags as usize + MAX_LABELS;
+        lists.push((ListKind::Label, sanitize::dedup_names(names, LINE_MAX_CHARS, cap)));
+    } else if !settings.plex_labels.is_empty() {
         lists.push((ListKind::Label, settings.plex_labels.iter().take(MAX_LABELS).cloned().collect()));
     }
     d.lists = lists.into_iter().filter(|(l, _)| kind.has_list(*l)).collect();
@@ -294,6 +306,29 @@ pub fn desired(scene: &Scene, settings: &Settings, kind: ItemKind) -> Desired {
         }
     }
     d
+}
+
+#[cfg(test)]
+mod flavor_tests {
+    use super::*;
+    use crate::host::Tag;
+
+    #[test]
+    fn the_tags_as_labels_flavour_writes_tags_as_labels_on_movies_and_episodes() {
+        let mut scene = crate::test_support::scene("1", "A", "/media/a.mp4");
+        scene.tags =
+            vec![Tag { id: "1".into(), name: "Outdoor".into() }, Tag { id: "2".into(), name: "outdoor".into() }];
+        let settings = Settings { tags_as_labels: true, plex_labels: vec!["Stash".into()], ..Settings::default() };
+        for kind in [ItemKind::Movie, ItemKind::Episode] {
+            let d = desired(&scene, &settings, kind);
+            let labels = d.lists.iter().find(|(k, _)| *k == ListKind::Label).map(|(_, v)| v.clone());
+            assert_eq!(labels, Some(vec!["Outdoor".to_string(), "Stash".to_string()]), "{kind:?}");
+            assert!(d.lists.iter().all(|(k, _)| *k != ListKind::Genre), "no genres: {:?}", d.lists);
+        }
+        let d = desired(&scene, &Settings::default(), ItemKind::Movie);
+        assert!(d.lists.iter().any(|(k, v)| *k == ListKind::Genre && v == &["Outdoor"]), "{:?}", d.lists);
+        assert!(d.lists.iter().all(|(k, _)| *k != ListKind::Label), "{:?}", d.lists);
+    }
 }
 
 /// A Stash date as Plex wants it: `YYYY-MM-DD` as is, `YYYY-MM` → the 1st of

@@ -7,18 +7,18 @@
 //! (`test_support.rs`, on the real SQLite queue); `wasm.rs` implements
 //! [`Host`] on wasm32 by calling the imports.
 
-pub use crate::wit::exports::stash2plex::policy::policy::{
+pub use crate::wit::exports::stash2plex::policy0_2_0::policy::{
     Condition, Event, EventOutcome, OutageWindow, PolicyInfo, PolicyStatus, Setting, SettingKind, SettingSpec,
     SettingValue, StepOutcome, TaskSpec, WholeRange,
 };
-pub use crate::wit::stash2plex::policy::log::Level as LogLevel;
-pub use crate::wit::stash2plex::policy::plex::{
+pub use crate::wit::stash2plex::policy0_1_0::log::Level as LogLevel;
+pub use crate::wit::stash2plex::policy0_1_0::plex::{
     Body, Method, Request as PlexRequest, Response as PlexResponse, TransportError,
 };
-pub use crate::wit::stash2plex::policy::queue::{
+pub use crate::wit::stash2plex::policy0_1_0::queue::{
     DeadLetterInfo, EnqueueOutcome, Job, QueueCounts, QueueError, StateWrite,
 };
-pub use crate::wit::stash2plex::policy::stash::{
+pub use crate::wit::stash2plex::policy0_1_0::stash::{
     Group, ImageInfo, Performer, RelatedObject, Scene, ScenePage, SceneQuery, StashError, Studio, Tag, VideoFile,
 };
 
@@ -157,6 +157,8 @@ pub trait Host {
     // log
     fn log(&self, level: LogLevel, message: &str);
     fn obfuscate_path(&self, path: &str) -> String;
+    /// How far a long run has got (0.0–1.0), for Stash's task progress bar.
+    fn progress(&self, fraction: f64);
 
     // plex
     fn plex_server_label(&self) -> String;

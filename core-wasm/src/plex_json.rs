@@ -197,8 +197,29 @@ fn container<T: DeserializeOwned>(body: &[u8]) -> Result<T, PlexJsonError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(PlexJsonError("empty body".into()));
     }
-    let envelope: Envelope<T> = serde_json::from_slice(body).map_err(|e| PlexJsonError(clip(&e.to_string(), 200)))?;
-    envelope.media_container.ok_or_else(|| PlexJsonError("no MediaContainer object".into()))
+    let envelope: ObjectOnly<Envelope<T>> =
+        serde_json::from_slice(body).map_err(|e| PlexJsonError(clip(&e.to_string(), 200)))?;
+    envelope.0.media_container.map(|c| c.0).ok_or_else(|| PlexJsonError("no MediaContainer object".into()))
+}
+
+/// `T` read only from a JSON object: serde's derive also reads a struct
+/// from an array, field by field, which no Plex answer is.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Objects<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Objects<T> {
+            type Value = ObjectOnly<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(ObjectOnly)
+            }
+        }
+        d.deserialize_map(Objects(std::marker::PhantomData))
+    }
 }
 
 // ---------------------------------------------------------------- wire shapes
@@ -206,7 +227,7 @@ fn container<T: DeserializeOwned>(body: &[u8]) -> Result<T, PlexJsonError> {
 #[derive(Deserialize)]
 struct Envelope<T> {
     #[serde(rename = "MediaContainer", default = "none")]
-    media_container: Option<T>,
+    media_container: Option<ObjectOnly<T>>,
 }
 
 fn none<T>() -> Option<T> {
@@ -366,15 +387,17 @@ fn yes() -> bool {
 
 // ---------------------------------------------------------------- lenient readers
 
-/// An array (elements of the wrong shape skipped), a single object, or
-/// anything else as empty.
+/// An array (elements of the wrong shape, arrays and scalars included,
+/// skipped), a single object, or anything else as empty.
 fn list<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: Deserializer<'de>,
     T: DeserializeOwned,
 {
     Ok(match Option::<Value>::deserialize(d)? {
-        Some(Value::Array(items)) => items.into_iter().filter_map(|item| T::deserialize(item).ok()).collect(),
+        Some(Value::Array(items)) => {
+            items.into_iter().filter(Value::is_object).filter_map(|item| T::deserialize(item).ok()).collect()
+        }
         Some(object @ Value::Object(_)) => T::deserialize(object).ok().into_iter().collect(),
         _ => Vec::new(),
     })
@@ -420,6 +443,10 @@ fn boolean<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         _ => false,
     })
 }
+
+#[cfg(test)]
+#[path = "fuzz/plex_json.rs"]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -546,6 +573,19 @@ mod tests {
         let item = parse_item(body).unwrap().unwrap();
         assert_eq!(item.library_section_id, Some(7));
         assert!(item.locked.is_empty());
+    }
+
+    /// Found by the Plex JSON fuzz target: serde's derive reads a struct
+    /// from an array by position, so `[{"Metadata": …}]`, a
+    /// `MediaContainer` array or a `Metadata` entry written as an array
+    /// were read as Plex answers and items.
+    #[test]
+    fn arrays_are_not_containers_nor_items() {
+        assert!(parse_listing(br#"[{"Metadata":[{"ratingKey":"1"}]}]"#).is_err());
+        let e = parse_listing(br#"{"MediaContainer":[0,0,0,0,[{"ratingKey":"1"}]]}"#).unwrap_err();
+        assert!(e.0.contains("a JSON object"), "{e}");
+        let p = parse_listing(br#"{"MediaContainer":{"Metadata":[["5"],{"ratingKey":"6"}]}}"#).unwrap();
+        assert_eq!(p.items.iter().map(|i| i.rating_key.as_str()).collect::<Vec<_>>(), ["6"]);
     }
 
     #[test]

@@ -9,6 +9,32 @@ use crate::tasks;
 use crate::text::clip;
 
 pub const NAME: &str = "stash2plex-default";
+/// The state this policy keeps (`resilience/v1`, `scans`, the image
+/// records): a policy that declares the same format (a newer version of
+/// this one, or a variant built from this library) gets it on a switch.
+pub const STATE_FORMAT: &str = "stash2plex-default/state-1";
+
+/// Which policy this library is built as: the default one, or a variant
+/// that differs in one decision (a separate component, its own name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flavor {
+    pub name: &'static str,
+    /// Stash tags become Plex labels instead of genres (labels exist on
+    /// episodes, and Plex's sharing restrictions filter by them).
+    pub tags_as_labels: bool,
+}
+
+impl Flavor {
+    pub const DEFAULT: Flavor = Flavor { name: NAME, tags_as_labels: false };
+    /// `policies/tags-as-labels`.
+    pub const TAGS_AS_LABELS: Flavor = Flavor { name: "stash2plex-tags-as-labels", tags_as_labels: true };
+}
+
+impl Default for Flavor {
+    fn default() -> Self {
+        Flavor::DEFAULT
+    }
+}
 
 /// State for the life of one component instance (the host keeps one
 /// instance for a whole drain).
@@ -17,6 +43,7 @@ pub struct Policy {
     settings: Settings,
     drain: DrainState,
     reconciler: Reconciler,
+    flavor: Flavor,
 }
 
 impl Policy {
@@ -24,10 +51,19 @@ impl Policy {
         Self::default()
     }
 
+    pub fn with_flavor(flavor: Flavor) -> Self {
+        Policy { flavor, ..Self::default() }
+    }
+
     pub fn info() -> PolicyInfo {
+        Self::info_of(Flavor::DEFAULT)
+    }
+
+    pub fn info_of(flavor: Flavor) -> PolicyInfo {
         PolicyInfo {
-            name: NAME.to_string(),
+            name: flavor.name.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            state_format: Some(STATE_FORMAT.to_string()),
             settings: settings::schema(),
             tasks: tasks::specs(),
         }
@@ -40,7 +76,8 @@ impl Policy {
 
     /// Check and take the settings. On errors the previous settings stay.
     pub fn configure(&mut self, host: &dyn Host, values: &[Setting]) -> Result<(), Vec<String>> {
-        let parsed = settings::from_settings(values)?;
+        let mut parsed = settings::from_settings(values)?;
+        parsed.tags_as_labels = self.flavor.tags_as_labels;
         if parsed != self.settings {
             // Library filter or matching rules may have changed.
             self.drain.reset();
@@ -51,7 +88,8 @@ impl Policy {
             LogLevel::Debug,
             &clip(
                 &format!(
-                    "{NAME}: libraries={libraries}; sync_master={} summary={} studio={} date={}; preserve_plex_edits={}; strict_matching={}; max_retries={} jitter={} retry_budget={}%; breaker: {} in a row or {}% of {} (min {}), slow {} ms at {}%, {} trials, half-open ≤ {} s, open {}–{} s; probes {}–{} s; rate {}→{}/s",
+                    "{}: libraries={libraries}; sync_master={} summary={} studio={} date={}; preserve_plex_edits={}; strict_matching={}; max_retries={} jitter={} retry_budget={}%; breaker: {} in a row or {}% of {} (min {}), slow {} ms at {}%, {} trials, half-open ≤ {} s, open {}–{} s; probes {}–{} s; rate {}→{}/s",
+                    self.flavor.name,
                     s.sync_master,
                     s.sync_summary,
                     s.sync_studio,

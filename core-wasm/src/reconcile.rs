@@ -219,6 +219,10 @@ enum Phase {
     },
 }
 
+/// The part of the progress bar the Plex listings fill (the Stash pages
+/// fill the rest): listing is about a third of a run's requests.
+const LISTING_SHARE: f64 = 0.3;
+
 /// A run's working state (memory of the instance).
 #[derive(Debug)]
 struct Active {
@@ -434,6 +438,13 @@ impl Active {
                 let page = plex_json::parse_listing(&body).map_err(|e| format!("Plex's listing: {}", e.0))?;
                 let items = plex_json::parse_items(&body).map_err(|e| format!("Plex's listing: {}", e.0))?;
                 let complete = self.index.add_listing(section, start, &page);
+                let within = match page.total_size {
+                    Some(total) if total > 0 => ((start + page.items.len() as u64) as f64 / total as f64).min(1.0),
+                    _ => 0.0,
+                };
+                host.progress(
+                    LISTING_SHARE * (i as f64 + if complete { 1.0 } else { within }) / self.sections.len() as f64,
+                );
                 for mut item in items {
                     if !matching::is_safe_key(&item.rating_key) {
                         continue;
@@ -469,6 +480,10 @@ impl Active {
                     self.check(settings, host, scene, synced.get(i).copied().flatten());
                 }
                 let total = scenes.count;
+                if total > 0 {
+                    let checked = (u64::from(page_no) * u64::from(STASH_PAGE)).min(total);
+                    host.progress(LISTING_SHARE + (1.0 - LISTING_SHARE) * checked as f64 / total as f64);
+                }
                 if scenes.scenes.len() < STASH_PAGE as usize || u64::from(page_no) * u64::from(STASH_PAGE) >= total {
                     return Ok(None);
                 }

@@ -88,6 +88,10 @@ pub fn dedup_names(names: impl IntoIterator<Item = String>, max_chars: usize, ca
 }
 
 #[cfg(test)]
+#[path = "fuzz/text.rs"]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -117,6 +117,9 @@ pub struct Settings {
     pub sync_group_collections: bool,
     /// Labels given to every synced item; empty = labels untouched.
     pub plex_labels: Vec<String>,
+    /// Not a setting: the policy's flavour ([`crate::policy::Flavor`]).
+    /// Stash tags become Plex labels (with `plex_labels`) instead of genres.
+    pub tags_as_labels: bool,
     pub sync_poster: bool,
     pub sync_background: bool,
     /// Stash → Plex path prefix rules, longest Stash prefix first.
@@ -176,6 +179,7 @@ impl Default for Settings {
             sync_collection: true,
             sync_group_collections: true,
             plex_labels: Vec::new(),
+            tags_as_labels: false,
             sync_poster: true,
             sync_background: true,
             path_map: PathMap::default(),
@@ -529,6 +533,10 @@ pub fn split_libraries(s: &str) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+#[path = "fuzz/settings.rs"]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {

@@ -431,6 +431,7 @@ pub struct FakeHost {
     now: Cell<i64>,
     rng: Cell<u64>,
     logs: RefCell<Vec<(LogLevel, String)>>,
+    progress: RefCell<Vec<f64>>,
     obfuscate: Cell<bool>,
     pub plex: RefCell<FakePlex>,
     requests: RefCell<Vec<PlexRequest>>,
@@ -465,6 +466,7 @@ impl FakeHost {
             now: Cell::new(1_700_000_000_000),
             rng: Cell::new(0x5eed_1234_abcd_0042),
             logs: RefCell::default(),
+            progress: RefCell::default(),
             obfuscate: Cell::new(false),
             plex: RefCell::default(),
             requests: RefCell::default(),
@@ -500,6 +502,10 @@ impl FakeHost {
     // log
     pub fn logs(&self) -> Vec<(LogLevel, String)> {
         self.logs.borrow().clone()
+    }
+    /// Every `progress` the policy reported, in order.
+    pub fn progress_reports(&self) -> Vec<f64> {
+        self.progress.borrow().clone()
     }
     pub fn logged(&self, needle: &str) -> bool {
         self.logs.borrow().iter().any(|(_, m)| m.contains(needle))
@@ -673,6 +679,10 @@ impl Host for FakeHost {
 
     fn log(&self, level: LogLevel, message: &str) {
         self.logs.borrow_mut().push((level, message.to_string()));
+    }
+
+    fn progress(&self, fraction: f64) {
+        self.progress.borrow_mut().push(fraction);
     }
 
     fn obfuscate_path(&self, path: &str) -> String {

@@ -6,12 +6,17 @@
 use std::cell::RefCell;
 
 use crate::host::{self as api, Host};
-use crate::policy::Policy;
-use crate::wit::exports::stash2plex::policy::policy as exported;
-use crate::wit::stash2plex::policy::{clock, log, plex, queue, stash};
+use crate::policy::{Flavor, Policy};
+use crate::wit::exports::stash2plex::policy0_2_0::policy as exported;
+use crate::wit::stash2plex::policy0_1_0::{clock, log, plex, queue, stash};
+use crate::wit::stash2plex::policy0_2_0::{history, progress};
+
+/// The component this build is: the default policy, or (feature
+/// `tags-as-labels`, built by `policies/tags-as-labels`) the variant.
+const FLAVOR: Flavor = if cfg!(feature = "tags-as-labels") { Flavor::TAGS_AS_LABELS } else { Flavor::DEFAULT };
 
 thread_local! {
-    static POLICY: RefCell<Policy> = RefCell::new(Policy::new());
+    static POLICY: RefCell<Policy> = RefCell::new(Policy::with_flavor(FLAVOR));
 }
 
 /// Route panic messages through the `log` import (there is no stderr).
@@ -40,7 +45,7 @@ struct Component;
 impl exported::Guest for Component {
     fn info() -> api::PolicyInfo {
         install_panic_hook();
-        Policy::info()
+        Policy::info_of(FLAVOR)
     }
 
     fn configure(settings: Vec<api::Setting>) -> Result<(), Vec<String>> {
@@ -84,6 +89,10 @@ impl Host for WitHost {
 
     fn obfuscate_path(&self, path: &str) -> String {
         log::obfuscate_path(path)
+    }
+
+    fn progress(&self, fraction: f64) {
+        progress::report(fraction)
     }
 
     fn plex_server_label(&self) -> String {
@@ -167,7 +176,7 @@ impl Host for WitHost {
     }
 
     fn synced_at(&self, scene_ids: &[String]) -> Result<Vec<Option<i64>>, api::QueueError> {
-        queue::synced_at(scene_ids)
+        history::synced_at(scene_ids)
     }
 
     fn state_get(&self, key: &str) -> Result<Option<String>, api::QueueError> {

@@ -1,9 +1,7 @@
 //! Time, injectable. Production uses the system clock; the simulator and
 //! tests drive a fake clock so long outages run in milliseconds.
 
-#[cfg(feature = "sim")]
 use std::sync::Arc;
-#[cfg(feature = "sim")]
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,12 +23,11 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that only moves when told to (the simulator).
-#[cfg(feature = "sim")]
+/// A clock that only moves when told to (the simulator, and admission's
+/// conformance vectors, which run a policy through simulated outages).
 #[derive(Clone, Default)]
 pub struct FakeClock(Arc<AtomicI64>);
 
-#[cfg(feature = "sim")]
 impl FakeClock {
     pub fn new(start_ms: i64) -> FakeClock {
         FakeClock(Arc::new(AtomicI64::new(start_ms)))
@@ -40,7 +37,6 @@ impl FakeClock {
     }
 }
 
-#[cfg(feature = "sim")]
 impl Clock for FakeClock {
     fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)

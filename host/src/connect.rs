@@ -11,6 +11,7 @@ use crate::plugin::log::{self, Level};
 use crate::runtime::session::{PolicySession, SessionError};
 use crate::settings::{self, HostSettings};
 use crate::store::Queue;
+use crate::text::joined;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -53,10 +54,6 @@ pub fn connect(env: &Env, queue: &mut Queue) -> Result<Connected, String> {
 }
 
 /// Several problems in one sentence.
-fn joined(problems: &[String]) -> String {
-    problems.iter().map(|p| p.trim_end_matches('.')).collect::<Vec<_>>().join("; ")
-}
-
 /// The Plex client id, kept across runs so Plex does not announce a new
 /// device every time.
 fn device_id(queue: &mut Queue) -> String {
@@ -95,12 +92,12 @@ pub fn connected_session(env: &Env) -> Result<Linked, String> {
     let stash = Arc::new(connected.stash);
     let mut state = env.host_state(queue);
     state.log.obfuscator = Obfuscator::new(s.obfuscate_paths);
-    state.plex.client = Some(plex);
+    state.plex.client = Some(Box::new(plex));
     state.plex.images = Some(stash.clone());
     state.stash.client = Some(stash.clone());
-    let runtime = env.load_runtime()?;
+    let (runtime, why) = env.load_runtime(&connected.map)?;
     let policy_map = settings::without_secrets(&connected.map);
-    let session = PolicySession::start(runtime, state, &policy_map).map_err(|e| {
+    let mut session = PolicySession::start_because(runtime, state, &policy_map, why).map_err(|e| {
         if let SessionError::Settings(problems) = &e
             && let Ok(mut queue) = env.open_queue()
         {
@@ -112,6 +109,8 @@ pub fn connected_session(env: &Env) -> Result<Linked, String> {
         }
         e.to_string()
     })?;
+    let watch = env.policy_watch(&connected.map, &session.policy);
+    session.attach_watch(watch);
     Ok(Linked { session, settings: connected.settings, settings_map: connected.map, stash })
 }
 
@@ -126,6 +125,6 @@ pub fn offline_session(
     let mut state = env.host_state(queue);
     state.log.obfuscator = Obfuscator::new(cached.obfuscate_paths);
     state.plex.forbidden = Some(forbidden.into());
-    let runtime = env.load_runtime()?;
-    PolicySession::start(runtime, state, &cached.map).map_err(|e| e.to_string())
+    let (runtime, why) = env.load_runtime(&cached.map)?;
+    PolicySession::start_because(runtime, state, &cached.map, why).map_err(|e| e.to_string())
 }

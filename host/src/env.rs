@@ -4,7 +4,8 @@
 use crate::capabilities::HostState;
 use crate::clock::{Clock, SystemClock};
 use crate::plugin::input::PluginInput;
-use crate::runtime::{Limits, Runtime, session};
+use crate::runtime::Runtime;
+use crate::runtime::source::{Choice, Loader, Origin, PolicyRef, PolicyWatch, Why};
 use crate::settings;
 use crate::store::Queue;
 use serde_json::{Map, Value};
@@ -53,6 +54,36 @@ pub struct Env {
     cookie: std::sync::Mutex<Option<String>>,
 }
 
+/// Which policy the settings choose: `--policy` first, then the
+/// `policy_path` setting (relative to the plugin folder), then a
+/// `policy.wasm` in the plugin folder, else the built-in one.
+#[derive(Debug, Clone)]
+pub struct Chooser {
+    command_line: Option<PathBuf>,
+    plugin_dir: Option<PathBuf>,
+}
+
+impl Chooser {
+    pub fn choose(&self, settings: &Map<String, Value>) -> Choice {
+        if let Some(p) = &self.command_line {
+            return Choice::File { path: absolute(p), origin: Origin::CommandLine };
+        }
+        let plugin_dir = self.plugin_dir.as_deref().map(absolute);
+        if let Some(path) = settings::PolicySettings::from_map(settings).path {
+            let path = PathBuf::from(path);
+            let path = match (&plugin_dir, path.is_absolute()) {
+                (Some(dir), false) => dir.join(path),
+                _ => absolute(&path),
+            };
+            return Choice::File { path, origin: Origin::Setting };
+        }
+        match plugin_dir.map(|d| d.join("policy.wasm")).filter(|p| p.is_file()) {
+            Some(path) => Choice::File { path, origin: Origin::PluginFolder },
+            None => Choice::Builtin,
+        }
+    }
+}
+
 /// The settings as the last connected invocation saw them, secrets removed
 /// (hooks and offline reports do not ask Stash).
 pub struct CachedSettings {
@@ -87,50 +118,49 @@ impl Env {
         self.opts.clock.now_ms()
     }
 
-    fn cache_dir(&self) -> PathBuf {
-        self.data_dir.join("cache")
+    /// Which policy the user chose: `--policy`, then the `policy_path`
+    /// setting (relative to the plugin folder), then `policy.wasm` in the
+    /// plugin folder, else the built-in one.
+    pub fn policy_choice(&self, settings: &Map<String, Value>) -> Choice {
+        self.chooser().choose(settings)
     }
 
-    /// The policy to run: a component file given on the command line, or
-    /// `policy.wasm` in the plugin folder, or the embedded default.
-    ///
-    /// A user component that cannot be read or does not fit the contract is
-    /// reported and the embedded default runs instead, so changes keep
-    /// flowing while the user fixes their component.
-    pub fn load_runtime(&self) -> Result<Runtime, String> {
-        let cache = self.cache_dir();
-        if let Some(path) = self.policy_file() {
-            let loaded = std::fs::read(&path)
-                .map_err(|e| format!("cannot read it: {e}"))
-                .and_then(|bytes| Runtime::load(&bytes, Some(&cache), Limits::default()).map_err(|e| e.to_string()))
-                .and_then(|rt| session::admit(&rt).map(|_| rt).map_err(|e| e.to_string()));
-            match loaded {
-                Ok(rt) => return Ok(rt),
-                Err(e) => crate::error!(
-                    "The policy component {} was not used ({e}). Running the built-in default policy instead.",
-                    path.display()
-                ),
-            }
-        }
-        let rt = Runtime::load_builtin(Some(&cache), Limits::default()).map_err(|e| e.to_string())?;
+    /// How this invocation turns settings into a [`Choice`] (a drainer
+    /// keeps one to follow a changed `policy_path`).
+    pub fn chooser(&self) -> Chooser {
+        Chooser { command_line: self.opts.policy_path.clone(), plugin_dir: self.plugin_dir() }
+    }
+
+    fn plugin_dir(&self) -> Option<PathBuf> {
+        self.opts.plugin_dir.clone().or_else(|| self.input.connection.plugin_dir.as_deref().map(PathBuf::from))
+    }
+
+    /// How this data directory loads policies, bounded by `settings`.
+    pub fn loader(&self, settings: &Map<String, Value>) -> Loader {
+        Loader::new(&self.data_dir, settings::PolicySettings::from_map(settings).limits)
+    }
+
+    /// The policy to run, and why: the chosen one once it is admitted, or
+    /// (reported as an error in the log) the last good one, or the built-in
+    /// one, so changes keep flowing while the user fixes their component.
+    pub fn load_runtime(&self, settings: &Map<String, Value>) -> Result<(Runtime, Why), String> {
+        let choice = self.policy_choice(settings);
+        let mut queue = self.open_queue()?;
+        let (rt, why) = self.loader(settings).load(&choice, &mut queue, self.now_ms())?;
         let how =
             if rt.load_stats.cache_hit { "from the compiled cache" } else { "compiled (first run after an install)" };
         crate::debug!(
-            "Built-in policy (stash2plex:policy@{}) loaded {how} in {:.1} ms",
+            "Policy {} (stash2plex:policy@{}) loaded {how} in {:.1} ms",
+            rt.identity.label,
             rt.world,
             rt.load_stats.load_ms
         );
-        Ok(rt)
+        Ok((rt, why))
     }
 
-    fn policy_file(&self) -> Option<PathBuf> {
-        if let Some(p) = &self.opts.policy_path {
-            return Some(p.clone());
-        }
-        let dir =
-            self.opts.plugin_dir.clone().or_else(|| self.input.connection.plugin_dir.as_deref().map(PathBuf::from))?;
-        let candidate = absolute(&dir).join("policy.wasm");
-        candidate.is_file().then_some(candidate)
+    /// A watch for a running drainer over the same choice.
+    pub fn policy_watch(&self, settings: &Map<String, Value>, running: &PolicyRef) -> PolicyWatch {
+        PolicyWatch::new(self.loader(settings), self.policy_choice(settings), running, self.now_ms())
     }
 
     pub fn host_state(&self, queue: Queue) -> HostState {

@@ -9,6 +9,7 @@
 #[macro_use]
 pub mod plugin;
 
+pub mod authoring;
 pub mod capabilities;
 pub mod clock;
 mod condition;

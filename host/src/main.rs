@@ -37,6 +37,34 @@ enum Command {
     Plugin,
     /// Show the queue in a data directory.
     Status,
+    /// For policy authors: check a policy component, or try it on a scene.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// The admission report: size, imports, world version, and the
+    /// conformance vectors with the fuel and memory each used; exits 1 if
+    /// the host would refuse the component.
+    Check { file: PathBuf },
+    /// The Plex requests the policy would make for a scene, against a
+    /// recorded Plex (nothing is written to any Plex).
+    Run {
+        file: PathBuf,
+        /// The scene: Stash's `findScene` JSON (or the contract's scene record).
+        #[arg(long)]
+        scene: PathBuf,
+        /// A recorded Plex (see docs/policy-authors.md); default: the
+        /// recording the conformance vectors use.
+        #[arg(long)]
+        fixture: Option<PathBuf>,
+        /// A policy setting, `key=value` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
 }
 
 fn main() {
@@ -54,6 +82,16 @@ fn main() {
         Some(Command::Status) => {
             log::set_stash_format(false);
             status(opts)
+        }
+        Some(Command::Policy { command }) => {
+            log::set_stash_format(false);
+            // The report is on stdout; the sandbox's own lines only when they matter.
+            log::set_min_level(if matches!(command, PolicyCommand::Check { .. }) {
+                log::Level::Warn
+            } else {
+                log::Level::Info
+            });
+            policy_command(command)
         }
     };
     std::process::exit(code);
@@ -85,6 +123,36 @@ fn plugin_mode(opts: Options, log_file: Option<&std::path::Path>) -> i32 {
     }
     answer::write_answer(&answer);
     answer.exit_code()
+}
+
+fn policy_command(command: PolicyCommand) -> i32 {
+    use stash2plex::authoring;
+    let result = match command {
+        PolicyCommand::Check { file } => authoring::check(&file).map(|(text, passed)| {
+            print!("{text}");
+            if passed { 0 } else { 1 }
+        }),
+        PolicyCommand::Run { file, scene, fixture, settings } => (|| {
+            let scene = std::fs::read_to_string(&scene).map_err(|e| format!("{}: {e}", scene.display()))?;
+            let fixture = match fixture {
+                Some(p) => Some(std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?),
+                None => None,
+            };
+            let mut map = serde_json::Map::new();
+            for kv in &settings {
+                let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set {kv:?}: expected key=value"))?;
+                map.insert(k.trim().to_string(), serde_json::Value::String(v.to_string()));
+            }
+            authoring::run(&file, &scene, fixture.as_deref(), &map).map(|text| {
+                print!("{text}");
+                0
+            })
+        })(),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("stash2plex policy: {e}");
+        2
+    })
 }
 
 fn status(opts: Options) -> i32 {

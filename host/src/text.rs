@@ -8,12 +8,63 @@ pub fn duration_text(ms: i64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
 }
 
+/// Problems (sentences) in one line: `a; b; c`, without their full stops.
+pub fn joined(problems: &[String]) -> String {
+    problems.iter().map(|p| p.trim_end_matches('.')).collect::<Vec<_>>().join("; ")
+}
+
 /// `s` cut to `max_chars` characters, with `…` when it was cut.
 pub fn clip(s: &str, max_chars: usize) -> String {
     match s.char_indices().nth(max_chars) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
     }
+}
+
+/// A serde message without the value it quotes after `invalid type:` or
+/// `invalid value:` (`integer `5``, `string "abc"`): the value may be a
+/// cookie, a key or a token. Field names and the rest stay.
+pub fn without_values(message: &str) -> String {
+    const MARKERS: [&str; 2] = ["invalid type: ", "invalid value: "];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some((at, marker)) = MARKERS.iter().filter_map(|m| rest.find(m).map(|i| (i, *m))).min() {
+        let start = at + marker.len();
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let after = if let Some(quoted) = tail.strip_prefix("string \"") {
+            out.push_str("string (value not shown)");
+            closing_quote(quoted).map(|end| &quoted[end + 1..])
+        } else if let Some((kind, value)) = tail.split_once(" `")
+            && !kind.contains([',', '`'])
+        {
+            out.push_str(kind);
+            out.push_str(" (value not shown)");
+            value.find('`').map(|end| &value[end + 1..])
+        } else {
+            Some(tail)
+        };
+        match after {
+            Some(after) => rest = after,
+            // An unterminated value: nothing after it is shown.
+            None => return out,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where a Rust debug-quoted string (after its opening `"`) ends.
+fn closing_quote(s: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' if !escaped => return Some(i),
+            '\\' if !escaped => escaped = true,
+            _ => escaped = false,
+        }
+    }
+    None
 }
 
 /// The start of a body, decoded lossily, on one line, for diagnostics.
@@ -78,6 +129,21 @@ mod tests {
         }
         assert_eq!(parse_timestamp("2026-01-10T12:34:56+01:00"), Some((ms, 3600)));
         assert_eq!(parse_timestamp("2026-01-10T11:34:56Z"), Some((ms, 0)));
+    }
+
+    #[test]
+    fn serde_messages_lose_their_values_and_keep_the_rest() {
+        let shown = without_values(
+            "invalid type: string \"session=abc\\\"def\", expected struct SessionCookie at line 1 column 9",
+        );
+        assert_eq!(shown, "invalid type: string (value not shown), expected struct SessionCookie at line 1 column 9");
+        assert_eq!(
+            without_values("invalid type: integer `12345678901234`, expected a string"),
+            "invalid type: integer (value not shown), expected a string"
+        );
+        assert_eq!(without_values("invalid type: map, expected u16"), "invalid type: map, expected u16");
+        assert_eq!(without_values("missing field `id` at line 3"), "missing field `id` at line 3");
+        assert_eq!(without_values("invalid value: string \"unterminated"), "invalid value: string (value not shown)");
     }
 
     #[test]

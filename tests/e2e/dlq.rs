@@ -29,6 +29,9 @@ fn a_rejected_edit_is_dead_lettered_listed_requeued_and_synced() {
     assert!(listing.contains(&format!("scene {scene_id}")), "{listing}");
     assert!(listing.contains("[plex-rejected-request]"), "{listing}");
     assert!(listing.contains("400"), "the response is shown: {listing}");
+    let sha = stash2plex::runtime::Identity::sha256_of(stash2plex::runtime::DEFAULT_POLICY);
+    let by = format!(", by policy stash2plex-default 0.1.0 (sha256 {})", &sha[..12]);
+    assert!(listing.contains(&by), "the dead letter says which policy gave up on it: {listing}");
 
     let status = world.task("queue_status").output();
     assert!(status.contains("plex-rejected-request: 1"), "{status}");
@@ -81,6 +84,7 @@ fn pause_and_resume_syncing_from_tasks_and_check_health() {
     assert!(status.contains("PAUSED, opened by hand"), "the status shows the pause: {status}");
 
     let health = world.task("health_check").output();
+    assert!(health.contains("Policy: stash2plex-default 0.1.0 for stash2plex:policy@"), "says which policy: {health}");
     for check in ["Stash: OK (1 scene)", "Plex: OK, ", "Plex token: OK", "Libraries: OK", "Paths: OK, 1 of 1 sampled"] {
         assert!(health.lines().any(|l| l.starts_with(check)), "{check}: {health}");
     }

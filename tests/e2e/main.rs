@@ -6,6 +6,7 @@ mod dlq;
 mod harness;
 mod metadata;
 mod plugin_protocol;
+mod policies;
 mod reconcile;
 mod resilience;
 mod sandbox;

@@ -173,6 +173,12 @@ fn the_plugin_yaml_only_uses_keys_stash_accepts_and_modes_we_handle() {
             "plex_path_map" => json!("/nowhere=>/data"),
             "content_rating" => json!("X"),
             "plex_labels" => json!("Stash, Synced"),
+            "policy_path" | "plex_proxy" => json!(""),
+            "reconcile_schedule" => json!("never"),
+            "reconcile_scope" => json!("all"),
+            "reconcile_mode" => json!("report"),
+            "policy_fuel_millions" => json!(20_000),
+            "policy_memory_mb" => json!(256),
             k if k.starts_with("sync_") || k == "enabled" || k == "strict_matching" => json!(true),
             _ => json!(false),
         };

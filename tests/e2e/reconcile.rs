@@ -90,7 +90,13 @@ fn reconcile_reports_every_class_and_enqueue_fixes_them() {
 
     world.task("all").output();
     world.plex.clear_requests();
-    let r = reconcile(&world, "all", "report");
+    let run = task_with(&world, json!({"mode": "reconcile", "scope": "all", "reconcile_mode": "report"}));
+    // Stash's progress bar moves forward as the run goes and ends full.
+    let bar: Vec<f64> =
+        run.stderr.split("\x01p\x02").skip(1).filter_map(|s| s.lines().next()?.trim().parse().ok()).collect();
+    assert!(bar.len() >= 2 && bar.windows(2).all(|w| w[0] <= w[1]), "{bar:?}");
+    assert_eq!(bar.last().copied(), Some(1.0), "{bar:?}");
+    let r = run.output();
     assert_eq!(count(&r, "in sync"), 6, "{r}");
     // No request per scene: the libraries and one page of the section.
     assert_eq!(world.plex.count("GET", "/library/metadata"), 0);

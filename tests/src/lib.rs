@@ -22,6 +22,7 @@ pub mod fake_plex;
 pub mod fake_stash;
 pub mod faults;
 pub mod fixtures;
+pub mod fuzz;
 pub mod graphql;
 mod http_util;
 pub mod stash_plugins;

@@ -102,25 +102,15 @@ pub fn locate(state: &mut DrainState, run: &mut JobRun<'_>, scene: &Scene) -> Re
                     return Ok(Located::Unfinished { section: section.title.clone(), listed, total });
                 }
             };
-            match super::batch::full_item(state, run, &rating_key)? {
-                Some(item) if item.files.iter().any(|f| section.key_of(f) == section.key_of(path)) => {
-                    return Ok(Located::Item {
-                        rating_key,
-                        item: Box::new(item),
-                        section: section.clone(),
-                        confidence: Confidence::ExactPath,
-                    });
-                }
-                _ => {
-                    // The index was stale: forget the entry, look again once.
-                    state.index.forget(section, path, &rating_key);
-                    if stale_once {
-                        continue;
-                    }
-                    stale_once = true;
-                    continue 'again;
-                }
+            if let Some(located) = verified(state, run, section, path, rating_key)? {
+                return Ok(located);
             }
+            // The index was stale (its entry is forgotten): look again once.
+            if stale_once {
+                continue;
+            }
+            stale_once = true;
+            continue 'again;
         }
         break;
     }
@@ -315,6 +305,18 @@ fn found_in_index(
         Some(Resolution::Ambiguous(keys)) => ambiguous_pick(run, section, keys)?,
         _ => return Ok(None),
     };
+    verified(state, run, section, path, rating_key)
+}
+
+/// The item the index named for `path`, read in full, if it really holds
+/// the file; otherwise the index entry was stale and is forgotten.
+fn verified(
+    state: &mut DrainState,
+    run: &mut JobRun<'_>,
+    section: &Section,
+    path: &str,
+    rating_key: String,
+) -> Result<Option<Located>, Failure> {
     match super::batch::full_item(state, run, &rating_key)? {
         Some(item) if item.files.iter().any(|f| section.key_of(f) == section.key_of(path)) => Ok(Some(Located::Item {
             rating_key,

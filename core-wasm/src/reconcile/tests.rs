@@ -250,6 +250,14 @@ fn requests_are_one_per_page_and_scopes_bound_the_scenes() {
     // 1 sections + ceil(450/200) + 1 listing requests; ceil(600/250) Stash pages.
     assert_eq!(host.requests().len(), 1 + 3 + 1);
     assert_eq!(host.scene_pages(), [(1, 250), (2, 250), (3, 250)]);
+    // Stash's progress bar: one report per request after the sections,
+    // never backwards, the listings filling the first part, ending full.
+    let progress = host.progress_reports();
+    assert_eq!(progress.len(), 3 + 1 + 3, "{progress:?}");
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    assert!((progress[3] - LISTING_SHARE).abs() < 1e-9, "both libraries listed: {progress:?}");
+    assert!(progress[0] > 0.0 && progress[0] < progress[2], "{progress:?}");
+    assert_eq!(progress.last().copied(), Some(1.0));
     assert_eq!(line(&r, "missing from Plex:"), "  missing from Plex: 150");
     assert_eq!(line(&r, "Plex items with no Stash scene:"), "  Plex items with no Stash scene: 1");
 

@@ -6,8 +6,9 @@
 
 use super::plex_routes;
 use super::stash::ImageGrants;
-use crate::net::http::{Method, TransportError};
-use crate::net::plex::{PlexClient, PlexRequest};
+pub use crate::net::http::{HttpResponse, Method, TransportError};
+pub use crate::net::plex::PlexClient;
+pub use crate::net::plex::PlexRequest;
 use crate::net::stash::StashClient;
 use crate::runtime::wit::plex;
 use std::sync::Arc;
@@ -28,9 +29,27 @@ pub struct PlexStats {
 /// Refusals logged one by one per process; past this, they are counted.
 const REFUSALS_LOGGED: u64 = 20;
 
+/// Where the policy's Plex requests go once the host has allowed them: the
+/// configured server (`net::plex::PlexClient`), or a recorded fixture
+/// (`runtime::fixture`: admission, `stash2plex policy run`).
+pub trait PlexBackend: Send {
+    /// The server as logs and the policy may see it.
+    fn label(&self) -> String;
+    fn send(&mut self, request: PlexRequest) -> Result<HttpResponse, TransportError>;
+}
+
+impl PlexBackend for PlexClient {
+    fn label(&self) -> String {
+        PlexClient::label(self)
+    }
+    fn send(&mut self, request: PlexRequest) -> Result<HttpResponse, TransportError> {
+        PlexClient::send(self, request)
+    }
+}
+
 #[derive(Default)]
 pub struct PlexCap {
-    pub client: Option<PlexClient>,
+    pub client: Option<Box<dyn PlexBackend>>,
     /// Where `stash-image` bodies come from.
     pub images: Option<Arc<StashClient>>,
     /// The image URLs the policy was given (shared with `stash`).
@@ -110,7 +129,7 @@ impl PlexCap {
             body,
             timeout: request.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))),
         };
-        let Some(client) = &self.client else {
+        let Some(client) = self.client.as_mut() else {
             return Err(TransportError::InvalidRequest("Plex is not configured (plex_url/plex_token)".into()));
         };
         self.stats.requests += 1;
@@ -129,7 +148,7 @@ impl PlexCap {
 
 impl plex::Host for PlexCap {
     fn server_label(&mut self) -> wasmtime::Result<String> {
-        Ok(self.client.as_ref().map(PlexClient::label).unwrap_or_else(|| "(Plex not configured)".into()))
+        Ok(self.client.as_ref().map(|c| c.label()).unwrap_or_else(|| "(Plex not configured)".into()))
     }
 
     fn send(&mut self, request: plex::Request) -> wasmtime::Result<Result<plex::Response, plex::TransportError>> {

@@ -3,7 +3,8 @@
 //! token the host adds is the server owner's, so anything else (minting
 //! tokens, server preferences, deleting media, making Plex fetch a URL) is
 //! refused before it is sent, with a sentence that says which rule refused
-//! it. The same list is written in the WIT comments of `interface plex`.
+//! it. The same list is written in the WIT comments of `interface plex`
+//! (a test keeps the two in step).
 //!
 //! Patterns: `{id}` is a Plex key (1-64 of `A-Za-z0-9_-`), `{ids}` up to 50
 //! of them separated by commas, `{n}` a list index (1-4 digits), `{hex}` a
@@ -174,8 +175,44 @@ fn is_key(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Does `value` fit the placeholder `{name}`?
+fn fits(name: &str, value: &str) -> bool {
+    if max_len(name).is_some_and(|max| value.len() > max) {
+        return false;
+    }
+    match name {
+        "id" => is_key(value),
+        "ids" => value.split(',').count() <= MAX_IDS && value.split(',').all(is_key),
+        "n" => value.bytes().all(|b| b.is_ascii_digit()),
+        "hex" => value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit()),
+        "field" => EDITABLE_FIELDS.contains(&value),
+        "tag" => TAG_FIELDS.contains(&value),
+        "text" => true,
+        _ => false,
+    }
+}
+
+/// Keys in one `{ids}`.
+const MAX_IDS: usize = 50;
+
+/// The longest text `{name}` can stand for; `None` = any length.
+fn max_len(name: &str) -> Option<usize> {
+    let longest = |words: &[&str]| words.iter().map(|w| w.len()).max().unwrap_or(0);
+    match name {
+        "id" => Some(64),
+        "ids" => Some(MAX_IDS * 65 - 1),
+        "n" => Some(4),
+        "hex" => Some(40),
+        "field" => Some(longest(EDITABLE_FIELDS)),
+        "tag" => Some(longest(TAG_FIELDS)),
+        "text" => None,
+        _ => Some(0),
+    }
+}
+
 /// Does `text` match `pattern` (literal text with `{id}`, `{n}` and
-/// `{field}` placeholders)?
+/// `{field}` placeholders)? Linear in the length of `text`: a policy's
+/// path or parameter of any size is judged at once.
 fn matches(pattern: &str, text: &str) -> bool {
     let Some(open) = pattern.find('{') else {
         return pattern == text;
@@ -187,23 +224,15 @@ fn matches(pattern: &str, text: &str) -> bool {
     let Some(text) = text.strip_prefix(literal) else {
         return false;
     };
-    // Try every split of `text` between the placeholder and the rest.
-    (1..=text.len()).filter(|&i| text.is_char_boundary(i)).any(|i| {
+    if !rest.contains('{') {
+        // The rest is literal: only one split can fit.
+        return text.strip_suffix(rest).is_some_and(|value| !value.is_empty() && fits(placeholder, value));
+    }
+    // Try every split of `text` the placeholder can stand for.
+    let longest = max_len(placeholder).unwrap_or(text.len()).min(text.len());
+    (1..=longest).filter(|&i| text.is_char_boundary(i)).any(|i| {
         let (value, tail) = text.split_at(i);
-        let ok = match placeholder {
-            "id" => is_key(value),
-            "ids" => {
-                let keys: Vec<&str> = value.split(',').collect();
-                keys.len() <= 50 && keys.iter().all(|k| is_key(k))
-            }
-            "n" => value.len() <= 4 && value.bytes().all(|b| b.is_ascii_digit()),
-            "hex" => value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit()),
-            "field" => EDITABLE_FIELDS.contains(&value),
-            "tag" => TAG_FIELDS.contains(&value),
-            "text" => true,
-            _ => false,
-        };
-        ok && matches(rest, tail)
+        fits(placeholder, value) && matches(rest, tail)
     })
 }
 
@@ -249,8 +278,36 @@ pub fn check(request: &Request) -> Result<&'static Route, String> {
 }
 
 #[cfg(test)]
+#[path = "../fuzz/plex_requests.rs"]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The WIT comments of `interface plex` list these routes, row for row,
+    /// and the fields and tag lists: a route added here is documented there.
+    #[test]
+    fn the_wit_lists_every_route() {
+        let wit = include_str!("../../../wit/since_v0.1.0/policy.wit");
+        let dash = |v: &[&str]| if v.is_empty() { "-".to_string() } else { v.join(", ") };
+        let rows: Vec<&str> = wit.lines().filter(|l| l.starts_with("/// | ") && !l.contains("| method |")).collect();
+        assert_eq!(rows.len(), ROUTES.len(), "{rows:#?}");
+        for r in ROUTES {
+            let body = if r.body == BodyRule::StashImage { "stash-image" } else { "-" };
+            let row = format!(
+                "/// | {} | {} | {} | {} | {body} |",
+                method_name(r.method),
+                r.path,
+                dash(r.query),
+                dash(r.headers)
+            );
+            assert!(rows.contains(&row.as_str()), "the WIT lacks\n{row}");
+        }
+        let prose: String = wit.lines().map(|l| l.trim_start_matches("///").trim()).collect::<Vec<_>>().join(" ");
+        assert!(prose.contains(&format!("`{{field}}` one of {}", EDITABLE_FIELDS.join(", "))), "fields");
+        assert!(prose.contains(&format!("`{{tag}}` one of {}", TAG_FIELDS.join(", "))), "tag lists");
+    }
 
     fn req(method: Method, path: &str, query: &[(&str, &str)]) -> Request {
         Request {

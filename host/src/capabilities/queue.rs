@@ -5,7 +5,7 @@
 //! `queue-error.refused`).
 
 use crate::clock::Clock;
-use crate::runtime::wit::queue;
+use crate::runtime::wit::{history, queue};
 use crate::store::{self, Queue};
 use std::sync::Arc;
 
@@ -43,6 +43,9 @@ pub struct QueueCap {
     /// Outcomes recorded (complete, retry-at, release, dead-letter) and jobs
     /// enqueued, ever: the drain loop tells work from a hollow `worked`.
     pub effects: u64,
+    /// Jobs attempted, ever (complete, retry-at, dead-letter): what a
+    /// drain's summary counts as processed.
+    pub attempted: u64,
 }
 
 fn qerr(e: store::QueueError) -> queue::QueueError {
@@ -81,6 +84,7 @@ impl QueueCap {
             state_closed: false,
             enqueues: 0,
             effects: 0,
+            attempted: 0,
         }
     }
 
@@ -103,7 +107,7 @@ impl QueueCap {
     pub fn release_open_claims(&mut self, delay_ms: i64) -> usize {
         let claims = std::mem::take(&mut self.open_claims);
         let due = self.now() + delay_ms;
-        claims.iter().filter(|(id, lease)| self.queue.release(*id, *lease, due, &[]).is_ok()).count()
+        claims.iter().filter(|(id, lease)| self.queue.give_back(*id, *lease, due).is_ok()).count()
     }
 
     fn state_refused(&self) -> Option<queue::QueueError> {
@@ -194,6 +198,7 @@ impl queue::Host for QueueCap {
         let now = self.now();
         self.settle(job_id);
         self.effects += 1;
+        self.attempted += 1;
         Ok(self.queue.complete(job_id, lease, &state, now).map_err(qerr))
     }
 
@@ -211,6 +216,7 @@ impl queue::Host for QueueCap {
         let (now, due) = (self.now(), self.due(not_before_ms));
         self.settle(job_id);
         self.effects += 1;
+        self.attempted += 1;
         Ok(self.queue.retry_at(job_id, lease, due, &cap(error, MAX_ERROR_CHARS), &state, now).map_err(qerr))
     }
 
@@ -237,6 +243,7 @@ impl queue::Host for QueueCap {
         let now = self.now();
         self.settle(job_id);
         self.effects += 1;
+        self.attempted += 1;
         let info = queue::DeadLetterInfo {
             error_class: cap(info.error_class, MAX_CLASS_CHARS),
             message: cap(info.message, MAX_ERROR_CHARS),
@@ -252,16 +259,6 @@ impl queue::Host for QueueCap {
         let forgotten = self.queue.forget(&scene_id).map_err(qerr);
         self.effects += u64::from(matches!(forgotten, Ok(true)));
         Ok(forgotten)
-    }
-
-    fn synced_at(&mut self, scene_ids: Vec<String>) -> Answer<Vec<Option<i64>>> {
-        if scene_ids.len() > MAX_SYNCED_AT_IDS {
-            return Ok(Err(refused(format!("at most {MAX_SYNCED_AT_IDS} ids per synced-at call"))));
-        }
-        if let Some(bad) = scene_ids.iter().find(|id| id.contains(':') || !key_ok(id)) {
-            return Ok(Err(refused(format!("{:?} is not a Stash scene id", cap(bad.clone(), 40)))));
-        }
-        Ok(self.queue.synced_at(&scene_ids).map_err(qerr))
     }
 
     fn counts(&mut self) -> Answer<queue::QueueCounts> {
@@ -284,5 +281,18 @@ impl queue::Host for QueueCap {
             return Ok(Err(e));
         }
         Ok(self.queue.state_set(&writes).map_err(qerr))
+    }
+}
+
+/// The 0.2.0 `history` import: when each scene last synced.
+impl history::Host for QueueCap {
+    fn synced_at(&mut self, scene_ids: Vec<String>) -> Answer<Vec<Option<i64>>> {
+        if scene_ids.len() > MAX_SYNCED_AT_IDS {
+            return Ok(Err(refused(format!("at most {MAX_SYNCED_AT_IDS} ids per synced-at call"))));
+        }
+        if let Some(bad) = scene_ids.iter().find(|id| id.contains(':') || !key_ok(id)) {
+            return Ok(Err(refused(format!("{:?} is not a Stash scene id", cap(bad.clone(), 40)))));
+        }
+        Ok(self.queue.synced_at(&scene_ids).map_err(qerr))
     }
 }

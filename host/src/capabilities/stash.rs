@@ -16,7 +16,7 @@ pub struct ImageGrants(Mutex<HashSet<String>>);
 const MAX_GRANTS: usize = 500_000;
 
 impl ImageGrants {
-    fn grant_scene(&self, scene: &stash::Scene) {
+    pub(crate) fn grant_scene(&self, scene: &stash::Scene) {
         let Ok(mut set) = self.0.lock() else { return };
         if set.len() > MAX_GRANTS {
             set.clear();
@@ -36,6 +36,9 @@ impl ImageGrants {
 #[derive(Default)]
 pub struct StashCap {
     pub client: Option<Arc<StashClient>>,
+    /// Scenes to answer look-ups from instead of a Stash server (admission's
+    /// conformance vectors, `stash2plex policy run`).
+    pub recorded: Option<Vec<stash::Scene>>,
     pub grants: Arc<ImageGrants>,
     /// GraphQL requests sent for the policy.
     pub requests: u64,
@@ -52,9 +55,28 @@ impl StashCap {
     }
 }
 
+/// A page of recorded scenes, filtered by ids and the update watermark.
+fn recorded_page(scenes: &[stash::Scene], q: &stash::SceneQuery) -> stash::ScenePage {
+    let matching: Vec<&stash::Scene> = scenes
+        .iter()
+        .filter(|s| q.ids.is_empty() || q.ids.contains(&s.id))
+        .filter(|s| q.updated_after.as_ref().is_none_or(|after| s.updated_at.as_str() > after.as_str()))
+        .filter(|_| q.related.is_none())
+        .collect();
+    let per = q.per_page.clamp(1, 250) as usize;
+    let skip = (q.page.max(1) as usize - 1) * per;
+    stash::ScenePage {
+        count: matching.len() as u64,
+        scenes: matching.into_iter().skip(skip).take(per).cloned().collect(),
+    }
+}
+
 impl stash::Host for StashCap {
     fn find_scene(&mut self, id: String) -> wasmtime::Result<Result<Option<stash::Scene>, stash::StashError>> {
-        let found = self.client().and_then(|c| c.find_scene(&id).map_err(Into::into));
+        let found = match &self.recorded {
+            Some(scenes) => Ok(scenes.iter().find(|s| s.id == id).cloned()),
+            None => self.client().and_then(|c| c.find_scene(&id).map_err(Into::into)),
+        };
         if let Ok(Some(scene)) = &found {
             self.grants.grant_scene(scene);
         }
@@ -65,7 +87,10 @@ impl stash::Host for StashCap {
         &mut self,
         query: stash::SceneQuery,
     ) -> wasmtime::Result<Result<stash::ScenePage, stash::StashError>> {
-        let page = self.client().and_then(|c| c.find_scenes(&query).map_err(Into::into));
+        let page = match &self.recorded {
+            Some(scenes) => Ok(recorded_page(scenes, &query)),
+            None => self.client().and_then(|c| c.find_scenes(&query).map_err(Into::into)),
+        };
         if let Ok(page) = &page {
             page.scenes.iter().for_each(|s| self.grants.grant_scene(s));
         }

@@ -29,6 +29,9 @@ pub struct Absorbed {
 /// Hand every recorded event to the policy. Each event leaves the events
 /// table only once its work is recorded in the queue.
 pub fn absorb(session: &mut PolicySession, now_ms: i64) -> Absorbed {
+    // A policy swap due now applies to the events too (a sleeping drain
+    // absorbs them before its next step).
+    session.between_steps();
     let mut done = Absorbed::default();
     loop {
         let batch = match session.state().map(|s| s.queue.queue.pending_events(BATCH)) {

@@ -26,3 +26,31 @@ pub fn try_lock(data_dir: &Path) -> Result<Option<DrainLock>, String> {
 pub fn is_held(data_dir: &Path) -> Result<bool, String> {
     try_lock(data_dir).map(|lock| lock.is_none())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time_and_released_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = try_lock(dir.path()).unwrap().expect("the lock is free");
+        assert!(try_lock(dir.path()).unwrap().is_none(), "held by the first");
+        assert!(is_held(dir.path()).unwrap());
+        drop(first);
+        assert!(!is_held(dir.path()).unwrap());
+    }
+
+    /// A `drain.lock` planted as a symlink is not followed (it could point
+    /// at a file of the user's that the lock's open would create or touch).
+    #[cfg(unix)]
+    #[test]
+    fn the_lock_is_not_opened_through_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, dir.path().join("drain.lock")).unwrap();
+        let err = try_lock(dir.path()).err().expect("refused");
+        assert!(err.contains("cannot open the drain lock"), "{err}");
+        assert!(!target.exists(), "nothing was created through the link");
+    }
+}

@@ -78,6 +78,9 @@ pub enum Stopped {
 #[derive(Debug, Clone)]
 pub struct DrainReport {
     pub steps_worked: u64,
+    /// Jobs the policy attempted (a reconciliation's steps are work but
+    /// not jobs).
+    pub jobs: u64,
     pub stopped: Stopped,
     mode_max_run_ms: u64,
 }
@@ -158,7 +161,12 @@ pub fn run(
 ) -> DrainReport {
     let mut rules = Rules::new(mode, clock.now_ms());
     let mut worked = 0u64;
+    let mut jobs = 0u64;
     let stopped = 'drain: loop {
+        // A changed policy file or choice, or a policy that keeps failing,
+        // is switched here, between two steps (the events the observer
+        // hands over next go to the new policy).
+        session.between_steps();
         match observer.before_step(session, clock.now_ms()) {
             Gate::Go => {}
             Gate::Stop(stopped) => break stopped,
@@ -174,15 +182,18 @@ pub fn run(
         }
         let started = clock.now_ms();
         let effects_before = session.state().map(HostState::effects);
+        let attempted_before = session.state().map_or(0, |s| s.queue.attempted);
         let outcome = session.step();
         let effects_after = session.state().map(HostState::effects);
+        // A restarted instance starts its count again.
+        jobs += session.state().map_or(0, |s| s.queue.attempted).saturating_sub(attempted_before);
         let step = match &outcome {
             Ok(Ok(StepOutcome::Worked(_))) if effects_before == effects_after => Step::Hollow,
             Ok(Ok(StepOutcome::Worked(summary))) => {
                 worked += 1;
                 crate::debug!("step: {summary}");
-                if total_hint > 0 {
-                    crate::plugin::log::progress(worked as f64 / total_hint as f64);
+                if total_hint > 0 && !session.state().is_some_and(|s| s.log.reports_progress()) {
+                    crate::plugin::log::progress(jobs as f64 / total_hint as f64);
                 }
                 Step::Worked
             }
@@ -208,7 +219,7 @@ pub fn run(
             Next::Stop(stopped) => break stopped,
         }
     };
-    DrainReport { steps_worked: worked, stopped, mode_max_run_ms: mode.max_run_ms }
+    DrainReport { steps_worked: worked, jobs, stopped, mode_max_run_ms: mode.max_run_ms }
 }
 
 /// Sleep `ms` in slices, asking the observer between them; `Some` when it

@@ -108,11 +108,11 @@ fn drain_once(env: &Env, mode: DrainMode, jobs: &mut u64) -> Result<(String, Sto
         before.waiting,
         before.dead
     );
-    let mut watcher = Watcher::new(stash.clone(), &env.opts.plugin_id, settings_map, env.now_ms());
+    let mut watcher = Watcher::new(stash.clone(), &env.opts.plugin_id, settings_map, env.chooser(), env.now_ms());
     let report = super::run(&mut session, env.opts.clock.as_ref(), mode, before.ready, &mut watcher);
     env.keep_session_cookie(stash.session_cookie());
     watcher.note_condition_now(&mut session, env.now_ms());
-    *jobs += report.steps_worked;
+    *jobs += report.jobs;
     let Some(state) = session.state() else {
         return Err(Answer::Error("the policy session ended unexpectedly".into()));
     };
@@ -124,14 +124,15 @@ fn drain_once(env: &Env, mode: DrainMode, jobs: &mut u64) -> Result<(String, Sto
     };
     Ok((
         format!(
-            "Processed {} job(s) with {} Plex request(s) ({} edits); {}. Left: {} due, {} waiting, {} dead-lettered{next}",
+            "Processed {} job(s) with {} Plex request(s) ({} edits); {}. Left: {} due, {} waiting, {} dead-lettered{next}. Policy: {}",
             *jobs,
             state.plex.stats.requests,
             state.plex.stats.puts,
             report.describe(),
             after.ready,
             after.waiting,
-            after.dead
+            after.dead,
+            session.policy.short()
         ),
         report.stopped,
     ))

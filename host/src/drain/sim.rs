@@ -92,14 +92,14 @@ impl Sim {
         let clock = FakeClock::new(cfg.start_ms);
         let queue = Queue::open(&cfg.data_dir.join("queue.db")).map_err(|e| e.to_string())?;
         let mut state = HostState::new(Arc::new(clock.clone()), cfg.seed, queue);
-        state.plex.client = Some(PlexClient::new(
+        state.plex.client = Some(Box::new(PlexClient::new(
             cfg.plex_url,
             cfg.plex_token,
             "stash2plex-simulator",
             Duration::from_secs(5),
             Duration::from_secs(30),
             None,
-        ));
+        )));
         let stash = Arc::new(StashClient::new(cfg.stash_url, None, None));
         state.plex.images = Some(stash.clone());
         state.stash.client = Some(stash);

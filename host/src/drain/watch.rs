@@ -3,7 +3,9 @@
 //! - the events hooks record: handed to the policy before the next step,
 //!   and a sleeping drain wakes for them;
 //! - Stash, every [`WATCH_EVERY_MS`]: changed plugin settings end the drain
-//!   so it starts again with them (a fixed token syncs within seconds); a
+//!   so it starts again with them (a fixed token syncs within seconds),
+//!   except a changed `policy_path` alone, which the session switches to
+//!   between two steps without ending the drain (hot swap); a
 //!   scan or identify job pauses stepping (hooks still record); Stash
 //!   unreachable for [`STASH_GONE_MS`] ends the drainer (the next hook or
 //!   task starts a new one);
@@ -13,6 +15,7 @@
 use super::events;
 use super::{Gate, Observer, Stopped, Wake};
 use crate::condition::{self, Condition};
+use crate::env::Chooser;
 use crate::net::stash::StashClient;
 use crate::runtime::session::PolicySession;
 use serde_json::{Map, Value};
@@ -36,10 +39,18 @@ pub struct Watcher {
     stash_lost_since: Option<i64>,
     /// The Stash job that pauses stepping.
     busy: Option<String>,
+    /// Turns a changed `policy_path` into the policy to switch to.
+    chooser: Chooser,
 }
 
 impl Watcher {
-    pub fn new(stash: Arc<StashClient>, plugin_id: &str, settings: Map<String, Value>, now_ms: i64) -> Watcher {
+    pub fn new(
+        stash: Arc<StashClient>,
+        plugin_id: &str,
+        settings: Map<String, Value>,
+        chooser: Chooser,
+        now_ms: i64,
+    ) -> Watcher {
         Watcher {
             stash,
             plugin_id: plugin_id.to_string(),
@@ -48,11 +59,12 @@ impl Watcher {
             next_condition_ms: now_ms,
             stash_lost_since: None,
             busy: None,
+            chooser,
         }
     }
 
     /// Ask Stash, if it is time.
-    fn look(&mut self, now_ms: i64) -> Option<Stopped> {
+    fn look(&mut self, session: &mut PolicySession, now_ms: i64) -> Option<Stopped> {
         if now_ms < self.next_watch_ms {
             return None;
         }
@@ -61,6 +73,15 @@ impl Watcher {
             Ok((settings, busy)) => {
                 if let Some(since) = self.stash_lost_since.take() {
                     crate::info!("Stash answers again (after {}).", crate::text::duration_text(now_ms - since));
+                }
+                if settings != self.settings && only_policy_path_differs(&settings, &self.settings) {
+                    crate::info!(
+                        "The policy_path setting changed in Stash; the policy is switched before the next step."
+                    );
+                    if let Some(watch) = session.watch_mut() {
+                        watch.set_choice(self.chooser.choose(&settings));
+                    }
+                    self.settings = settings.clone();
                 }
                 if settings != self.settings {
                     crate::info!("The plugin settings changed in Stash; the drain starts again with them.");
@@ -113,7 +134,7 @@ impl Watcher {
 impl Observer for Watcher {
     fn before_step(&mut self, session: &mut PolicySession, now_ms: i64) -> Gate {
         events::absorb(session, now_ms);
-        if let Some(stopped) = self.look(now_ms) {
+        if let Some(stopped) = self.look(session, now_ms) {
             return Gate::Stop(stopped);
         }
         self.note_condition(session, now_ms);
@@ -125,7 +146,7 @@ impl Observer for Watcher {
     }
 
     fn while_sleeping(&mut self, session: &mut PolicySession, now_ms: i64) -> Wake {
-        if let Some(stopped) = self.look(now_ms) {
+        if let Some(stopped) = self.look(session, now_ms) {
             return Wake::Stop(stopped);
         }
         self.note_condition(session, now_ms);
@@ -135,4 +156,16 @@ impl Observer for Watcher {
         }
         Wake::Sleep
     }
+}
+
+/// The policy component is the one setting a running drain follows without
+/// starting again: the settings differ in `policy_path` and nothing else.
+fn only_policy_path_differs(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    let key = crate::settings::POLICY_PATH_KEY;
+    let without = |m: &Map<String, Value>| {
+        let mut m = m.clone();
+        m.remove(key);
+        m
+    };
+    a.get(key) != b.get(key) && without(a) == without(b)
 }

@@ -113,11 +113,7 @@ impl PlexClient {
 
     pub fn send(&self, req: PlexRequest) -> Result<HttpResponse, TransportError> {
         Self::validate(&req)?;
-        let mut url = format!("{}{}", self.base_url, req.path);
-        if !req.query.is_empty() {
-            url.push('?');
-            url.push_str(&build_query(&req.query));
-        }
+        let url = self.url(&req);
         let mut headers: Vec<(String, String)> = vec![
             ("Accept".into(), "application/json".into()),
             ("X-Plex-Token".into(), self.token.clone()),
@@ -131,6 +127,17 @@ impl PlexClient {
         headers.extend(req.headers);
         let timeout = self.timeout(req.timeout);
         self.http.send(req.method, &url, &headers, req.body, Some(timeout), None)
+    }
+
+    /// The URL a validated request goes to: the server's base URL, the
+    /// path as given, the query percent-encoded.
+    pub(crate) fn url(&self, req: &PlexRequest) -> String {
+        let mut url = format!("{}{}", self.base_url, req.path);
+        if !req.query.is_empty() {
+            url.push('?');
+            url.push_str(&build_query(&req.query));
+        }
+        url
     }
 
     /// A policy may ask for a shorter deadline than the user's, never a
@@ -174,6 +181,57 @@ mod tests {
         let mut r = req("/x");
         r.headers = vec![("X-Plex-Container-Start".into(), "0".into())];
         assert!(PlexClient::validate(&r).is_ok());
+    }
+
+    /// A one-shot HTTP listener on loopback: the request line it got, sent
+    /// back through the channel, answered with `{}`.
+    fn listener() -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::{BufRead, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            while let Ok((stream, _)) = l.accept() {
+                let mut reader = std::io::BufReader::new(stream);
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                loop {
+                    let mut header = String::new();
+                    if reader.read_line(&mut header).map_or(true, |n| n == 0) || header == "\r\n" {
+                        break;
+                    }
+                }
+                let _ =
+                    reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+                let _ = tx.send(line.trim_end().to_string());
+            }
+        });
+        (url, rx)
+    }
+
+    /// `plex_proxy` carries requests to a Plex elsewhere, and is skipped
+    /// for a Plex on this machine.
+    #[test]
+    fn the_proxy_is_used_for_a_remote_plex_and_never_for_a_local_one() {
+        let (proxy_url, proxied) = listener();
+        let proxy = || Some(ureq::Proxy::new(&proxy_url).unwrap());
+        let t = Duration::from_secs(5);
+        let remote = PlexClient::new("http://plex.example.invalid:32400", "t", "id", t, t, proxy());
+        // (The answer depends on the proxy's form: a plain forward, or a
+        // CONNECT tunnel that this listener does not carry on.)
+        let _ = remote.send(req("/identity"));
+        let line = proxied.recv_timeout(Duration::from_secs(5)).expect("the proxy was asked");
+        assert!(
+            line.starts_with("GET http://plex.example.invalid:32400/identity")
+                || line.starts_with("CONNECT plex.example.invalid:32400"),
+            "{line}"
+        );
+
+        let (plex_url, direct) = listener();
+        let local = PlexClient::new(&plex_url, "t", "id", t, t, proxy());
+        assert_eq!(local.send(req("/identity")).expect("directly").status, 200);
+        assert!(direct.recv_timeout(Duration::from_secs(5)).unwrap().starts_with("GET /identity"));
+        assert!(proxied.try_recv().is_err(), "the proxy saw nothing of the local Plex");
     }
 
     #[test]

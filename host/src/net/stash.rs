@@ -5,7 +5,7 @@
 
 use crate::net::http::{self, ClientOptions, HttpClient, Method, TransportError};
 use crate::runtime::wit::stash as wit;
-use crate::text::{clip, snippet};
+use crate::text::{clip, snippet, without_values};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -122,6 +122,25 @@ struct ConfigurationData {
     configuration: Configuration,
 }
 
+impl ConfigurationData {
+    /// The plugin's settings map and Stash's API key (empty when none).
+    fn plugin_settings(self, plugin_id: &str) -> Result<(Map<String, Value>, Option<String>), StashError> {
+        let config = self.configuration;
+        let api_key = config.general.and_then(|g| g.api_key).filter(|k| !k.is_empty());
+        let settings = match config.plugins.and_then(|mut p| p.remove(plugin_id)) {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(other) => {
+                return Err(StashError::Malformed(format!(
+                    "the plugin settings are not an object but {}",
+                    json_kind(&other)
+                )));
+            }
+        };
+        Ok((settings, api_key))
+    }
+}
+
 #[derive(Deserialize)]
 struct Configuration {
     #[serde(default)]
@@ -153,6 +172,86 @@ struct JScenePage {
     #[serde(default)]
     count: u64,
     scenes: Vec<JScene>,
+}
+
+#[derive(Deserialize)]
+struct SceneIdsData {
+    #[serde(rename = "findScenes")]
+    find_scenes: IdsPage,
+}
+
+#[derive(Deserialize)]
+struct IdsPage {
+    count: u64,
+    scenes: Vec<IdRow>,
+}
+
+#[derive(Deserialize)]
+struct IdRow {
+    id: Value,
+    #[serde(default)]
+    updated_at: Option<String>,
+}
+
+impl SceneIdsData {
+    /// How many scenes are left, and the page's (id, `updated_at`).
+    fn rows(self) -> Result<(u64, Vec<(String, String)>), StashError> {
+        let rows = self
+            .find_scenes
+            .scenes
+            .into_iter()
+            .map(|r| Ok((id_string(&r.id)?, r.updated_at.unwrap_or_default())))
+            .collect::<Result<Vec<_>, StashError>>()?;
+        Ok((self.find_scenes.count, rows))
+    }
+}
+
+#[derive(Deserialize)]
+struct WatchData {
+    configuration: Configuration,
+    #[serde(rename = "jobQueue", default)]
+    job_queue: Option<Vec<Job>>,
+}
+
+#[derive(Deserialize)]
+struct Job {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+impl WatchData {
+    /// The plugin's settings and the heavy Stash job running, if any.
+    fn settings_and_busy(self, plugin_id: &str) -> (Map<String, Value>, Option<String>) {
+        let settings = match self.configuration.plugins.and_then(|mut p| p.remove(plugin_id)) {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        // `jobQueue` is null when nothing is queued.
+        let busy = self.job_queue.unwrap_or_default().into_iter().find_map(|j| {
+            let running = j.status.as_deref() == Some("RUNNING");
+            let what = j.description.unwrap_or_default();
+            let lower = what.to_ascii_lowercase();
+            let heavy = ["scan", "identify", "auto tag", "auto-tag", "generat"].iter().any(|w| lower.contains(w));
+            (running && heavy).then_some(what)
+        });
+        (settings, busy)
+    }
+}
+
+impl FindSceneData {
+    fn scene(self) -> Result<Option<wit::Scene>, StashError> {
+        self.find_scene.map(JScene::into_wit).transpose()
+    }
+}
+
+impl FindScenesData {
+    fn page(self) -> Result<wit::ScenePage, StashError> {
+        let page = self.find_scenes;
+        let scenes = page.scenes.into_iter().map(JScene::into_wit).collect::<Result<Vec<_>, _>>()?;
+        Ok(wit::ScenePage { count: page.count, scenes })
+    }
 }
 
 impl StashClient {
@@ -215,29 +314,7 @@ impl StashClient {
             .send(Method::Post, &url, &headers, Some(body), None, Some(MAX_GRAPHQL_BODY))
             .map_err(|e| self.unreachable(e))?;
         self.keep_fresh_cookie(&resp.headers);
-        if resp.status == 401 || resp.status == 403 {
-            return Err(StashError::Unauthorized(resp.status));
-        }
-        let envelope: Envelope<'_> = serde_json::from_slice(&resp.body).map_err(|e| {
-            StashError::Malformed(format!(
-                "HTTP {} with a body that is not a GraphQL answer ({e}): {}",
-                resp.status,
-                snippet(&resp.body, 200)
-            ))
-        })?;
-        if let Some(errors) = envelope.errors.filter(|e| !e.is_empty()) {
-            let msgs: Vec<String> = errors.into_iter().filter_map(|e| e.message).collect();
-            return Err(StashError::Graphql(if msgs.is_empty() { "unknown error".into() } else { msgs.join("; ") }));
-        }
-        if !(200..300).contains(&resp.status) {
-            return Err(StashError::Malformed(format!("HTTP {}: {}", resp.status, snippet(&resp.body, 200))));
-        }
-        let data = envelope
-            .data
-            .filter(|d| d.get() != "null")
-            .ok_or_else(|| StashError::Malformed("the response has no data".into()))?;
-        serde_json::from_str(data.get())
-            .map_err(|e| StashError::Malformed(format!("the answer could not be read: {e}")))
+        read_answer(resp.status, &resp.body)
     }
 
     /// The plugin's settings map and Stash's API key (empty when none).
@@ -245,19 +322,7 @@ impl StashClient {
         let id = serde_json::to_string(plugin_id).map_err(|e| StashError::Malformed(e.to_string()))?;
         let q = format!("{{ configuration {{ general {{ apiKey }} plugins(include: [{id}]) }} }}");
         let data: ConfigurationData = self.graphql(&q, json!({}))?;
-        let config = data.configuration;
-        let api_key = config.general.and_then(|g| g.api_key).filter(|k| !k.is_empty());
-        let settings = match config.plugins.and_then(|mut p| p.remove(plugin_id)) {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m,
-            Some(other) => {
-                return Err(StashError::Malformed(format!(
-                    "the plugin settings are not an object but {}",
-                    json_kind(&other)
-                )));
-            }
-        };
-        Ok((settings, api_key))
+        data.plugin_settings(plugin_id)
     }
 
     /// Take the refreshed session cookie from a response, if there is one.
@@ -346,7 +411,7 @@ impl StashClient {
             |fields| format!("query FindScene($id: ID!) {{ findScene(id: $id) {{ {fields} }} }}"),
             json!({ "id": id }),
         )?;
-        data.find_scene.map(JScene::into_wit).transpose()
+        data.scene()
     }
 
     /// A page of scenes; `per-page` is capped at [`MAX_PER_PAGE`].
@@ -369,9 +434,7 @@ impl StashClient {
             },
             vars,
         )?;
-        let page = data.find_scenes;
-        let scenes = page.scenes.into_iter().map(JScene::into_wit).collect::<Result<Vec<_>, _>>()?;
-        Ok(wit::ScenePage { count: page.count, scenes })
+        data.page()
     }
 
     /// The next page of scene ids (ascending, after `after_id`) with their
@@ -388,22 +451,6 @@ impl StashClient {
         after_id: Option<u64>,
         updated_after: Option<&str>,
     ) -> Result<(u64, Vec<(String, String)>), StashError> {
-        #[derive(Deserialize)]
-        struct Data {
-            #[serde(rename = "findScenes")]
-            find_scenes: Page,
-        }
-        #[derive(Deserialize)]
-        struct Page {
-            count: u64,
-            scenes: Vec<Row>,
-        }
-        #[derive(Deserialize)]
-        struct Row {
-            id: Value,
-            #[serde(default)]
-            updated_at: Option<String>,
-        }
         let mut filter = Map::new();
         if let Some(after) = updated_after {
             filter.insert("updated_at".into(), json!({ "value": after, "modifier": "GREATER_THAN" }));
@@ -419,14 +466,8 @@ impl StashClient {
             "query {operation}($filter: FindFilterType, $scene_filter: SceneFilterType) {{ \
              findScenes(filter: $filter, scene_filter: $scene_filter) {{ count scenes {{ id updated_at }} }} }}"
         );
-        let data: Data = self.graphql(&q, vars)?;
-        let rows = data
-            .find_scenes
-            .scenes
-            .into_iter()
-            .map(|r| Ok((id_string(&r.id)?, r.updated_at.unwrap_or_default())))
-            .collect::<Result<Vec<_>, StashError>>()?;
-        Ok((data.find_scenes.count, rows))
+        let data: SceneIdsData = self.graphql(&q, vars)?;
+        data.rows()
     }
 
     /// The `updated_at` of the most recently updated scene (its offset is
@@ -454,35 +495,10 @@ impl StashClient {
     /// What a running drainer watches: the plugin's settings, and the Stash
     /// job (scan, identify, auto tag, generate) that is running, if any.
     pub fn watch(&self, plugin_id: &str) -> Result<(Map<String, Value>, Option<String>), StashError> {
-        #[derive(Deserialize)]
-        struct Data {
-            configuration: Configuration,
-            #[serde(rename = "jobQueue", default)]
-            job_queue: Option<Vec<Job>>,
-        }
-        #[derive(Deserialize)]
-        struct Job {
-            #[serde(default)]
-            status: Option<String>,
-            #[serde(default)]
-            description: Option<String>,
-        }
         let id = serde_json::to_string(plugin_id).map_err(|e| StashError::Malformed(e.to_string()))?;
         let q = format!("{{ configuration {{ plugins(include: [{id}]) }} jobQueue {{ status description }} }}");
-        let data: Data = self.graphql(&q, json!({}))?;
-        let settings = match data.configuration.plugins.and_then(|mut p| p.remove(plugin_id)) {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        // `jobQueue` is null when nothing is queued.
-        let busy = data.job_queue.unwrap_or_default().into_iter().find_map(|j| {
-            let running = j.status.as_deref() == Some("RUNNING");
-            let what = j.description.unwrap_or_default();
-            let lower = what.to_ascii_lowercase();
-            let heavy = ["scan", "identify", "auto tag", "auto-tag", "generat"].iter().any(|w| lower.contains(w));
-            (running && heavy).then_some(what)
-        });
-        Ok((settings, busy))
+        let data: WatchData = self.graphql(&q, json!({}))?;
+        Ok(data.settings_and_busy(plugin_id))
     }
 
     /// An image for an upload to Plex; the image [`StashClient::image_digest`]
@@ -550,6 +566,51 @@ impl StashClient {
     }
 }
 
+/// A GraphQL answer (status and body) read as `data` of type `T`: the
+/// credentials refused, Stash's own errors, an answer that is not GraphQL,
+/// each a typed error.
+fn read_answer<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, StashError> {
+    if status == 401 || status == 403 {
+        return Err(StashError::Unauthorized(status));
+    }
+    let envelope: Envelope<'_> = serde_json::from_slice(body).map_err(|e| {
+        let why = clip(&without_values(&e.to_string()), MAX_MESSAGE_CHARS);
+        StashError::Malformed(format!(
+            "HTTP {status} with a body that is not a GraphQL answer ({why}): {}",
+            shown_body(body)
+        ))
+    })?;
+    if let Some(errors) = envelope.errors.filter(|e| !e.is_empty()) {
+        let msgs: Vec<String> = errors.into_iter().filter_map(|e| e.message).collect();
+        let text = if msgs.is_empty() { "unknown error".into() } else { msgs.join("; ") };
+        return Err(StashError::Graphql(clip(&text, MAX_MESSAGE_CHARS)));
+    }
+    if !(200..300).contains(&status) {
+        return Err(StashError::Malformed(format!("HTTP {status}: {}", shown_body(body))));
+    }
+    let data = envelope
+        .data
+        .filter(|d| d.get() != "null")
+        .ok_or_else(|| StashError::Malformed("the response has no data".into()))?;
+    serde_json::from_str(data.get()).map_err(|e| {
+        let why = clip(&without_values(&e.to_string()), MAX_MESSAGE_CHARS);
+        StashError::Malformed(format!("the answer could not be read: {why}"))
+    })
+}
+
+/// Stash's own error messages and serde's, cut to this.
+const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// A body for a diagnostic: the start of an error page; of JSON only its
+/// size (a GraphQL answer, even a cut-short one, may hold the API key or a
+/// plugin setting's secret).
+fn shown_body(body: &[u8]) -> String {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{' | b'[') => format!("(a JSON body of {} bytes)", body.len()),
+        _ => snippet(body, 200),
+    }
+}
+
 /// The path and query of `url` if it names one of Stash's image routes with
 /// nothing but a `t` cache-buster in the query.
 fn image_route(url: &str) -> Result<String, String> {
@@ -597,6 +658,16 @@ fn json_kind(v: &Value) -> &'static str {
 }
 
 // ---- JSON → contract types -------------------------------------------------
+
+/// A scene as Stash's GraphQL API returns it (`findScene`; also wrapped in
+/// `{"data": {"findScene": ...}}` or `{"findScene": ...}`), as the contract's
+/// scene (`stash2plex policy run --scene`, the conformance fixture).
+pub fn scene_from_json(v: &Value) -> Result<wit::Scene, StashError> {
+    let inner = v.pointer("/data/findScene").or_else(|| v.get("findScene")).unwrap_or(v);
+    let scene: JScene = serde_json::from_value(inner.clone())
+        .map_err(|e| StashError::Malformed(format!("not a Stash scene (findScene) object: {e}")))?;
+    scene.into_wit()
+}
 
 #[derive(Deserialize)]
 struct JScene {
@@ -683,7 +754,9 @@ fn id_string(v: &Value) -> Result<String, StashError> {
     match v {
         Value::String(s) => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(StashError::Malformed(format!("an id is not a string or number: {other}"))),
+        other => {
+            Err(StashError::Malformed(format!("an id is not a string or number: {}", clip(&other.to_string(), 60))))
+        }
     }
 }
 
@@ -768,6 +841,10 @@ fn scene_to_wit(s: JScene) -> Result<wit::Scene, StashError> {
 }
 
 #[cfg(test)]
+#[path = "../fuzz/stash_answers.rs"]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -791,6 +868,32 @@ mod tests {
         assert_eq!(s.performers[0].disambiguation, None);
         assert_eq!(s.groups[0].scene_index, Some(2));
         assert_eq!(s.rating100, Some(80));
+    }
+
+    /// Found by the GraphQL fuzz target: an answer cut short, or one with
+    /// a wrong-typed value, was quoted in the error (the first 200 bytes of
+    /// a configuration answer hold the API key; serde quotes a string it
+    /// did not expect in full, however long).
+    #[test]
+    fn errors_quote_neither_json_answers_nor_unexpected_values() {
+        let secret = "not-a-real-api-key-0123456789";
+        let answer = format!(r#"{{"data":{{"configuration":{{"general":{{"apiKey":"{secret}"}},"plugins":{{}}}}}}}}"#);
+        let cut = &answer.as_bytes()[..answer.len() - 5];
+        for status in [200, 500] {
+            let e = read_answer::<ConfigurationData>(status, cut).err().expect("an error").to_string();
+            assert!(!e.contains(secret) && e.contains("JSON body"), "{e}");
+        }
+        let e = read_answer::<ConfigurationData>(502, answer.as_bytes()).err().expect("an error").to_string();
+        assert!(!e.contains(secret) && e.starts_with("Stash answered with something unexpected: HTTP 502"), "{e}");
+        let wrong = format!(r#"{{"data":{{"configuration":{{"general":"{secret}"}}}}}}"#);
+        let e = read_answer::<ConfigurationData>(200, wrong.as_bytes()).err().expect("an error").to_string();
+        assert!(!e.contains(secret) && e.contains("(value not shown)"), "{e}");
+        let huge = format!(r#"{{"data":{{"findScene":{{"id":"1","rating100":"{}"}}}}}}"#, "9".repeat(100_000));
+        let e = read_answer::<FindSceneData>(200, huge.as_bytes()).err().expect("an error").to_string();
+        assert!(e.len() < 2000, "{} chars", e.len());
+        let html =
+            read_answer::<ConfigurationData>(502, b"<html>Bad Gateway</html>").err().expect("an error").to_string();
+        assert!(html.contains("<html>Bad Gateway</html>"), "{html}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! unknown fields are ignored, missing ones take Stash's defaults, and the
 //! lower-case spellings some clients use are accepted too.
 
+use crate::text::{clip, without_values};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -47,8 +48,10 @@ pub struct ServerConnection {
 
 impl std::fmt::Debug for SessionCookie {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not even the name: a cookie sent as a list (`["session=…"]`) is
+        // read field by field, its value landing in `name`.
         f.debug_struct("SessionCookie")
-            .field("name", &self.name)
+            .field("name", &self.name.as_ref().map(|_| "****"))
             .field("value", &self.value.as_ref().map(|_| "****"))
             .finish()
     }
@@ -63,26 +66,6 @@ impl std::fmt::Debug for ServerConnection {
             .field("plugin_dir", &self.plugin_dir)
             .finish()
     }
-}
-
-/// serde's message without the value it quotes (`invalid type: integer
-/// `5`, expected ...`): the value may be a cookie or a key.
-fn without_values(e: &serde_json::Error) -> String {
-    let text = e.to_string();
-    let mut out = String::with_capacity(text.len());
-    let mut quoted = false;
-    for c in text.chars() {
-        match c {
-            '`' if !quoted => {
-                quoted = true;
-                out.push_str("(value not shown)");
-            }
-            '`' => quoted = false,
-            _ if quoted => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 impl ServerConnection {
@@ -137,7 +120,7 @@ pub fn parse(raw: &[u8]) -> Result<PluginInput, InputError> {
     let connection = match top.remove("server_connection") {
         None | Some(Value::Null) => ServerConnection::default(),
         Some(v) => serde_json::from_value(v)
-            .map_err(|e| InputError::BadField { field: "server_connection", detail: without_values(&e) })?,
+            .map_err(|e| InputError::BadField { field: "server_connection", detail: without_values(&e.to_string()) })?,
     };
     let args = match top.remove("args") {
         None | Some(Value::Null) => Map::new(),
@@ -192,7 +175,7 @@ fn parse_hook_context(ctx: &Value) -> Result<HookContext, InputError> {
         Some(other) => {
             return Err(InputError::BadField {
                 field: "args.hookContext.id",
-                detail: format!("expected a positive integer id, got {other}"),
+                detail: format!("expected a positive integer id, got {}", clip(&other.to_string(), 40)),
             });
         }
     };
@@ -217,6 +200,10 @@ fn json_kind(v: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+#[cfg(test)]
+#[path = "../fuzz/stdin.rs"]
+mod fuzz;
 
 #[cfg(test)]
 mod tests {
@@ -264,6 +251,25 @@ mod tests {
         let input = parse(TASK.as_bytes()).unwrap();
         let shown = format!("{:?}", input.connection);
         assert!(!shown.contains("MTc2ODA0="), "{shown}");
+        // Found by the stdin fuzz target (long run): a cookie as a list.
+        let raw = r#"{"server_connection":{"SessionCookie":["session=MTc2ODA0OTk5"]},"args":{}}"#;
+        let shown = format!("{:?}", parse(raw.as_bytes()).unwrap().connection);
+        assert!(!shown.contains("MTc2ODA0OTk5"), "{shown}");
+    }
+
+    /// Found by the stdin fuzz target: a cookie sent as text (not as
+    /// Go's cookie object) was repeated in the error, since serde quotes
+    /// strings with `"` and only backticks were removed; a huge id was
+    /// repeated whole.
+    #[test]
+    fn a_cookie_as_text_and_a_huge_id_are_not_repeated() {
+        let raw = r#"{"server_connection":{"SessionCookie":"session=MTc2ODA0OTk5OXxEdi1"},"args":{}}"#;
+        let e = parse(raw.as_bytes()).unwrap_err().to_string();
+        assert!(!e.contains("MTc2ODA0OTk5OXxEdi1") && e.contains("(value not shown)"), "{e}");
+        let raw =
+            format!(r#"{{"args":{{"hookContext":{{"id":"{}x","type":"Scene.Update.Post"}}}}}}"#, "9".repeat(100_000));
+        let e = parse(raw.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("hookContext.id") && e.len() < 300, "{} chars", e.len());
     }
 
     #[test]

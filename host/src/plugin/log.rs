@@ -62,6 +62,19 @@ pub fn set_min_level(level: Level) {
     MIN_LEVEL.store(level as u8, Ordering::Relaxed);
 }
 
+/// Show only lines of `level` and above until the guard is dropped (the
+/// chatter of admission's sandbox runs stays out of the user's log).
+pub fn quieter(level: Level) -> impl Drop {
+    struct Restore(u8);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            MIN_LEVEL.store(self.0, Ordering::Relaxed);
+        }
+    }
+    let before = MIN_LEVEL.fetch_max(level as u8, Ordering::Relaxed);
+    Restore(before)
+}
+
 /// Register a value that must never appear in a log line or an answer (the
 /// Plex token, the Stash cookie and API key), in the forms it can take on
 /// the way: as is, percent-encoded (in a URL) and JSON-escaped. Every line

@@ -1,9 +1,9 @@
 //! Running a policy component with wasmtime.
 //!
 //! - One `Engine` per process, configured for fuel (a deterministic CPU bound
-//!   per call) and nothing else: no WASI is linked, so a component that
-//!   imports anything outside our world is rejected at load time with a
-//!   message naming the import.
+//!   per call). The linker holds our world and WASI 0.2 granting nothing
+//!   (`capabilities::wasi`), so a component that imports anything else is
+//!   rejected at load time with a message naming the import.
 //! - The world a component targets is read from its exports before anything
 //!   is instantiated (`wit`); a version this host does not implement is a
 //!   sentence, not a linker error.
@@ -12,8 +12,11 @@
 //!   poisons the store, so after a trap the instance is dropped and a new
 //!   one is made from the cached `InstancePre` for the next call (`session`).
 
+pub mod admission;
 mod cache;
+pub mod fixture;
 pub mod session;
+pub mod source;
 pub mod wit;
 
 use crate::capabilities::HostState;
@@ -22,14 +25,18 @@ use std::path::Path;
 use std::time::Instant;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store, StoreLimitsBuilder, Trap};
-use wit::{PolicyComponent, PolicyComponentPre, Version};
+use wit::{Bindings, Pre, Version};
 
 /// The default policy, built by `build.rs` from `core-wasm/`.
 pub static DEFAULT_POLICY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/policy.wasm"));
 /// Its SHA-256, computed by `build.rs`.
 pub static DEFAULT_POLICY_SHA256: [u8; 32] = *include_bytes!(concat!(env!("OUT_DIR"), "/policy.sha256"));
 
-#[derive(Debug, Clone, Copy)]
+/// The largest component file a user may install (a componentize-py
+/// component, CPython inside, is about 40 MB).
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Fuel (wasm operators) per export call.
     pub fuel_per_call: u64,
@@ -40,7 +47,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         // A step that parses a 200-item Plex page uses a few million; this is
-        // a bound against runaway loops, about a second of CPU.
+        // a bound against runaway loops, about a second of CPU (the
+        // `policy_fuel_millions` and `policy_memory_mb` settings change it).
         Limits { fuel_per_call: 20_000_000_000, memory_bytes: 256 << 20 }
     }
 }
@@ -60,6 +68,9 @@ pub enum PolicyError {
     Trap(String),
 }
 
+/// The state namespace of the built-in policy.
+pub const BUILTIN_NAMESPACE: &str = "stash2plex-default";
+
 /// What the host knows a policy to be, whatever name it claims: the
 /// built-in one, or a component by its SHA-256. Its state namespace and its
 /// log prefix come from this.
@@ -74,11 +85,16 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The SHA-256 of a component, hex (what status reports show).
+    pub fn sha256_of(wasm: &[u8]) -> String {
+        sha2::Sha256::digest(wasm).iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     fn of(digest: &[u8; 32], builtin: bool) -> Identity {
         let sha256: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         if builtin {
             // The name the built-in policy's state has always been kept under.
-            Identity { namespace: "stash2plex-default".into(), label: "stash2plex-default".into(), sha256 }
+            Identity { namespace: BUILTIN_NAMESPACE.into(), label: BUILTIN_NAMESPACE.into(), sha256 }
         } else {
             Identity {
                 namespace: format!("policy-{}", &sha256[..16]),
@@ -90,9 +106,10 @@ impl Identity {
 }
 
 /// A compiled, linked policy component, ready to be instantiated.
+#[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
-    pre: PolicyComponentPre<HostState>,
+    pre: Pre,
     limits: Limits,
     /// The world version the component was built against.
     pub world: Version,
@@ -158,28 +175,61 @@ impl Runtime {
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| PolicyError::Contract(describe_mismatch(&engine, &component, &e)))?;
-        let pre = PolicyComponentPre::new(instance_pre)
+        let pre = Pre::new(world, instance_pre)
             .map_err(|e| PolicyError::Contract(describe_mismatch(&engine, &component, &e)))?;
         let load_ms = start.elapsed().as_secs_f64() * 1000.0;
         let identity = Identity::of(digest, builtin);
         Ok(Runtime { engine, pre, limits, world, identity, load_stats: LoadStats { cache_hit, load_ms } })
     }
 
+    /// The same compiled component, loaded once more (admission runs its
+    /// vectors on a copy while the caller keeps this one).
+    pub fn clone_loaded(&self) -> Runtime {
+        self.clone()
+    }
+
+    /// The names of what the component imports and exports.
+    pub fn component_type_names(&self) -> (Vec<String>, Vec<String>) {
+        let ty = self.pre.component().component_type();
+        let imports = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let exports = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        (imports, exports)
+    }
+
+    /// The state format a policy declares (worlds from 0.2.0 on).
+    pub fn state_format(&self, info: &wit::policy::PolicyInfo) -> Option<String> {
+        wit::state_format(info)
+    }
+
     /// A fresh instance with `state` as its capabilities.
     pub fn instantiate(&self, state: HostState) -> Result<Instance, PolicyError> {
+        self.instantiate_or_return(state).map_err(|(e, _)| e)
+    }
+
+    /// Like `instantiate`, but a failure gives the capabilities back (a swap
+    /// that fails keeps the running policy's queue connection and clients).
+    pub fn instantiate_or_return(&self, state: HostState) -> Result<Instance, (PolicyError, Box<HostState>)> {
         let mut state = state;
-        state.limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
-            .table_elements(100_000)
-            .instances(4)
-            .memories(4)
-            .trap_on_grow_failure(true)
-            .build();
+        state.fresh_instance();
+        state.limits = crate::capabilities::Limiter::new(
+            StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes)
+                .table_elements(100_000)
+                .instances(16)
+                .memories(16)
+                .tables(64)
+                .trap_on_grow_failure(true)
+                .build(),
+        );
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
-        store.set_fuel(self.limits.fuel_per_call).map_err(|e| PolicyError::Load(format!("{e:#}")))?;
-        let bindings = self.pre.instantiate(&mut store).map_err(|e| PolicyError::Contract(format!("{e:#}")))?;
-        Ok(Instance { store, bindings, limits: self.limits, poisoned: false })
+        store.limiter(|s| s.limiter());
+        if let Err(e) = store.set_fuel(self.limits.fuel_per_call) {
+            return Err((PolicyError::Load(format!("{e:#}")), Box::new(store.into_data())));
+        }
+        match self.pre.instantiate(&mut store) {
+            Ok(bindings) => Ok(Instance { store, bindings, limits: self.limits, poisoned: false }),
+            Err(e) => Err((PolicyError::Contract(format!("{e:#}")), Box::new(store.into_data()))),
+        }
     }
 }
 
@@ -191,7 +241,7 @@ const TRAP_RELEASE_DELAY_MS: i64 = 1_000;
 /// One instance of a policy and its store.
 pub struct Instance {
     store: Store<HostState>,
-    bindings: PolicyComponent,
+    bindings: Bindings,
     limits: Limits,
     poisoned: bool,
 }
@@ -201,7 +251,7 @@ impl Instance {
     /// instance refuses further calls (wasmtime poisons the store).
     pub fn call<R>(
         &mut self,
-        f: impl FnOnce(&PolicyComponent, &mut Store<HostState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Bindings, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, PolicyError> {
         if self.poisoned {
             return Err(PolicyError::Trap("the instance trapped earlier and cannot be entered again".into()));
@@ -235,6 +285,17 @@ impl Instance {
 
     pub fn into_state(self) -> HostState {
         self.store.into_data()
+    }
+
+    /// Fuel the last call used.
+    pub fn fuel_used(&self) -> u64 {
+        self.limits.fuel_per_call.saturating_sub(self.store.get_fuel().unwrap_or(0))
+    }
+
+    /// The instance's linear memory now (its high-water: wasm memories
+    /// never shrink).
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limits_peak()
     }
 
     fn classify(&mut self, e: wasmtime::Error) -> PolicyError {

@@ -45,6 +45,56 @@ pub struct HostSettings {
     /// Dead letters older than this many days are deleted at the start of
     /// a drain; 0 keeps them forever.
     pub dlq_retention_days: u32,
+    /// Which policy runs and its bounds.
+    pub policy: PolicySettings,
+}
+
+/// The settings that choose the policy and bound it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PolicySettings {
+    /// A policy component (`.wasm`) to run instead of the built-in one.
+    pub path: Option<String>,
+    pub limits: crate::runtime::Limits,
+}
+
+/// The setting naming the policy component.
+pub const POLICY_PATH_KEY: &str = "policy_path";
+
+impl PolicySettings {
+    /// From a settings map that may be incomplete or invalid (hooks'
+    /// cached copy, reports): an invalid value counts as its default (the
+    /// drainer's connected settings report it).
+    pub fn from_map(map: &Map<String, Value>) -> PolicySettings {
+        let specs = host_specs();
+        let value = |key: &str| {
+            specs
+                .iter()
+                .find(|s| s.key == key)
+                .map(|spec| parse::parse_value(spec, map.get(key)).unwrap_or_else(|_| spec.default_value.clone()))
+        };
+        let whole = |key: &str| match value(key) {
+            Some(SettingValue::Whole(n)) => u64::try_from(n).unwrap_or(0),
+            _ => 0,
+        };
+        let path = match value(POLICY_PATH_KEY) {
+            Some(SettingValue::Text(t)) if !t.trim().is_empty() => Some(t.trim().to_string()),
+            _ => None,
+        };
+        let defaults = crate::runtime::Limits::default();
+        let fuel = whole("policy_fuel_millions");
+        let memory = whole("policy_memory_mb");
+        PolicySettings {
+            path,
+            limits: crate::runtime::Limits {
+                fuel_per_call: if fuel == 0 { defaults.fuel_per_call } else { fuel.saturating_mul(1_000_000) },
+                memory_bytes: if memory == 0 {
+                    defaults.memory_bytes
+                } else {
+                    usize::try_from(memory).unwrap_or(256).saturating_mul(1 << 20)
+                },
+            },
+        }
+    }
 }
 
 impl std::fmt::Debug for HostSettings {
@@ -60,6 +110,7 @@ impl std::fmt::Debug for HostSettings {
             .field("auto_drain", &self.auto_drain)
             .field("plex_proxy", &self.plex_proxy)
             .field("dlq_retention_days", &self.dlq_retention_days)
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -91,6 +142,19 @@ pub fn host_specs() -> Vec<SettingSpec> {
             Text(String::new()),
             "An HTTP proxy to reach Plex through (empty = none)",
         ),
+        spec(
+            POLICY_PATH_KEY,
+            SettingKind::Text,
+            Text(String::new()),
+            "A policy component (.wasm) to run instead of the built-in one (relative to the plugin folder)",
+        ),
+        spec(
+            "policy_fuel_millions",
+            whole(100, 1_000_000),
+            Whole(20_000),
+            "CPU budget of one call into the policy, in millions of WebAssembly instructions",
+        ),
+        spec("policy_memory_mb", whole(16, 4096), Whole(256), "Memory a policy instance may use, in MiB"),
     ]
 }
 
@@ -123,7 +187,7 @@ pub fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) 
             map.insert(key.into(), Value::String(value));
         }
     }
-    let parsed = parse::parse_all(&host_specs(), &map)?;
+    let parsed = parse::parse_all(&host_specs(), &map).map_err(|problems| hide_token(problems, &map))?;
     let text = |k| match parse::get(&parsed, k) {
         Some(SettingValue::Text(s)) => s.clone(),
         _ => String::new(),
@@ -152,7 +216,7 @@ pub fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) 
         problems.push("plex_token does not look like a Plex token (at least 10 characters, no spaces)".into());
     }
     if !problems.is_empty() {
-        return Err(problems);
+        return Err(hide_token(problems, &map));
     }
     Ok(HostSettings {
         plex_url,
@@ -165,7 +229,18 @@ pub fn from_map(map: &Map<String, Value>, env: &dyn Fn(&str) -> Option<String>) 
         auto_drain: flag("auto_drain"),
         plex_proxy: (!plex_proxy.is_empty()).then_some(plex_proxy),
         dlq_retention_days: u32::try_from(number("dlq_retention_days")).unwrap_or(30),
+        policy: PolicySettings::from_map(&map),
     })
+}
+
+/// `problems` with the token replaced by `****` wherever it appears: a
+/// user who pasted it into another setting (the URL, the proxy) must not
+/// find it in Stash's log, and this runs before the log knows the token.
+fn hide_token(problems: Vec<String>, map: &Map<String, Value>) -> Vec<String> {
+    match map.get("plex_token").and_then(Value::as_str).map(str::trim).filter(|t| t.len() >= 4) {
+        Some(token) => problems.into_iter().map(|p| p.replace(token, "****")).collect(),
+        None => problems,
+    }
 }
 
 /// What is wrong with a server address setting, if anything. The address is
@@ -174,7 +249,8 @@ fn url_problem(key: &str, url: &str, what: &str) -> Option<String> {
     let lower = url.to_ascii_lowercase();
     let rest = lower.strip_prefix("http://").or_else(|| lower.strip_prefix("https://"));
     let authority = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-    if authority.is_some_and(|a| a.contains('@')) {
+    // Any '@' (a password may hold a '/', which would end the authority).
+    if rest.is_some_and(|r| r.contains('@')) {
         return Some(format!(
             "{key} must not contain a user name or password; enter just the {what}'s address (for example http://192.168.1.10:32400)"
         ));
@@ -222,6 +298,26 @@ mod tests {
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
+    }
+
+    /// Found by the settings fuzz target: a token pasted into another
+    /// setting was repeated in that setting's problem (the log does not
+    /// know the token yet when the settings are refused).
+    #[test]
+    fn a_token_pasted_into_another_setting_is_not_repeated() {
+        let token = "AbCdEfGhIjKlMnOpQrSt";
+        let with_slash = json!("http://user:pass/word@plex:32400");
+        let problems =
+            from_map(&json!({"plex_token": token, "plex_url": with_slash}).as_object().cloned().unwrap(), &|_| None);
+        assert!(problems.unwrap_err()[0].contains("must not contain a user name or password"));
+        for (key, value) in [("plex_url", json!(token)), ("plex_proxy", json!([token])), ("enabled", json!(token))] {
+            let mut map = Map::new();
+            map.insert("plex_token".into(), json!(token));
+            map.insert(key.into(), value);
+            let problems = from_map(&map, &|_| None).unwrap_err();
+            assert!(problems.iter().all(|p| !p.contains(token)), "{problems:?}");
+            assert!(problems.iter().any(|p| p.starts_with(key) && p.contains("****")), "{problems:?}");
+        }
     }
 
     #[test]
@@ -334,5 +430,23 @@ mod tests {
         assert!(!cached_flag(&map(json!({"auto_drain": "off"})), "auto_drain"));
         assert!(cached_flag(&map(json!({"auto_drain": "perhaps"})), "auto_drain"), "invalid → default on");
         assert!(is_host_key("plex_read_timeout") && is_host_key("plex_url") && !is_host_key("sync_tags"));
+        assert!(is_host_key("policy_path") && is_host_key("policy_fuel_millions") && is_host_key("policy_memory_mb"));
+    }
+
+    #[test]
+    fn the_policy_is_chosen_and_bounded_by_settings_with_safe_defaults() {
+        let p = PolicySettings::from_map(&Map::new());
+        assert_eq!(p, PolicySettings::default());
+        assert_eq!(p.limits, crate::runtime::Limits::default());
+        let p = PolicySettings::from_map(&map(
+            json!({"policy_path": " policies/labels.wasm ", "policy_fuel_millions": "500", "policy_memory_mb": 64.0}),
+        ));
+        assert_eq!(p.path.as_deref(), Some("policies/labels.wasm"));
+        assert_eq!((p.limits.fuel_per_call, p.limits.memory_bytes), (500_000_000, 64 << 20));
+        // Out of range: the connected settings say so; the policy runs with the defaults.
+        let bad = map(json!({"plex_url":"http://p.x","plex_token":"abcdefghijkl","policy_memory_mb": 1}));
+        assert_eq!(PolicySettings::from_map(&bad).limits, crate::runtime::Limits::default());
+        let errs = from_map(&bad, &no_env).unwrap_err();
+        assert!(errs[0].contains("policy_memory_mb must be a whole number from 16 to 4096"), "{errs:?}");
     }
 }

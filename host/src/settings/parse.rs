@@ -128,6 +128,10 @@ pub fn get<'a>(settings: &'a [Setting], key: &str) -> Option<&'a SettingValue> {
 }
 
 #[cfg(test)]
+#[path = "../fuzz/settings.rs"]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::runtime::wit::policy::WholeRange;

@@ -4,6 +4,6 @@
 mod queue;
 
 pub use queue::{
-    DeadFilter, DeadLetter, DeadLetterInfo, EnqueueOutcome, Job, JobRow, Queue, QueueCounts, QueueError, StateWrite,
-    StoredEvent,
+    DeadFilter, DeadLetter, DeadLetterInfo, EnqueueOutcome, Handled, Job, JobRow, PolicyRecord, Queue, QueueCounts,
+    QueueError, StateWrite, StoredEvent,
 };

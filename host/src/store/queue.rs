@@ -22,7 +22,128 @@ use std::path::Path;
 use std::time::Duration;
 use thiserror::Error;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
+
+/// The schema, one step per version: a database at version `n` gets every
+/// step after it, in order, so any older queue upgrades to the newest.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS jobs (
+             id              INTEGER PRIMARY KEY AUTOINCREMENT,
+             scene_id        TEXT NOT NULL UNIQUE,
+             payload         TEXT NOT NULL,
+             state           TEXT NOT NULL CHECK (state IN ('ready', 'running')),
+             not_before      INTEGER NOT NULL,
+             attempt         INTEGER NOT NULL DEFAULT 0,
+             lease           INTEGER,
+             lease_until     INTEGER,
+             dirty           INTEGER NOT NULL DEFAULT 0,
+             first_enqueued  INTEGER NOT NULL,
+             last_enqueued   INTEGER NOT NULL,
+             last_error      TEXT,
+             first_failed    INTEGER
+         );
+         CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, not_before, id);
+         CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (state, lease_until);
+         CREATE TABLE IF NOT EXISTS dead_letters (
+             id              INTEGER PRIMARY KEY AUTOINCREMENT,
+             scene_id        TEXT NOT NULL,
+             payload         TEXT NOT NULL,
+             error_class     TEXT NOT NULL,
+             message         TEXT NOT NULL,
+             detail          TEXT NOT NULL,
+             attempts        INTEGER NOT NULL,
+             first_enqueued  INTEGER NOT NULL,
+             first_failed    INTEGER NOT NULL,
+             failed_at       INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS dead_letters_failed ON dead_letters (failed_at);
+         CREATE INDEX IF NOT EXISTS dead_letters_class ON dead_letters (error_class);
+         CREATE TABLE IF NOT EXISTS policy_state (
+             namespace TEXT NOT NULL,
+             key       TEXT NOT NULL,
+             value     TEXT NOT NULL,
+             PRIMARY KEY (namespace, key)
+         );
+         CREATE TABLE IF NOT EXISTS host_state (
+             key   TEXT PRIMARY KEY,
+             value TEXT NOT NULL
+         );",
+    ),
+    // Hook events, recorded as they arrive and handed to the policy by the
+    // drainer (see `hook.rs`).
+    (
+        2,
+        "CREATE TABLE IF NOT EXISTS events (
+             id            INTEGER PRIMARY KEY AUTOINCREMENT,
+             trigger       TEXT NOT NULL,
+             object_id     TEXT,
+             input_fields  TEXT NOT NULL,
+             input         TEXT,
+             received      INTEGER NOT NULL,
+             tries         INTEGER NOT NULL DEFAULT 0
+         );",
+    ),
+    // Which policy handled each job (issue "Swappable policies").
+    (
+        3,
+        "ALTER TABLE jobs ADD COLUMN policy TEXT;
+         ALTER TABLE dead_letters ADD COLUMN policy TEXT;
+         CREATE TABLE IF NOT EXISTS policies (
+             sha256        TEXT PRIMARY KEY,
+             name          TEXT NOT NULL,
+             version       TEXT NOT NULL,
+             world         TEXT NOT NULL,
+             namespace     TEXT NOT NULL,
+             state_format  TEXT,
+             first_seen    INTEGER NOT NULL,
+             last_seen     INTEGER NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS handled (
+             id        INTEGER PRIMARY KEY AUTOINCREMENT,
+             job_id    INTEGER NOT NULL,
+             scene_id  TEXT NOT NULL,
+             outcome   TEXT NOT NULL,
+             policy    TEXT NOT NULL,
+             at        INTEGER NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS handled_scene ON handled (scene_id, id);",
+    ),
+    // When a job for each scene last completed, so reconciliation can tell
+    // a scene stash2plex never synced from one that drifted.
+    (
+        4,
+        "CREATE TABLE IF NOT EXISTS synced (
+             scene_id  TEXT PRIMARY KEY,
+             at        INTEGER NOT NULL
+         );",
+    ),
+];
+
+/// One step, once: another process may have taken it since this one read
+/// the version (hooks open the queue many at a time after an upgrade), so
+/// the version is read again under the write lock.
+fn migrate(conn: &Connection, to: i64, sql: &str) -> Result<(), QueueError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let step = || -> Result<(), QueueError> {
+        let now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if now < to {
+            conn.execute_batch(sql)?;
+            conn.execute_batch(&format!("PRAGMA user_version = {to}"))?;
+        }
+        Ok(())
+    };
+    match step() {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+/// Rows kept in `handled` (the per-job record of which policy did what).
+const HANDLED_KEPT: i64 = 20_000;
 
 #[derive(Debug, Error)]
 pub enum QueueError {
@@ -60,6 +181,8 @@ pub struct DeadLetter {
     pub first_failed_ms: i64,
     /// The last one (when it was dead-lettered).
     pub failed_ms: i64,
+    /// The policy that dead-lettered it (`name version (sha256 …)`).
+    pub policy: Option<String>,
 }
 
 /// Which dead letters a task acts on.
@@ -90,6 +213,38 @@ pub struct StoredEvent {
     pub tries: u32,
 }
 
+/// A policy as the queue records it: which one handled each job.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PolicyRecord {
+    pub sha256: String,
+    pub name: String,
+    pub version: String,
+    /// The contract version it was built for.
+    pub world: String,
+    /// Where its state lives.
+    pub namespace: String,
+    /// The state format it declares (state is carried over between two
+    /// policies that declare the same one).
+    pub state_format: Option<String>,
+}
+
+impl PolicyRecord {
+    pub fn describe(&self) -> String {
+        format!("{} {} (sha256 {})", self.name, self.version, &self.sha256[..12.min(self.sha256.len())])
+    }
+}
+
+/// One outcome the policy reported for a job, and which policy it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handled {
+    pub job_id: u64,
+    pub scene_id: String,
+    /// `complete`, `retry`, `release`, `dead-letter`, `given-back`.
+    pub outcome: String,
+    pub policy_sha256: String,
+    pub at_ms: i64,
+}
+
 /// A live job as reports (and tests) see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRow {
@@ -108,6 +263,8 @@ pub struct Queue {
     conn: Connection,
     /// Namespace for `policy_state` keys (the policy's name).
     namespace: String,
+    /// The SHA-256 of the policy whose outcomes are recorded.
+    handler: Option<String>,
 }
 
 impl Queue {
@@ -131,92 +288,160 @@ impl Queue {
         if version > SCHEMA_VERSION {
             return Err(QueueError::NewerSchema { found: version, known: SCHEMA_VERSION });
         }
-        if version < 1 {
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS jobs (
-                     id              INTEGER PRIMARY KEY AUTOINCREMENT,
-                     scene_id        TEXT NOT NULL UNIQUE,
-                     payload         TEXT NOT NULL,
-                     state           TEXT NOT NULL CHECK (state IN ('ready', 'running')),
-                     not_before      INTEGER NOT NULL,
-                     attempt         INTEGER NOT NULL DEFAULT 0,
-                     lease           INTEGER,
-                     lease_until     INTEGER,
-                     dirty           INTEGER NOT NULL DEFAULT 0,
-                     first_enqueued  INTEGER NOT NULL,
-                     last_enqueued   INTEGER NOT NULL,
-                     last_error      TEXT,
-                     first_failed    INTEGER
-                 );
-                 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, not_before, id);
-                 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (state, lease_until);
-                 CREATE TABLE IF NOT EXISTS dead_letters (
-                     id              INTEGER PRIMARY KEY AUTOINCREMENT,
-                     scene_id        TEXT NOT NULL,
-                     payload         TEXT NOT NULL,
-                     error_class     TEXT NOT NULL,
-                     message         TEXT NOT NULL,
-                     detail          TEXT NOT NULL,
-                     attempts        INTEGER NOT NULL,
-                     first_enqueued  INTEGER NOT NULL,
-                     first_failed    INTEGER NOT NULL,
-                     failed_at       INTEGER NOT NULL
-                 );
-                 CREATE INDEX IF NOT EXISTS dead_letters_failed ON dead_letters (failed_at);
-                 CREATE INDEX IF NOT EXISTS dead_letters_class ON dead_letters (error_class);
-                 CREATE TABLE IF NOT EXISTS policy_state (
-                     namespace TEXT NOT NULL,
-                     key       TEXT NOT NULL,
-                     value     TEXT NOT NULL,
-                     PRIMARY KEY (namespace, key)
-                 );
-                 CREATE TABLE IF NOT EXISTS host_state (
-                     key   TEXT PRIMARY KEY,
-                     value TEXT NOT NULL
-                 );
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )?;
+        for &(to, sql) in MIGRATIONS {
+            if version < to {
+                migrate(&conn, to, sql)?;
+            }
         }
-        if version < 2 {
-            // Hook events, recorded as they arrive and handed to the policy
-            // by the drainer (see `hook.rs`).
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS events (
-                     id            INTEGER PRIMARY KEY AUTOINCREMENT,
-                     trigger       TEXT NOT NULL,
-                     object_id     TEXT,
-                     input_fields  TEXT NOT NULL,
-                     input         TEXT,
-                     received      INTEGER NOT NULL,
-                     tries         INTEGER NOT NULL DEFAULT 0
-                 );
-                 PRAGMA user_version = 2;
-                 COMMIT;",
-            )?;
-        }
-        if version < 3 {
-            // Issue 11, its own step (re-number it freely at a merge): when
-            // a job for each scene last completed, so reconciliation can
-            // tell a scene stash2plex never synced from one that drifted.
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE IF NOT EXISTS synced (
-                     scene_id  TEXT PRIMARY KEY,
-                     at        INTEGER NOT NULL
-                 );
-                 PRAGMA user_version = 3;
-                 COMMIT;",
-            )?;
-        }
-        Ok(Queue { conn, namespace: "default".into() })
+        Ok(Queue { conn, namespace: "default".into(), handler: None })
     }
 
     /// Set the namespace used for policy state keys.
     pub fn set_namespace(&mut self, ns: &str) {
         self.namespace = ns.to_string();
+    }
+
+    /// The policy whose outcomes are recorded from now on, and whose state
+    /// namespace is used.
+    pub fn set_policy(&mut self, policy: &PolicyRecord) {
+        self.namespace = policy.namespace.clone();
+        self.handler = Some(policy.sha256.clone());
+    }
+
+    /// Remember `policy` (and that it is the one running now).
+    pub fn record_policy(&mut self, policy: &PolicyRecord) -> Result<(), QueueError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        self.conn.execute(
+            "INSERT INTO policies (sha256, name, version, world, namespace, state_format, first_seen, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+             ON CONFLICT (sha256) DO UPDATE SET name = excluded.name, version = excluded.version,
+                 world = excluded.world, namespace = excluded.namespace, state_format = excluded.state_format,
+                 last_seen = excluded.last_seen",
+            params![
+                policy.sha256,
+                policy.name,
+                policy.version,
+                policy.world,
+                policy.namespace,
+                policy.state_format,
+                now
+            ],
+        )?;
+        self.host_set("policy_running", &policy.sha256)
+    }
+
+    /// The policy that ran last (before `record_policy` of the current one).
+    pub fn last_policy(&self) -> Result<Option<PolicyRecord>, QueueError> {
+        let Some(sha) = self.host_get("policy_running")? else {
+            return Ok(None);
+        };
+        self.policy(&sha)
+    }
+
+    pub fn policy(&self, sha256: &str) -> Result<Option<PolicyRecord>, QueueError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT sha256, name, version, world, namespace, state_format FROM policies WHERE sha256 = ?1",
+                [sha256],
+                |r| {
+                    Ok(PolicyRecord {
+                        sha256: r.get(0)?,
+                        name: r.get(1)?,
+                        version: r.get(2)?,
+                        world: r.get(3)?,
+                        namespace: r.get(4)?,
+                        state_format: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Copy the policy state of namespace `from` into `to` when `to` has
+    /// none yet (a policy that keeps the same state format as the one
+    /// before it). Returns how many keys were copied.
+    pub fn copy_state(&mut self, from: &str, to: &str) -> Result<usize, QueueError> {
+        let tx = self.tx()?;
+        let has: bool =
+            tx.query_row("SELECT EXISTS (SELECT 1 FROM policy_state WHERE namespace = ?1)", [to], |r| r.get(0))?;
+        if has || from == to {
+            return Ok(0);
+        }
+        let n = tx.execute(
+            "INSERT INTO policy_state (namespace, key, value) SELECT ?2, key, value FROM policy_state WHERE namespace = ?1",
+            params![from, to],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Record an outcome of `job_id` by the current policy (in the caller's
+    /// transaction), keeping the newest [`HANDLED_KEPT`] rows.
+    fn handled(
+        tx: &Transaction<'_>,
+        handler: &Option<String>,
+        job_id: u64,
+        outcome: &str,
+        now_ms: i64,
+    ) -> Result<(), QueueError> {
+        let Some(policy) = handler else { return Ok(()) };
+        let id: i64 = tx.query_row(
+            "INSERT INTO handled (job_id, scene_id, outcome, policy, at)
+             SELECT id, scene_id, ?2, ?3, ?4 FROM jobs WHERE id = ?1 RETURNING id",
+            params![job_id as i64, outcome, policy, now_ms],
+            |r| r.get(0),
+        )?;
+        if id % 1_000 == 0 {
+            tx.execute("DELETE FROM handled WHERE id <= ?1", [id - HANDLED_KEPT])?;
+        }
+        Ok(())
+    }
+
+    /// The recorded outcomes of `scene_id` (or all, oldest first), at most
+    /// `limit`.
+    pub fn handled_for(&self, scene_id: Option<&str>, limit: u32) -> Result<Vec<Handled>, QueueError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT job_id, scene_id, outcome, policy, at FROM handled WHERE (?1 IS NULL OR scene_id = ?1)
+             ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![scene_id, limit], |r| {
+            Ok(Handled {
+                job_id: r.get::<_, i64>(0)? as u64,
+                scene_id: r.get(1)?,
+                outcome: r.get(2)?,
+                policy_sha256: r.get(3)?,
+                at_ms: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Outcomes per policy since `since_ms`: (policy, outcome, count).
+    pub fn handled_by_policy(&self, since_ms: i64) -> Result<Vec<(PolicyRecord, String, u64)>, QueueError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT h.policy, h.outcome, COUNT(*), p.name, p.version, p.world, p.namespace, p.state_format
+             FROM handled h LEFT JOIN policies p ON p.sha256 = h.policy
+             WHERE h.at >= ?1 GROUP BY h.policy, h.outcome ORDER BY MIN(h.id)",
+        )?;
+        let rows = stmt.query_map([since_ms], |r| {
+            Ok((
+                PolicyRecord {
+                    sha256: r.get(0)?,
+                    name: r.get::<_, Option<String>>(3)?.unwrap_or_else(|| "?".into()),
+                    version: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+                    world: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                    namespace: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                    state_format: r.get(7)?,
+                },
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?.max(0) as u64,
+            ))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     fn tx(&mut self) -> Result<Transaction<'_>, QueueError> {
@@ -269,6 +494,7 @@ impl Queue {
     /// Claim the next due job for `lease_ms`: an expired lease first (a
     /// crashed drainer's job), then the earliest due ready job.
     pub fn claim(&mut self, lease_ms: u32, now_ms: i64, lease_token: u64) -> Result<Option<Job>, QueueError> {
+        let handler = self.handler.clone();
         let tx = self.tx()?;
         let expired: Option<i64> = tx
             .query_row(
@@ -292,10 +518,11 @@ impl Queue {
         };
         let lease = lease_token as i64;
         let job = tx.query_row(
-            "UPDATE jobs SET state = 'running', lease = ?2, lease_until = ?3, attempt = attempt + 1, dirty = 0
+            "UPDATE jobs SET state = 'running', lease = ?2, lease_until = ?3, attempt = attempt + 1, dirty = 0,
+                 policy = COALESCE(?4, policy)
              WHERE id = ?1
              RETURNING id, scene_id, payload, attempt, first_enqueued, last_enqueued, last_error",
-            params![id, lease, now_ms + i64::from(lease_ms)],
+            params![id, lease, now_ms + i64::from(lease_ms), handler],
             |r| {
                 Ok(Job {
                     id: r.get::<_, i64>(0)? as u64,
@@ -356,7 +583,7 @@ impl Queue {
 
     /// The job succeeded. If a newer change arrived meanwhile, it runs again.
     pub fn complete(&mut self, job_id: u64, lease: u64, state: &[StateWrite], now_ms: i64) -> Result<(), QueueError> {
-        let ns = self.namespace.clone();
+        let (ns, handler) = (self.namespace.clone(), self.handler.clone());
         let tx = self.tx()?;
         let dirty = Self::check_lease(&tx, job_id, lease)?;
         // A scene's job (not an object's) completed: remember when.
@@ -365,6 +592,7 @@ impl Queue {
              ON CONFLICT (scene_id) DO UPDATE SET at = excluded.at",
             params![job_id as i64, now_ms],
         )?;
+        Self::handled(&tx, &handler, job_id, "complete", now_ms)?;
         if dirty {
             tx.execute(
                 "UPDATE jobs SET state = 'ready', not_before = ?2, attempt = 0, lease = NULL, lease_until = NULL,
@@ -390,9 +618,10 @@ impl Queue {
         state: &[StateWrite],
         now_ms: i64,
     ) -> Result<(), QueueError> {
-        let ns = self.namespace.clone();
+        let (ns, handler) = (self.namespace.clone(), self.handler.clone());
         let tx = self.tx()?;
         let dirty = Self::check_lease(&tx, job_id, lease)?;
+        Self::handled(&tx, &handler, job_id, "retry", now_ms)?;
         tx.execute(
             "UPDATE jobs SET state = 'ready', not_before = ?2, lease = NULL, lease_until = NULL, dirty = 0,
              last_error = ?3, attempt = CASE WHEN ?4 THEN 0 ELSE attempt END,
@@ -412,9 +641,28 @@ impl Queue {
         not_before_ms: i64,
         state: &[StateWrite],
     ) -> Result<(), QueueError> {
-        let ns = self.namespace.clone();
+        self.release_as(job_id, lease, not_before_ms, state, "release")
+    }
+
+    /// The host gives back a job the policy held when it failed or was
+    /// swapped out (recorded as `given-back`).
+    pub fn give_back(&mut self, job_id: u64, lease: u64, not_before_ms: i64) -> Result<(), QueueError> {
+        self.release_as(job_id, lease, not_before_ms, &[], "given-back")
+    }
+
+    fn release_as(
+        &mut self,
+        job_id: u64,
+        lease: u64,
+        not_before_ms: i64,
+        state: &[StateWrite],
+        outcome: &str,
+    ) -> Result<(), QueueError> {
+        let (ns, handler) = (self.namespace.clone(), self.handler.clone());
         let tx = self.tx()?;
         Self::check_lease(&tx, job_id, lease)?;
+        // `at` is when the job is due again (a release is recorded as of it).
+        Self::handled(&tx, &handler, job_id, outcome, not_before_ms)?;
         tx.execute(
             "UPDATE jobs SET state = 'ready', not_before = ?2, lease = NULL, lease_until = NULL, dirty = 0,
              attempt = MAX(attempt - 1, 0) WHERE id = ?1",
@@ -435,15 +683,18 @@ impl Queue {
         state: &[StateWrite],
         now_ms: i64,
     ) -> Result<(), QueueError> {
-        let ns = self.namespace.clone();
+        let (ns, handler) = (self.namespace.clone(), self.handler.clone());
         let tx = self.tx()?;
         let dirty = Self::check_lease(&tx, job_id, lease)?;
+        Self::handled(&tx, &handler, job_id, "dead-letter", now_ms)?;
         tx.execute(
             "INSERT INTO dead_letters
-                 (scene_id, payload, error_class, message, detail, attempts, first_enqueued, first_failed, failed_at)
-             SELECT scene_id, payload, ?2, ?3, ?4, attempt, first_enqueued, COALESCE(first_failed, ?5), ?5
+                 (scene_id, payload, error_class, message, detail, attempts, first_enqueued, first_failed, failed_at,
+                  policy)
+             SELECT scene_id, payload, ?2, ?3, ?4, attempt, first_enqueued, COALESCE(first_failed, ?5), ?5,
+                  COALESCE(?6, policy)
              FROM jobs WHERE id = ?1",
-            params![job_id as i64, info.error_class, info.message, info.detail, now_ms],
+            params![job_id as i64, info.error_class, info.message, info.detail, now_ms, handler],
         )?;
         if dirty {
             tx.execute(
@@ -652,6 +903,11 @@ impl Queue {
         Ok(n.max(0) as u64)
     }
 
+    pub fn host_delete(&mut self, key: &str) -> Result<(), QueueError> {
+        self.conn.execute("DELETE FROM host_state WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     /// Host bookkeeping (cached settings, device id).
     pub fn host_get(&self, key: &str) -> Result<Option<String>, QueueError> {
         Ok(self.conn.query_row("SELECT value FROM host_state WHERE key = ?1", [key], |r| r.get(0)).optional()?)
@@ -698,11 +954,11 @@ impl Queue {
     /// Dead letters matching `filter`, newest first.
     pub fn dead_letters_matching(&self, filter: &DeadFilter, limit: u32) -> Result<Vec<DeadLetter>, QueueError> {
         let mut stmt = self.conn.prepare(
-            "SELECT id, scene_id, payload, error_class, message, detail, attempts, first_enqueued, failed_at,
-                    first_failed
-             FROM dead_letters
-             WHERE (?1 IS NULL OR error_class = ?1) AND failed_at >= ?2 AND failed_at <= ?3
-             ORDER BY failed_at DESC, id DESC LIMIT ?4",
+            "SELECT d.id, d.scene_id, d.payload, d.error_class, d.message, d.detail, d.attempts, d.first_enqueued,
+                    d.failed_at, d.first_failed, p.name, p.version, d.policy
+             FROM dead_letters d LEFT JOIN policies p ON p.sha256 = d.policy
+             WHERE (?1 IS NULL OR d.error_class = ?1) AND d.failed_at >= ?2 AND d.failed_at <= ?3
+             ORDER BY d.failed_at DESC, d.id DESC LIMIT ?4",
         )?;
         let rows = stmt.query_map(params![filter.class, filter.since_ms, filter.until_ms, limit], |r| {
             Ok(DeadLetter {
@@ -716,6 +972,16 @@ impl Queue {
                 first_enqueued_ms: r.get(7)?,
                 failed_ms: r.get(8)?,
                 first_failed_ms: r.get(9)?,
+                policy: match (
+                    r.get::<_, Option<String>>(10)?,
+                    r.get::<_, Option<String>>(11)?,
+                    r.get::<_, Option<String>>(12)?,
+                ) {
+                    (Some(name), Some(version), Some(sha)) => {
+                        Some(format!("{name} {version} (sha256 {})", &sha[..12.min(sha.len())]))
+                    }
+                    (_, _, sha) => sha,
+                },
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -942,6 +1208,57 @@ mod tests {
         let mut q = Queue::open(&path).unwrap();
         assert_eq!(q.counts(0).unwrap().running, 1);
         assert_eq!(q.claim(1000, 5000, 2).unwrap().unwrap().payload, "a");
+    }
+
+    /// A queue left at each older version (as an older plugin wrote it,
+    /// with a job and an event in it) upgrades to the newest, keeping them;
+    /// eight processes opening it at once upgrade it once.
+    #[test]
+    fn every_older_schema_upgrades_and_keeps_its_rows_even_when_opened_at_once() {
+        for from in 1..SCHEMA_VERSION {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("queue.db");
+            {
+                let conn = Connection::open(&path).unwrap();
+                for &(to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to <= from) {
+                    migrate(&conn, to, sql).unwrap();
+                }
+                conn.execute(
+                    "INSERT INTO jobs (scene_id, payload, state, not_before, first_enqueued, last_enqueued)
+                     VALUES ('7', 'p', 'ready', 0, 0, 0)",
+                    [],
+                )
+                .unwrap();
+                if from >= 2 {
+                    conn.execute(
+                        "INSERT INTO events (trigger, object_id, input_fields, received) VALUES ('Scene.Update.Post', '7', '[]', 0)",
+                        [],
+                    )
+                    .unwrap();
+                }
+            }
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Queue::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for o in openers {
+                o.join().unwrap().unwrap_or_else(|e| panic!("from version {from}: {e}"));
+            }
+            let mut q = Queue::open(&path).unwrap();
+            let version: i64 = q.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+            assert_eq!(version, SCHEMA_VERSION, "from version {from}");
+            assert_eq!(q.counts(0).unwrap().ready, 1, "from version {from}: the job is kept");
+            assert_eq!(q.pending_events(10).unwrap().len(), usize::from(from >= 2), "from version {from}");
+            let job = q.claim(1000, 0, 1).unwrap().expect("the job can be claimed");
+            q.complete(job.id, job.lease, &[], 1).unwrap();
+            assert_eq!(q.counts(1).unwrap(), QueueCounts::default(), "from version {from}");
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub fn list(env: &Env, args: &Args) -> Answer {
     let mut out = format!("=== Dead letters ({} shown) ===\n", rows.len());
     for d in rows {
         out.push_str(&format!(
-            "#{} scene {} [{}] {} attempt(s); change recorded {} ago, first failed {} ago, last failed {} ago: {}\n    {}\n",
+            "#{} scene {} [{}] {} attempt(s); change recorded {} ago, first failed {} ago, last failed {} ago{}: {}\n    {}\n",
             d.id,
             d.scene_id,
             d.error_class,
@@ -42,6 +42,7 @@ pub fn list(env: &Env, args: &Args) -> Answer {
             duration_text(now - d.first_enqueued_ms),
             duration_text(now - d.first_failed_ms),
             duration_text(now - d.failed_ms),
+            d.policy.as_deref().map(|p| format!(", by policy {p}")).unwrap_or_default(),
             d.message,
             d.detail.replace('\n', "\n    ")
         ));

@@ -70,9 +70,10 @@ pub fn run(env: &Env, mode: Option<&str>, args: &Args) -> Answer {
 
 /// The tasks the policy that would run declares.
 fn policy_modes(env: &Env) -> Vec<String> {
-    env.load_runtime()
+    let cached = env.open_queue().map(|q| Env::cached_settings(&q).map).unwrap_or_default();
+    env.load_runtime(&cached)
         .ok()
-        .and_then(|rt| session::admit(&rt).ok())
+        .and_then(|(rt, _)| session::admit(&rt).ok())
         .map(|info| info.tasks.into_iter().map(|t| t.name).collect())
         .unwrap_or_default()
 }
@@ -122,10 +123,15 @@ fn policy_task(env: &Env, name: &str, args: &Args) -> Answer {
         // A reconciliation is done by the drain's steps (never beside a
         // drain): start one, or leave it to the one running.
         Ok(Ok(started)) if name == "reconcile" => {
+            let lines = session.policy.status_lines();
             drop(session);
-            reconcile_in_drain(env, started)
+            match reconcile_in_drain(env, started) {
+                Answer::Output(Value::String(out)) => Answer::ok(format!("{}\n{}", out.trim_end(), lines.trim_end())),
+                other => other,
+            }
         }
-        Ok(Ok(report)) => Answer::ok(report),
+        // Every report says which policy made it, and why that one runs.
+        Ok(Ok(report)) => Answer::ok(format!("{}\n{}", report.trim_end(), session.policy.status_lines().trim_end())),
         Ok(Err(msg)) => Answer::Error(msg),
         Err(e) => Answer::Error(e.to_string()),
     }

@@ -24,7 +24,7 @@ pub fn queue_status(env: &Env) -> Answer {
     // report stands on its own if the policy cannot answer.
     let cached = Env::cached_settings(&queue);
     let status = offline_session(env, queue, &cached, "this task does not contact Plex").and_then(|mut s| {
-        let policy = format!("Policy: {} {}", s.info.name, s.info.version);
+        let policy = s.policy.status_lines().trim_end().to_string();
         match s.status() {
             Ok(Ok(status)) => Ok((policy, status)),
             Ok(Err(e)) => Err(e),
@@ -93,6 +93,14 @@ pub fn status_report(queue: &Queue, now: i64) -> Result<String, String> {
             duration_text(j.not_before_ms - now),
             j.last_error.as_deref().unwrap_or("-")
         ));
+    }
+    let day_ago = now - 86_400_000;
+    let by_policy = queue.handled_by_policy(day_ago).map_err(|e| e.to_string())?;
+    if !by_policy.is_empty() {
+        out.push_str("Jobs handled in the last 24 hours, by policy:\n");
+        for (policy, outcome, n) in by_policy {
+            out.push_str(&format!("  {}: {n} {outcome}\n", policy.describe()));
+        }
     }
     if c.dead > 0 {
         out.push_str("Dead letters by class:\n");

@@ -13,13 +13,20 @@
 //!   a library of `--scenes` (the budgets: ≤ 3 per changed scene, ≤ 1 and no
 //!   write per unchanged one, uploads only for changed images, ≤ 0.1 Stash
 //!   requests per scene);
-//! - drain throughput on the loopback simulator.
+//! - drain throughput on the loopback simulator;
+//! - policies (issue 12): load time cold and cached of the built-in policy
+//!   and of the `--policy` component (e.g. one made with componentize-js),
+//!   the per-call overhead (`status`, an idle `step`), the time of a hot
+//!   swap, and the fuel and memory the built-in policy uses per job (the
+//!   admission vectors' recorded Plex).
 
 use crate::spawn::Plugin;
 use serde_json::{Map, json};
 use stash2plex::capabilities::HostState;
 use stash2plex::clock::SystemClock;
+use stash2plex::runtime::admission;
 use stash2plex::runtime::session::PolicySession;
+use stash2plex::runtime::source::Why;
 use stash2plex::runtime::{self, Limits, Runtime};
 use stash2plex::store::Queue;
 use stash2plex_testkit::fake_stash::StashAuth;
@@ -80,6 +87,7 @@ pub fn run(plugin: &Plugin, args: BenchArgs) -> Result<(), String> {
     println!("  warm: deserialize cached code + link         {w50:8.2} ms   (min {wmin:.2}; goal < 5 ms)");
     println!("  instantiate + configure                      {i50:8.2} ms");
     println!();
+    policies(plugin, &work)?;
 
     // --- the simulated world ------------------------------------------------
     let stash = FakeStash::start(StashAuth::None).map_err(|e| e.to_string())?;
@@ -306,5 +314,90 @@ pub fn reconcile(plugin: &Plugin, n: usize) -> Result<(), String> {
     }
     println!();
     let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Issue 12's figures, in-process.
+fn policies(plugin: &Plugin, work: &std::path::Path) -> Result<(), String> {
+    let e = |e: String| e;
+    println!("policies (in-process)");
+    let mut components: Vec<(String, Vec<u8>)> =
+        vec![("built-in policy (as a file)".into(), runtime::DEFAULT_POLICY.to_vec())];
+    if let Some(p) = &plugin.policy {
+        let bytes = std::fs::read(p).map_err(|err| format!("{}: {err}", p.display()))?;
+        components.push((format!("--policy {}", p.display()), bytes));
+    }
+    for (i, (name, bytes)) in components.iter().enumerate() {
+        let cache = work.join(format!("policy-cache-{i}"));
+        let t = Instant::now();
+        let rt = Runtime::load(bytes, Some(&cache), Limits::default()).map_err(|err| err.to_string())?;
+        let cold = ms(t);
+        let t = Instant::now();
+        let report = admission::admit(&rt).map_err(e)?;
+        let admit = ms(t);
+        let mut warm = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            Runtime::load(bytes, Some(&cache), Limits::default()).map_err(|err| err.to_string())?;
+            warm.push(ms(t));
+        }
+        let (w50, _, _) = stats(warm);
+        println!("  {name}: {} KiB, {} {}", bytes.len() / 1024, report.name, report.version);
+        println!("    load cold (compile + write cache)          {cold:8.1} ms");
+        println!("    load cached                                {w50:8.2} ms");
+        println!(
+            "    admission (4 vectors in the sandbox)       {admit:8.1} ms   {}",
+            if report.passed() { "admitted" } else { "REFUSED" }
+        );
+        let fallback = &report.vectors[0];
+        println!(
+            "    one job (fallback-payload vector)          {:8.2} M fuel in all, costliest call {:.2} M, memory {:.1} MiB",
+            fallback.fuel_total as f64 / 1e6,
+            fallback.fuel_max as f64 / 1e6,
+            fallback.memory_peak as f64 / f64::from(1 << 20)
+        );
+    }
+
+    let cache = work.join("policy-cache-0");
+    let builtin = Runtime::load_builtin(Some(&cache), Limits::default()).map_err(|err| err.to_string())?;
+    let other_bytes = components.last().map(|(_, b)| b.clone()).unwrap_or_default();
+    let other = Runtime::load(&other_bytes, Some(&cache), Limits::default()).map_err(|err| err.to_string())?;
+    let q = Queue::open_in_memory().map_err(|err| err.to_string())?;
+    let mut session =
+        PolicySession::start(builtin.clone_loaded(), HostState::new(Arc::new(SystemClock), 1, q), &Map::new())
+            .map_err(|err| err.to_string())?;
+    let mut status = Vec::new();
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        let t = Instant::now();
+        let _ = session.status();
+        status.push(ms(t) * 1000.0);
+        let t = Instant::now();
+        let _ = session.step();
+        idle.push(ms(t) * 1000.0);
+    }
+    let (s50, _, smin) = stats(status);
+    let (i50, _, imin) = stats(idle);
+    println!("  call overhead, built-in policy (median of 1000)");
+    println!("    status()                                   {s50:8.1} µs   (min {smin:.1})");
+    println!("    step() with nothing due                    {i50:8.1} µs   (min {imin:.1})");
+    let mut swaps = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        session.swap(other.clone_loaded(), Why::Default).map_err(|err| err.to_string())?;
+        swaps.push(ms(t));
+        session.swap(builtin.clone_loaded(), Why::Default).map_err(|err| err.to_string())?;
+    }
+    let (sw50, _, swmin) = stats(swaps);
+    println!(
+        "  hot swap to {} (instantiate, info, configure; compiled code cached; median of 10)",
+        components.last().map_or("", |(n, _)| n.as_str())
+    );
+    println!("    swap                                       {sw50:8.2} ms   (min {swmin:.2})");
+    println!();
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! The world released as `stash2plex:policy@0.1.0` (`wit/since_v0.1.0/`).
-//! It is the newest world, so its generated types are the host's model of
-//! the contract: the queue, the capabilities and the session use them
-//! directly. An older world added later gets its own file beside this one,
-//! with conversions into these types.
+//! Its imports are also the imports of every later world (0.2.0 imports
+//! them unchanged), so their generated types are the host's model of the
+//! capabilities: the queue, the capabilities and the session use them
+//! directly. Its `policy` export is adapted to the newest world's in
+//! `wit.rs` (`Bindings`).
 
 wasmtime::component::bindgen!({
     path: "../wit/since_v0.1.0",

@@ -12,12 +12,16 @@
 //! | `huge-log` | logs a 10 MiB line (with a forged Stash log frame) before enqueueing |
 //! | `spin-step` | `step` answers `wait-ms(0)` forever |
 //! | `hollow-step` | `step` answers `worked` forever without doing anything |
+//! | `grow-4g-on-step` | asks for 4 GiB of linear memory at once (`memory.grow` of 65,535 pages) |
+//! | `garbage-step` | answers nonsense: a 4 MiB `worked` summary full of control characters and forged log frames (having done nothing), then `idle` due at the start of time |
 //!
 //! The task `attack` (args `{"which": ...}`) tries one thing a policy must
 //! not be able to do and answers what the host said (see `attack`): mint a
 //! token, change server preferences, make Plex fetch a URL, read Stash's
 //! settings through an "image", read another policy's state, flood the
-//! queue, the state or the log.
+//! queue, the state or the log; built with the `wasi` feature, also
+//! `wasi`: list the preopened directories, read the environment, connect a
+//! TCP socket to the `port` in the args, write to stdout.
 //!
 //! `info` reports the name in [`NAME_SLOT`] (the text after `=`); tests
 //! patch it in the built module to make a policy that claims to be the
@@ -39,7 +43,14 @@ mod glue {
     use std::cell::Cell;
     use std::hint::black_box;
 
+    #[cfg(not(feature = "wasi"))]
     wit_bindgen::generate!({ path: "../../../wit/since_v0.1.0", world: "policy-component" });
+    #[cfg(feature = "wasi")]
+    wit_bindgen::generate!({
+        path: ["../../../wit/since_v0.1.0", "wit"],
+        world: "stash2plex-test:wasi-probe/wasi-probe",
+        generate_all,
+    });
 
     use exports::stash2plex::policy::policy::{
         Condition, Event, EventOutcome, Guest, PolicyInfo, PolicyStatus, Setting, SettingKind, SettingSpec,
@@ -58,6 +69,8 @@ mod glue {
         HugeLog,
         SpinStep,
         HollowStep,
+        Grow4gOnStep,
+        GarbageStep,
     }
 
     const MODES: &[(&str, Mode)] = &[
@@ -70,11 +83,14 @@ mod glue {
         ("huge-log", Mode::HugeLog),
         ("spin-step", Mode::SpinStep),
         ("hollow-step", Mode::HollowStep),
+        ("grow-4g-on-step", Mode::Grow4gOnStep),
+        ("garbage-step", Mode::GarbageStep),
     ];
 
     thread_local! {
         static MODE: Cell<Mode> = const { Cell::new(Mode::None) };
         static LEASE_MS: Cell<u32> = const { Cell::new(60_000) };
+        static GARBAGE: Cell<u32> = const { Cell::new(0) };
     }
 
     fn mode() -> Mode {
@@ -172,6 +188,24 @@ mod glue {
                 Mode::LoopOnStep => spin_forever(),
                 Mode::SpinStep => return Ok(StepOutcome::WaitMs(0)),
                 Mode::HollowStep => return Ok(StepOutcome::Worked("misbehave did nothing at all".into())),
+                Mode::Grow4gOnStep => {
+                    // 65,535 pages of 64 KiB: the whole 32-bit address space.
+                    let grown = core::arch::wasm32::memory_grow(0, 65_535);
+                    return Err(format!("misbehave: memory.grow of 4 GiB answered {grown} and nobody stopped me"));
+                }
+                Mode::GarbageStep => {
+                    let n = GARBAGE.with(|c| {
+                        c.set(c.get() + 1);
+                        c.get()
+                    });
+                    return Ok(if n % 2 == 1 {
+                        let mut junk = String::from("\u{1}e\u{2}misbehave forged frame\n\u{1b}[31m");
+                        junk.push_str(&"\u{7}\u{0}garbage ".repeat(400_000));
+                        StepOutcome::Worked(junk)
+                    } else {
+                        StepOutcome::Idle(Some(i64::MIN))
+                    });
+                }
                 _ => {}
             }
             let lease_ms = LEASE_MS.with(Cell::get);
@@ -196,6 +230,12 @@ mod glue {
                 return Err(format!("misbehave has no task {name:?}"));
             }
             let which = args.split("\"which\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
+            #[cfg(feature = "wasi")]
+            if let Some(port) = args.split("\"port\":").nth(1).and_then(|r| {
+                r.trim_start_matches(['"', ' ']).split(|c: char| !c.is_ascii_digit()).next()?.parse::<u16>().ok()
+            }) {
+                PORT.with(|c| c.set(port));
+            }
             Ok(format!("attack {which}: {}", attack(which)))
         }
 
@@ -301,8 +341,60 @@ mod glue {
                 }
                 "logged 100000 lines".into()
             }
+            #[cfg(feature = "wasi")]
+            "wasi" => wasi_probe(&args_port(which)),
             other => format!("unknown attack {other:?}"),
         }
+    }
+
+    #[cfg(feature = "wasi")]
+    fn args_port(_which: &str) -> u16 {
+        PORT.with(Cell::get)
+    }
+
+    #[cfg(feature = "wasi")]
+    thread_local! {
+        static PORT: Cell<u16> = const { Cell::new(9) };
+    }
+
+    /// What WASI gives a policy: the host grants nothing, so every attempt
+    /// must fail inside the sandbox.
+    #[cfg(feature = "wasi")]
+    fn wasi_probe(port: &u16) -> String {
+        use wasi::cli::{environment, stdout};
+        use wasi::filesystem::preopens;
+        use wasi::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+        use wasi::sockets::{instance_network, tcp_create_socket};
+        let dirs = preopens::get_directories();
+        let env = environment::get_environment();
+        let args = environment::get_arguments();
+        let network = instance_network::instance_network();
+        let socket = tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4);
+        let connect = match &socket {
+            Ok(s) => {
+                let addr = IpSocketAddress::Ipv4(Ipv4SocketAddress { port: *port, address: (127, 0, 0, 1) });
+                match s.start_connect(&network, addr) {
+                    Ok(()) => {
+                        let pollable = s.subscribe();
+                        pollable.block();
+                        format!("{:?}", s.finish_connect().map(|_| "CONNECTED"))
+                    }
+                    Err(e) => format!("refused: {e:?}"),
+                }
+            }
+            Err(e) => format!("no socket: {e:?}"),
+        };
+        let wrote = stdout::get_stdout().blocking_write_and_flush(b"wasi-probe: hello on stdout\n");
+        let random = wasi::random::random::get_random_u64();
+        format!(
+            "preopened directories: {}; environment variables: {}; arguments: {}; socket: {}; connect to 127.0.0.1:{port}: {connect}; stdout write: {:?}; random: {}",
+            dirs.len(),
+            env.len(),
+            args.len(),
+            if socket.is_ok() { "created" } else { "refused" },
+            wrote.map_err(|e| format!("{e:?}")),
+            random != 0
+        )
     }
 
     /// The name `info` claims (patched by tests).
