@@ -2,12 +2,15 @@
 //! fake Stash and fake Plex servers on loopback.
 
 mod authority;
+mod bursts;
+mod crash;
 mod dlq;
 mod harness;
 mod metadata;
 mod plugin_protocol;
 mod resilience;
 mod sandbox;
+mod soak;
 mod stash_plugin;
 mod sync;
 mod tasks;
