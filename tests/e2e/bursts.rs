@@ -84,8 +84,8 @@ fn two_hundred_hooks_32_at_a_time_fresh_then_warm_lose_nothing_with_one_drainer(
         let stdins = edit_all(&world, pass);
         let most = Mutex::new(0usize);
         let seen = Mutex::new(BTreeSet::new());
+        let done = std::sync::atomic::AtomicBool::new(false);
         let outs = std::thread::scope(|s| {
-            let done = std::sync::atomic::AtomicBool::new(false);
             let sampler = s.spawn(|| {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     let now = world.drainers();
