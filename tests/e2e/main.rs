@@ -2,6 +2,8 @@
 //! fake Stash and fake Plex servers on loopback.
 
 mod authority;
+mod bursts;
+mod crash;
 mod dlq;
 mod harness;
 mod metadata;
@@ -9,6 +11,7 @@ mod plugin_protocol;
 mod policies;
 mod resilience;
 mod sandbox;
+mod soak;
 mod stash_plugin;
 mod sync;
 mod tasks;

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::clock::{parse_date, unix_now};
 use crate::faults::{Faults, Injected};
 use crate::http_util::{Handler, HttpServer, Reply, Request, Response, error_html, find_header, lock, percent_decode};
+use crate::tripwire::{TripHandle, TripPoint, Tripwires};
 
 /// The PMS version the fake claims to be.
 pub const PLEX_VERSION: &str = "1.41.3.9314-a0bfb8370";
@@ -493,6 +494,7 @@ struct PlexShared {
     requests: Mutex<Vec<RecordedRequest>>,
     latency: Mutex<Duration>,
     faults: Faults,
+    tripwires: Tripwires,
 }
 
 struct Inner {
@@ -530,6 +532,7 @@ impl FakePlex {
             requests: Mutex::new(Vec::new()),
             latency: Mutex::new(Duration::ZERO),
             faults: Faults::new(),
+            tripwires: Tripwires::default(),
         });
         let server = HttpServer::start(shared.clone())?;
         shared.faults.attach(server.switch());
@@ -670,10 +673,21 @@ impl FakePlex {
     pub fn set_latency(&self, latency: Duration) {
         *lock(&self.shared().latency) = latency;
     }
+
+    /// Arm a tripwire on the `nth` `method` request whose path starts with
+    /// `path_prefix` (see [`crate::tripwire`]).
+    pub fn tripwire(&self, method: &str, path_prefix: &str, nth: usize, point: TripPoint) -> TripHandle {
+        self.shared().tripwires.arm(method, path_prefix, nth, point)
+    }
 }
 
 impl Handler for PlexShared {
+    fn answered(&self, method: &str, path: &str) {
+        self.tripwires.at(TripPoint::Answered, method, path);
+    }
+
     fn handle(&self, req: Request) -> Reply {
+        self.tripwires.at(TripPoint::Received, &req.method, &req.path);
         let latency = *lock(&self.latency);
         if !latency.is_zero() {
             thread::sleep(latency);
