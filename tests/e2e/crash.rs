@@ -19,7 +19,7 @@
 use crate::harness::{World, wait_until};
 use serde_json::json;
 use stash2plex_testkit::TripPoint;
-use stash2plex_testkit::fake_stash::SceneSpec;
+use stash2plex_testkit::fake_stash::{SceneSpec, screenshot_bytes};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -116,10 +116,11 @@ fn expire_leases(world: &World) -> usize {
     db(world).execute("UPDATE jobs SET lease_until = 0 WHERE state = 'running'", []).expect("age leases")
 }
 
-/// Run Process Queue to its end (a minute at most); its answer.
+/// Run Process Queue to its end (3 minutes at most: it only hangs if
+/// something is wrong); its answer.
 fn drain_fully(world: &World) -> String {
     let mut child = spawn(&process_queue_stdin(world));
-    let ended = wait_until(Duration::from_secs(60), || matches!(child.try_wait(), Ok(Some(_))));
+    let ended = wait_until(Duration::from_secs(180), || matches!(child.try_wait(), Ok(Some(_))));
     if !ended {
         let _ = child.kill();
     }
@@ -140,7 +141,6 @@ fn assert_plex_has(world: &World, titles: &BTreeMap<String, String>) {
 }
 
 #[test]
-#[ignore = "open finding: after the kills a few jobs stay waiting across Process Queue runs (not lost, not synced); under investigation"]
 fn a_drain_killed_at_every_labelled_point_loses_nothing() {
     let world = World::new(8);
     let mut rng = Rng(0x5eed_c2a5);
@@ -156,8 +156,8 @@ fn a_drain_killed_at_every_labelled_point_loses_nothing() {
                 version += 1;
                 titles.insert(id.clone(), edit(&world, id, version));
                 if rng.below(2) == 0 || label.contains("upload") {
-                    // A new image too, so uploads happen.
-                    world.stash.set_screenshot(id, format!("cover {version}").into_bytes());
+                    // A new image too (a JPEG, as Stash serves), so uploads happen.
+                    world.stash.set_screenshot(id, screenshot_bytes(&format!("{id}, cover {version}")));
                 }
             }
             let nth = 1 + rng.below(3) as usize;
@@ -196,26 +196,35 @@ fn a_drain_killed_at_every_labelled_point_loses_nothing() {
     // The restart: everything left reaches Plex. A write a killed drainer
     // had sent can land after the new drainer's (the fake applies a held
     // request when it is released, as Plex applies what it received); the
-    // read-back then sees the older value and the job retries in seconds.
+    // read-back then sees the older value and the job retries in seconds,
+    // as a retry (under the retry budget, whose window is a minute). A
+    // Process Queue task ends when only such waits remain, so it is run
+    // again, as a user would, until the queue is empty: 3 minutes at most.
     let conn = db(&world);
     let jobs_left = || -> i64 { conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0)).expect("jobs") };
     let mut answer = String::new();
-    for _ in 0..6 {
+    let mut drains = 0;
+    wait_until(Duration::from_secs(180), || {
         answer = drain_fully(&world);
+        drains += 1;
         check_queue(&world, "after a final drain");
-        if jobs_left() == 0 {
-            break;
+        jobs_left() == 0 || {
+            std::thread::sleep(Duration::from_secs(1));
+            false
         }
-        std::thread::sleep(Duration::from_secs(5));
-    }
+    });
     let left = jobs_left();
     let dead: i64 = conn.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0)).expect("dead");
     let events: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)).expect("events");
-    assert_eq!((left, dead, events), (0, 0, 0), "the queue ends empty, nothing dead-lettered: {answer}");
+    assert_eq!(
+        (left, dead, events),
+        (0, 0, 0),
+        "the queue ends empty, nothing dead-lettered, after {drains} Process Queue run(s): {answer}"
+    );
     assert_plex_has(&world, &titles);
     assert!(survived.len() == POINTS.len(), "every labelled point was hit: {survived:?} (not reached {not_reached:?})");
     println!(
-        "CRASH (drain): kills survived per point {survived:?}; drains that ended before the match {not_reached:?}"
+        "CRASH (drain): kills survived per point {survived:?}; drains that ended before the match {not_reached:?}; {drains} Process Queue run(s) to empty the queue"
     );
 }
 
