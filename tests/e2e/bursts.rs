@@ -145,7 +145,12 @@ fn a_task_and_a_burst_of_hooks_at_once_lose_nothing() {
     let second = edit_all(&world, "Second");
     let (task, outs) = std::thread::scope(|s| {
         let task = s.spawn(|| world.task("process_queue"));
-        std::thread::sleep(Duration::from_millis(300));
+        // The hooks come once the task drains (it holds the lock; checking
+        // takes it for a moment, which a drain waits out).
+        let draining = wait_until(Duration::from_secs(60), || {
+            stash2plex::drain::lock::is_held(&world.data_dir()).unwrap_or(false)
+        });
+        assert!(draining, "the task took the drain lock");
         let outs = fire(&world, &second, true);
         (task.join().expect("task thread"), outs)
     });
