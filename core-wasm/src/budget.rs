@@ -1,7 +1,9 @@
 //! The retry budget: retries may be at most a share of first attempts.
 //!
 //! Over a sliding window of [`WINDOW_MS`] (60 s, six 10 s buckets), a retry
-//! (a job claimed with `attempt > 1`) is sent only while
+//! (a job claimed with `attempt > 1` whose earlier attempt failed: it has a
+//! `last-error`; a claim that a killed drainer left without an outcome is
+//! not one) is sent only while
 //!
 //! `retries_in_window + 1 ≤ first_attempts_in_window × retry_budget_percent / 100 + FLOOR`
 //!

@@ -247,7 +247,12 @@ pub fn step(settings: &Settings, state: &mut DrainState, host: &dyn Host) -> Res
         res.save_if_changed(host).map_err(queue_text)?;
         return fanout::step(host, &job, object);
     }
-    if !res.budget_allows(job.attempt, now) {
+    // A retry is an attempt after a failed one. A job claimed before
+    // without an outcome (its drainer was killed mid-attempt, or it sat
+    // unsent in a claimed batch) carries no error: Plex refused nothing, so
+    // it is not a retry for the budget, only for its attempt count.
+    let retry = job.attempt > 1 && job.last_error.is_some();
+    if !res.budget_allows(retry, now) {
         if trial {
             res.record(host, now, Outcome::Ignored, None);
         }

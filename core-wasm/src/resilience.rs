@@ -384,12 +384,12 @@ impl Resilience {
 
     /// A job is about to be attempted: `true` if it may go (first attempts
     /// always may; retries take from the budget).
-    pub fn budget_allows(&mut self, attempt: u32, now: i64) -> bool {
-        if attempt <= 1 {
+    pub fn budget_allows(&mut self, retry: bool, now: i64) -> bool {
+        if retry {
+            self.state.budget.try_retry(self.cfg.budget_percent, now)
+        } else {
             self.state.budget.record_first(now);
             true
-        } else {
-            self.state.budget.try_retry(self.cfg.budget_percent, now)
         }
     }
 

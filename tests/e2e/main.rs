@@ -2,6 +2,8 @@
 //! fake Stash and fake Plex servers on loopback.
 
 mod authority;
+mod bursts;
+mod crash;
 mod dlq;
 mod harness;
 mod metadata;
@@ -10,6 +12,7 @@ mod policies;
 mod reconcile;
 mod resilience;
 mod sandbox;
+mod soak;
 mod stash_plugin;
 mod sync;
 mod tasks;

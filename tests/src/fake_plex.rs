@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::clock::{parse_date, unix_now};
 use crate::faults::{Faults, Injected};
 use crate::http_util::{Handler, HttpServer, Reply, Request, Response, error_html, find_header, lock, percent_decode};
+use crate::tripwire::{TripHandle, TripPoint, Tripwires};
 
 /// The PMS version the fake claims to be.
 pub const PLEX_VERSION: &str = "1.41.3.9314-a0bfb8370";
@@ -493,6 +494,10 @@ struct PlexShared {
     requests: Mutex<Vec<RecordedRequest>>,
     latency: Mutex<Duration>,
     faults: Faults,
+    tripwires: Tripwires,
+    /// Requests being answered now, and the most there were at once.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
 }
 
 struct Inner {
@@ -530,6 +535,9 @@ impl FakePlex {
             requests: Mutex::new(Vec::new()),
             latency: Mutex::new(Duration::ZERO),
             faults: Faults::new(),
+            tripwires: Tripwires::default(),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
         });
         let server = HttpServer::start(shared.clone())?;
         shared.faults.attach(server.switch());
@@ -669,6 +677,14 @@ impl FakePlex {
 
     pub fn clear_requests(&self) {
         lock(&self.shared().requests).clear();
+        self.shared().most_in_flight.store(0, Ordering::SeqCst);
+    }
+
+    /// The most requests Plex was answering at the same time since the
+    /// start (or `clear_requests`). One drainer sends one request at a
+    /// time, so more means more than one process talked to Plex at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.shared().most_in_flight.load(Ordering::SeqCst)
     }
 
     /// Requests with this method whose path starts with `path_prefix`.
@@ -687,10 +703,30 @@ impl FakePlex {
     pub fn set_latency(&self, latency: Duration) {
         *lock(&self.shared().latency) = latency;
     }
+
+    /// Arm a tripwire on the `nth` `method` request whose path starts with
+    /// `path_prefix` (see [`crate::tripwire`]).
+    pub fn tripwire(&self, method: &str, path_prefix: &str, nth: usize, point: TripPoint) -> TripHandle {
+        self.shared().tripwires.arm(method, path_prefix, nth, point)
+    }
 }
 
 impl Handler for PlexShared {
+    fn answered(&self, method: &str, path: &str) {
+        self.tripwires.at(TripPoint::Answered, method, path);
+    }
+
     fn handle(&self, req: Request) -> Reply {
+        struct InFlight<'a>(&'a AtomicUsize);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let _in_flight = InFlight(&self.in_flight);
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        self.tripwires.at(TripPoint::Received, &req.method, &req.path);
         let latency = *lock(&self.latency);
         if !latency.is_zero() {
             thread::sleep(latency);

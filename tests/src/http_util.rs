@@ -184,6 +184,8 @@ impl Reply {
 
 pub(crate) trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request) -> Reply;
+    /// The answer to `method path` has been written to the socket.
+    fn answered(&self, _method: &str, _path: &str) {}
 }
 
 fn reason(status: u16) -> &'static str {
@@ -599,10 +601,15 @@ fn serve_connection(conns: Arc<Conns>, stream: TcpStream, id: u64) {
                 }
             };
             let head_only = req.method == "HEAD";
+            let (method, path) = (req.method.clone(), req.path.clone());
             match conns.handler.handle(req) {
                 Reply::Reset => break,
                 Reply::Send(resp) => {
-                    if write_response(&mut writer, &resp, head_only, !keep_alive).is_err() || !keep_alive {
+                    let written = write_response(&mut writer, &resp, head_only, !keep_alive).is_ok();
+                    if written {
+                        conns.handler.answered(&method, &path);
+                    }
+                    if !written || !keep_alive {
                         break;
                     }
                 }

@@ -28,6 +28,7 @@ mod http_util;
 pub mod stash_plugins;
 #[cfg(test)]
 mod test_client;
+pub mod tripwire;
 
 pub use fake_plex::{FakePlex, ItemSnapshot, ItemSpec, PLEX_VERSION, RecordedRequest, SectionKind};
 pub use fake_stash::{
@@ -37,3 +38,4 @@ pub use fake_stash::{
 pub use faults::{FaultMode, Faults, GARBAGE_BODY, MAINTENANCE_BODY};
 pub use fixtures::{demo_library, install_demo, plex_item_for};
 pub use http_util::{form_decode, parse_query, percent_decode, percent_encode};
+pub use tripwire::{TripHandle, TripPoint};

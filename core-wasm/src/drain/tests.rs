@@ -860,6 +860,24 @@ fn the_retry_budget_limits_a_burst_of_retries() {
 }
 
 #[test]
+fn jobs_a_killed_drainer_left_claimed_are_not_retries_for_the_budget() {
+    let (host, mut policy) = setup_many(20, "{}");
+    // A drainer claimed all 20 (scene 12 is one of them) as a batch and was
+    // killed before any outcome; its leases run out.
+    let abandoned: Vec<_> = std::iter::from_fn(|| host.claim_for_test()).collect();
+    assert_eq!(abandoned.len(), 20);
+    host.advance(61_000);
+    // The next drain takes them up: 20 second attempts in one minute,
+    // against a budget of 6 retries, and none is held back.
+    for _ in 0..20 {
+        let line = work(&host, &mut policy);
+        assert!(!line.contains("retry budget used up"), "{line}");
+    }
+    assert!(host.jobs().is_empty(), "all synced: {:?}", host.jobs());
+    assert!(host.dead().is_empty());
+}
+
+#[test]
 fn open_with_only_waiting_jobs_is_idle_until_the_probe() {
     let (host, mut policy) = setup_many(4, "{}");
     refuse_everything(&host);

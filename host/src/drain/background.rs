@@ -12,10 +12,20 @@
 //! scan's hooks would queue one task per new file. A Stash task remains
 //! available as "Process Queue" for doing it by hand.
 //!
-//! Race: a drainer that is about to exit still holds the lock when a hook
-//! checks it. The drainer therefore re-checks the queue after it releases the
-//! lock (see `drain::process`), and the hook commits its change before
-//! it checks the lock, so one of the two always sees the new job.
+//! Races, and why every recorded change is drained without anyone pressing
+//! a button, by one drainer at a time:
+//!
+//! - A hook commits its change before it checks the lock; every drain
+//!   (a background drainer or a Stash task) looks at the queue again after
+//!   it lets go of the lock and drains again if something came meanwhile
+//!   (`rules::Left::late`). So a hook that saw the lock held is covered by
+//!   the holder.
+//! - Checking the lock takes it for a moment, so a starting drainer may
+//!   find it held by a hook: it tries again for a few seconds
+//!   (`drain::process`). One that still finds it held leaves the queue to
+//!   the drainer holding it, and frees the start claim before its last try,
+//!   so that a later hook is not kept from starting the next drainer by a
+//!   claim nobody takes up.
 
 use crate::env::Env;
 use crate::settings::parse::flag_word;

@@ -1,9 +1,15 @@
 //! One drainer at a time: an OS file lock on `<data>/drain.lock`, released
 //! by the kernel when the process dies, so a killed drainer never leaves a
-//! stale lock.
+//! stale lock. Finding out whether it is held means taking it for a moment
+//! ([`is_held`]), so a drainer does not give up at the first refusal
+//! ([`take`]).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How often [`take`] tries again.
+const RETRY_EVERY: Duration = Duration::from_millis(20);
 
 pub struct DrainLock {
     _file: File,
@@ -22,7 +28,22 @@ pub fn try_lock(data_dir: &Path) -> Result<Option<DrainLock>, String> {
     }
 }
 
-/// Is a drainer running right now?
+/// Take the drain lock, trying again for up to `patience` while another
+/// process holds it; `None` if it still does.
+pub fn take(data_dir: &Path, patience: Duration) -> Result<Option<DrainLock>, String> {
+    let started = Instant::now();
+    loop {
+        if let Some(lock) = try_lock(data_dir)? {
+            return Ok(Some(lock));
+        }
+        if started.elapsed() >= patience {
+            return Ok(None);
+        }
+        std::thread::sleep(RETRY_EVERY);
+    }
+}
+
+/// Is a drainer running right now? (Probing takes the lock for a moment.)
 pub fn is_held(data_dir: &Path) -> Result<bool, String> {
     try_lock(data_dir).map(|lock| lock.is_none())
 }

@@ -2,7 +2,7 @@
 //! background (the detached drainer a hook starts): take the lock, connect,
 //! run the loop, and follow `rules::after_drain` for what comes next.
 
-use super::rules::{self, AfterDrain};
+use super::rules::{self, AfterDrain, Left};
 use super::watch::Watcher;
 use super::{DrainMode, Stopped, background, catchup, events, lock};
 use crate::condition::{self, Condition, Kind};
@@ -11,6 +11,7 @@ use crate::env::Env;
 use crate::plugin::answer::Answer;
 use crate::plugin::log;
 use crate::text::duration_text;
+use std::time::Duration;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -18,18 +19,31 @@ pub fn process_queue(env: &Env, background: bool) -> Answer {
     let mode = if background { DrainMode::BACKGROUND } else { DrainMode::FOREGROUND };
     let mut jobs = 0u64;
     let mut round = 0u32;
+    let mut done: Option<String> = None;
     let answer = loop {
-        let (summary, stopped) = match drain_once(env, mode, &mut jobs) {
-            Ok(r) => r,
+        let (summary, stopped, ready_at_stop) = match drain_rounds(env, mode, background, &mut jobs, &mut round) {
+            Ok(Some(r)) => r,
+            // Another drainer took the lock between two rounds: it drains
+            // the rest; this one tells what it did.
+            Ok(None) => {
+                break Answer::ok(done.unwrap_or_else(|| super::BUSY.into()));
+            }
             Err(answer) => break answer,
         };
-        let ready = ready_now(env);
-        match rules::after_drain(background, stopped, ready, auto_drain_allowed(env), round) {
-            AfterDrain::AnotherRound => round += 1,
+        // The lock is free again: look once more (see `Left::late`).
+        let left = left_now(env, ready_at_stop);
+        match rules::after_drain(background, stopped, left, auto_drain_allowed(env), round) {
+            AfterDrain::AnotherRound => {
+                round += 1;
+                done = Some(summary);
+            }
             AfterDrain::Finish => break Answer::ok(summary),
             AfterDrain::HandOver => {
                 match background::ensure_drainer(env) {
-                    Ok(true) => crate::info!("A background drainer keeps retrying; Stash's task queue is free again."),
+                    Ok(true) if !background => {
+                        crate::info!("A background drainer keeps retrying; Stash's task queue is free again.")
+                    }
+                    Ok(true) => crate::info!("Changes keep coming; a fresh background drainer takes them."),
                     Ok(false) => {}
                     Err(e) => crate::warn!("{e}"),
                 }
@@ -41,32 +55,79 @@ pub fn process_queue(env: &Env, background: bool) -> Answer {
     answer
 }
 
-/// Jobs due now, and changes hooks recorded that no policy has read yet.
-fn ready_now(env: &Env) -> u64 {
-    let Ok(q) = env.open_queue() else { return 0 };
-    let ready = q.counts(env.now_ms()).map(|c| c.ready).unwrap_or(0);
-    ready + q.count_events().unwrap_or(0)
+/// Drains under the lock, round after round while changes come in (the
+/// lock is kept between them, so no hook starts a drainer meanwhile); the
+/// last round's summary, why it stopped and the jobs due then; `None` when
+/// another drainer holds the lock. `Err` carries the answer to give when
+/// nothing could be drained (disabled, misconfigured).
+fn drain_rounds(
+    env: &Env,
+    mode: DrainMode,
+    background: bool,
+    jobs: &mut u64,
+    round: &mut u32,
+) -> Result<Option<(String, Stopped, u64)>, Answer> {
+    let _lock = match take_lock(env) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(Answer::Error(e)),
+    };
+    // This drainer is the one a hook's claim asked for (or runs anyway).
+    clear_start_claim(env);
+    loop {
+        let (summary, stopped, ready_at_stop) = drain_once(env, mode, jobs)?;
+        let left = left_now(env, ready_at_stop);
+        if rules::after_drain(background, stopped, left, auto_drain_allowed(env), *round) != AfterDrain::AnotherRound {
+            return Ok(Some((summary, stopped, ready_at_stop)));
+        }
+        *round += 1;
+    }
+}
+
+/// What the queue holds now: jobs due and changes hooks recorded that no
+/// policy has read yet.
+fn left_now(env: &Env, ready_at_stop: u64) -> Left {
+    let Ok(q) = env.open_queue() else { return Left { ready_at_stop, ..Left::default() } };
+    Left {
+        ready_at_stop,
+        ready: q.counts(env.now_ms()).map(|c| c.ready).unwrap_or(0),
+        events: q.count_events().unwrap_or(0),
+    }
 }
 
 fn auto_drain_allowed(env: &Env) -> bool {
     env.open_queue().is_ok_and(|q| background::enabled(Env::cached_settings(&q).auto_drain))
 }
 
-/// One drain under the lock: the summary, and why it stopped. `Err`
-/// carries the answer to give when nothing could be drained (busy,
-/// disabled, misconfigured).
-fn drain_once(env: &Env, mode: DrainMode, jobs: &mut u64) -> Result<(String, Stopped), Answer> {
-    let _lock = match lock::try_lock(&env.data_dir) {
-        Ok(Some(lock)) => lock,
-        Ok(None) => return Err(Answer::ok(super::BUSY)),
-        Err(e) => return Err(Answer::Error(e)),
-    };
-    // This drainer is the one a hook's claim asked for (or runs anyway).
-    if let Ok(mut queue) = env.open_queue()
-        && let Err(e) = queue.clear_drainer_start()
-    {
+/// How long a drain waits for the lock before it leaves the queue to
+/// whoever holds it. A hook checking whether a drainer runs holds it for a
+/// moment, and a drainer that is ending lets go at once.
+const LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
+/// The drain lock, or `None` when another drainer holds it. That drainer
+/// looks at the queue again once it lets go, so it drains what this one
+/// was started for. A hook may still hold the lock (checking it), with its
+/// start claim lost to this drainer's: the claim is freed before the last
+/// try, so that hook, or the next, can start a drainer.
+fn take_lock(env: &Env) -> Result<Option<lock::DrainLock>, String> {
+    if let Some(lock) = lock::take(&env.data_dir, LOCK_PATIENCE)? {
+        return Ok(Some(lock));
+    }
+    clear_start_claim(env);
+    lock::try_lock(&env.data_dir)
+}
+
+/// A hook's claim to start a drainer is used up: by this drainer, which
+/// holds the lock, or given up, when another drainer drains instead.
+fn clear_start_claim(env: &Env) {
+    if let Err(e) = env.open_queue().and_then(|mut q| q.clear_drainer_start().map_err(|e| e.to_string())) {
         crate::warn!("Could not note that a drainer runs: {e}");
     }
+}
+
+/// One drain (the caller holds the lock): the summary, why it stopped,
+/// and the jobs due when it did.
+fn drain_once(env: &Env, mode: DrainMode, jobs: &mut u64) -> Result<(String, Stopped, u64), Answer> {
     let Linked { mut session, settings, settings_map, stash } = connected_session(env).map_err(Answer::Error)?;
     if !settings.enabled {
         let text = "disabled (the enabled setting is off); changes are still recorded and will sync when it is on";
@@ -135,5 +196,6 @@ fn drain_once(env: &Env, mode: DrainMode, jobs: &mut u64) -> Result<(String, Sto
             session.policy.short()
         ),
         report.stopped,
+        after.ready,
     ))
 }

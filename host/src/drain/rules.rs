@@ -108,26 +108,56 @@ impl Rules {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterDrain {
     Finish,
-    /// A background drainer found a change recorded while it was finishing
-    /// (a hook saw the lock held and started no drainer): drain again.
+    /// Something was recorded after the drain last looked (a hook or a task
+    /// found the lock held and left it to this drain): drain again.
     AnotherRound,
-    /// A Stash task leaves work for later (Plex down, retries not due yet):
-    /// start a background drainer so Stash's task queue is free again.
+    /// A Stash task leaves work for later (Plex down, retries not due yet),
+    /// or a drainer ran its last round with work recorded meanwhile: start
+    /// a background drainer (so Stash's task queue is free again).
     HandOver,
 }
 
-/// Decide after a drain that stopped with `stopped`, when `ready_now` jobs
-/// are due and background drainers are `allowed`.
-pub fn after_drain(background: bool, stopped: Stopped, ready_now: u64, allowed: bool, round: u32) -> AfterDrain {
+/// What the queue holds once a drain has ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Left {
+    /// Jobs due when the drain stopped (read while it held the lock).
+    pub ready_at_stop: u64,
+    /// Jobs due now, after it let go of the lock.
+    pub ready: u64,
+    /// Changes hooks recorded that no policy has read yet, now.
+    pub events: u64,
+}
+
+impl Left {
+    /// Recorded after the drain last looked. A hook commits its change
+    /// before it checks the lock and the drainer looks again after letting
+    /// go of it, so a change whose hook saw the lock held shows up here.
+    /// (A job that merely fell due meanwhile counts too: one more round.)
+    pub fn late(&self) -> bool {
+        self.events > 0 || self.ready > self.ready_at_stop
+    }
+
+    fn any(&self) -> bool {
+        self.ready > 0 || self.events > 0
+    }
+}
+
+/// Decide after a drain that stopped with `stopped`, leaving `left`, when
+/// background drainers are `allowed`.
+pub fn after_drain(background: bool, stopped: Stopped, left: Left, allowed: bool, round: u32) -> AfterDrain {
+    let more = round + 1 < MAX_ROUNDS;
     match stopped {
-        // Only an empty queue at the end of the round means "a hook recorded
-        // this meanwhile". Not after failures (a failing policy must not be
-        // re-run in a loop) and not when the policy chose to wait (breaker
-        // open, token pause).
-        Stopped::Empty if background && ready_now > 0 && round + 1 < MAX_ROUNDS => AfterDrain::AnotherRound,
+        // Only a drain that ended for want of work drains again for late
+        // changes: not after failures (a failing policy must not be re-run
+        // in a loop), nor while the policy waits for Plex. A drain that
+        // idles through a pause (token, manual) with jobs due ends with
+        // them still due: that is not late.
+        Stopped::Empty | Stopped::OnlyWaits if left.late() && more => AfterDrain::AnotherRound,
+        // The rounds are used up and changes keep coming: a fresh drainer.
+        Stopped::Empty | Stopped::OnlyWaits if left.late() && allowed => AfterDrain::HandOver,
         // New settings (a fixed token): drain again with them.
-        Stopped::SettingsChanged if round + 1 < MAX_ROUNDS => AfterDrain::AnotherRound,
-        Stopped::WaitLimit | Stopped::OnlyWaits | Stopped::RunLimit if !background && allowed && ready_now > 0 => {
+        Stopped::SettingsChanged if more => AfterDrain::AnotherRound,
+        Stopped::WaitLimit | Stopped::OnlyWaits | Stopped::RunLimit if !background && allowed && left.any() => {
             AfterDrain::HandOver
         }
         _ => AfterDrain::Finish,
@@ -191,7 +221,7 @@ mod tests {
         let mut r = Rules::new(FG, 1_000);
         assert_eq!(r.after(Step::Worked, 1_000 + 3_600_000), Next::Step);
         assert_eq!(r.after(Step::Worked, 1_000 + 3_600_001), Next::Stop(Stopped::RunLimit));
-        assert_eq!(after_drain(false, Stopped::RunLimit, 5, true, 0), AfterDrain::HandOver);
+        assert_eq!(after_drain(false, Stopped::RunLimit, left(5, 5, 0), true, 0), AfterDrain::HandOver);
     }
 
     #[test]
@@ -212,20 +242,49 @@ mod tests {
         assert_eq!(r.after(Step::WaitMs(0), 0), Next::Stop(Stopped::NoProgress));
     }
 
+    fn left(ready_at_stop: u64, ready: u64, events: u64) -> Left {
+        Left { ready_at_stop, ready, events }
+    }
+
     #[test]
     fn after_a_drain() {
         use AfterDrain::*;
-        assert_eq!(after_drain(true, Stopped::Empty, 1, true, 0), AnotherRound);
-        assert_eq!(after_drain(true, Stopped::Empty, 1, true, MAX_ROUNDS - 1), Finish);
-        assert_eq!(after_drain(true, Stopped::Empty, 0, true, 0), Finish);
-        assert_eq!(after_drain(true, Stopped::PolicyFailures, 3, true, 0), Finish);
-        assert_eq!(after_drain(false, Stopped::WaitLimit, 3, true, 0), HandOver);
-        assert_eq!(after_drain(false, Stopped::OnlyWaits, 3, false, 0), Finish, "auto_drain off");
-        assert_eq!(after_drain(false, Stopped::OnlyWaits, 0, true, 0), Finish, "nothing due: the next hook starts one");
-        assert_eq!(after_drain(false, Stopped::PolicyFailures, 3, true, 0), Finish);
-        assert_eq!(after_drain(true, Stopped::WaitLimit, 3, true, 0), Finish);
-        assert_eq!(after_drain(true, Stopped::SettingsChanged, 0, true, 0), AnotherRound);
-        assert_eq!(after_drain(false, Stopped::SettingsChanged, 0, false, 0), AnotherRound);
-        assert_eq!(after_drain(true, Stopped::StashGone, 5, true, 0), Finish, "the next hook starts one");
+        let none = Left::default();
+        assert_eq!(after_drain(true, Stopped::Empty, left(0, 1, 0), true, 0), AnotherRound);
+        assert_eq!(after_drain(true, Stopped::Empty, none, true, 0), Finish);
+        assert_eq!(after_drain(true, Stopped::PolicyFailures, left(3, 3, 2), true, 0), Finish);
+        assert_eq!(after_drain(false, Stopped::WaitLimit, left(3, 3, 0), true, 0), HandOver);
+        assert_eq!(after_drain(false, Stopped::OnlyWaits, left(3, 3, 0), false, 0), Finish, "auto_drain off");
+        assert_eq!(
+            after_drain(false, Stopped::OnlyWaits, none, true, 0),
+            Finish,
+            "nothing due: the next hook starts one"
+        );
+        assert_eq!(after_drain(false, Stopped::PolicyFailures, left(3, 3, 0), true, 0), Finish);
+        assert_eq!(after_drain(true, Stopped::WaitLimit, left(3, 3, 0), true, 0), Finish);
+        assert_eq!(after_drain(true, Stopped::SettingsChanged, none, true, 0), AnotherRound);
+        assert_eq!(after_drain(false, Stopped::SettingsChanged, none, false, 0), AnotherRound);
+        assert_eq!(after_drain(true, Stopped::StashGone, left(5, 5, 0), true, 0), Finish, "the next hook starts one");
+    }
+
+    #[test]
+    fn a_change_recorded_while_a_drain_ends_is_drained_by_it() {
+        use AfterDrain::*;
+        // A hook saw the lock held while the drain was ending: its event is
+        // there once the drain let go. Whoever held the lock drains again:
+        // a background drainer, a Stash task, one that idled on waits.
+        for background in [true, false] {
+            for allowed in [true, false] {
+                assert_eq!(after_drain(background, Stopped::Empty, left(0, 0, 1), allowed, 0), AnotherRound);
+                assert_eq!(after_drain(background, Stopped::OnlyWaits, left(0, 0, 1), allowed, 0), AnotherRound);
+                // Sync All queued jobs meanwhile.
+                assert_eq!(after_drain(background, Stopped::OnlyWaits, left(2, 7, 0), allowed, 0), AnotherRound);
+            }
+        }
+        // A pause (token rejected) idles with jobs due: nothing new, no loop.
+        assert_eq!(after_drain(true, Stopped::OnlyWaits, left(4, 4, 0), true, 0), Finish);
+        // The last round: a fresh drainer takes over rather than leave it.
+        assert_eq!(after_drain(true, Stopped::Empty, left(0, 0, 1), true, MAX_ROUNDS - 1), HandOver);
+        assert_eq!(after_drain(true, Stopped::Empty, left(0, 0, 1), false, MAX_ROUNDS - 1), Finish);
     }
 }
