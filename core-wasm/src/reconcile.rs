@@ -296,6 +296,7 @@ impl Reconciler {
         Ok(what)
     }
 
+    #[cfg(test)]
     pub fn running(&self) -> bool {
         self.active.is_some()
     }
