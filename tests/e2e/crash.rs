@@ -433,12 +433,14 @@ fn fresh_copy(component: &[u8], tag: &str) -> Vec<u8> {
 /// component is compiled (its artifact is in the cache; admission runs it
 /// against the conformance fixture), and it is admitted (its copy is kept;
 /// the jobs the old policy held are given back and the new one is
-/// instantiated and configured).
+/// instantiated and configured), and the switch is made (the new policy
+/// has recorded its first outcome).
 #[derive(Debug, Clone, Copy)]
 enum SwapPoint {
     Announced,
     Compiled,
     Admitted,
+    Switched,
 }
 
 /// A drain killed while it switches policy: every scene changes, a drain
@@ -461,7 +463,7 @@ fn a_drain_killed_while_it_switches_policy_loses_nothing() {
     let mut killed: BTreeMap<String, usize> = BTreeMap::new();
     let mut not_reached: BTreeMap<String, usize> = BTreeMap::new();
     for round in 0..rounds() {
-        for point in [SwapPoint::Announced, SwapPoint::Compiled, SwapPoint::Admitted] {
+        for point in [SwapPoint::Announced, SwapPoint::Compiled, SwapPoint::Admitted, SwapPoint::Switched] {
             for (id, _) in &world.scenes {
                 version += 1;
                 titles.insert(id.clone(), edit(&world, id, version));
@@ -488,6 +490,10 @@ fn a_drain_killed_while_it_switches_policy_loses_nothing() {
             };
             let cached = artifacts();
             let copy = kept.join(format!("{sha}.wasm"));
+            let conn = db(&world);
+            let by_new = || -> i64 {
+                conn.query_row("SELECT COUNT(*) FROM handled WHERE policy = ?1", [&sha], |r| r.get(0)).unwrap_or(0)
+            };
             // The moment comes (polled closely for the files), or the drain
             // ends first.
             let started = std::time::Instant::now();
@@ -496,6 +502,7 @@ fn a_drain_killed_while_it_switches_policy_loses_nothing() {
                     SwapPoint::Announced => announced.wait(Duration::from_millis(1)).is_some(),
                     SwapPoint::Compiled => artifacts() > cached,
                     SwapPoint::Admitted => copy.is_file(),
+                    SwapPoint::Switched => by_new() > 0,
                 };
                 if at {
                     child.kill().expect("SIGKILL");
@@ -533,7 +540,9 @@ fn a_drain_killed_while_it_switches_policy_loses_nothing() {
     assert_plex_has(&world, &titles);
     let before_switch: usize = killed.iter().filter(|(k, _)| k.contains("before the switch")).map(|(_, n)| n).sum();
     assert!(before_switch > 0, "some kills landed inside a switch: {killed:?} (not reached {not_reached:?})");
-    for point in ["Announced", "Compiled", "Admitted"] {
+    let after_switch: usize = killed.iter().filter(|(k, _)| k.contains("after the switch")).map(|(_, n)| n).sum();
+    assert!(after_switch > 0, "some kills landed after a switch: {killed:?} (not reached {not_reached:?})");
+    for point in ["Announced", "Compiled", "Admitted", "Switched"] {
         assert!(killed.keys().any(|k| k.starts_with(point)), "{point} was reached: {killed:?} ({not_reached:?})");
     }
     println!(
