@@ -1486,6 +1486,30 @@ mod tests {
     }
 
     #[test]
+    fn a_tripwire_fires_on_the_graphql_document_it_names() {
+        let stash = FakeStash::start(StashAuth::None).expect("start");
+        stash.upsert_scene(full_scene("45"));
+        let find = "query FindScene($id: ID!) { findScene(id: $id) { id title } }";
+        let answered = stash.tripwire("query FindScene", 2, TripPoint::Answered);
+        assert_eq!(gql(&stash, "{ version { version } }", json!({}), &[]).status, 200);
+        assert_eq!(gql(&stash, find, json!({"id": "45"}), &[]).status, 200);
+        assert_eq!(answered.wait(Duration::from_millis(20)), None, "another document, then the first match");
+        assert_eq!(gql(&stash, &format!("  {find}"), json!({"id": "45"}), &[]).status, 200);
+        assert!(answered.wait(Duration::from_secs(5)).is_some_and(|d| d.contains("query FindScene")));
+        // Received holds the answer until released.
+        let held = stash.tripwire("query FindScene", 1, TripPoint::Received);
+        let client = {
+            let stash = stash.clone();
+            std::thread::spawn(move || gql(&stash, find, json!({"id": "45"}), &[]).status)
+        };
+        assert!(held.wait(Duration::from_secs(5)).is_some());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!client.is_finished(), "the answer is held");
+        held.release();
+        assert_eq!(client.join().expect("client"), 200);
+    }
+
+    #[test]
     fn projection_returns_only_selected_fields() {
         let stash = FakeStash::start(StashAuth::None).expect("start");
         stash.upsert_scene(full_scene("45"));
