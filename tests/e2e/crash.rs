@@ -6,7 +6,12 @@
 //!
 //! The labelled moments are set by tripwires in the fake Plex (the request
 //! has arrived and its answer is held; or the answer has been written), so a
-//! kill lands exactly there rather than somewhere near it.
+//! kill lands exactly there rather than somewhere near it. A catch-up is
+//! killed by a tripwire in the fake Stash on its `CatchUp` query; a policy
+//! switch at what the drainer leaves behind as it goes (the settings answer
+//! naming the new policy, its compiled artifact, its kept copy, the new
+//! policy's first recorded outcome), each kill classified by the drainer's
+//! log (was the switch made?).
 //!
 //! A killed drainer leaves its job `running` under a lease; the next drain
 //! takes it once the lease (2 minutes) has expired. These tests age the
