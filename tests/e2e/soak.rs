@@ -6,16 +6,27 @@
 //! `STASH2PLEX_SOAK_JOBS=<n>` sets the jobs (default 2,000; the long run is
 //! 100,000). Every round changes every scene once, so each round is one job
 //! per scene.
+//!
+//! During the drain the user switches policy, back and forth between the
+//! built-in one and `policies/tags-as-labels`, as a changed `policy_path`
+//! setting does in a drainer (the loop switches between two steps): one
+//! switch per 100 jobs (1,000 in the long run), or
+//! `STASH2PLEX_SOAK_SWAPS=<n>`.
 
 use crate::resilience::SimWorld;
 use serde_json::json;
 use stash2plex::drain::sim::Stop;
+use stash2plex::runtime::source::{Choice, Origin};
 use stash2plex_testkit::FaultMode;
 
 const MINUTE: i64 = 60_000;
 
 fn jobs() -> usize {
     std::env::var("STASH2PLEX_SOAK_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000).max(100)
+}
+
+fn swaps(jobs: usize) -> usize {
+    std::env::var("STASH2PLEX_SOAK_SWAPS").ok().and_then(|v| v.parse().ok()).unwrap_or(jobs / 100)
 }
 
 /// Resident memory of this process, in KiB (`VmRSS`).
@@ -58,7 +69,20 @@ fn a_long_drain_with_outages_keeps_memory_flat_and_the_database_bounded() {
     let rounds = total.div_ceil(scenes);
     let world = SimWorld::new(scenes);
     let mut sim = world.sim(json!({}), 2026);
+    sim.watch_policies();
     let data = world.dir.path().join("data");
+    // The other policy, where a `policy_path` setting would name it.
+    let labels = world.dir.path().join("labels.wasm");
+    std::fs::write(&labels, crate::policies::tags_as_labels()).expect("the other policy is installed");
+    let builtin_sha = sim.session.policy.sha256.clone();
+    let labels_sha = stash2plex::runtime::Identity::sha256_of(crate::policies::tags_as_labels());
+    let swaps_wanted = swaps(total);
+    // Switches asked for per round, spread over its first steps (a round is
+    // at least one step per job).
+    let per_round = swaps_wanted.div_ceil(rounds);
+    let gap = (scenes / (per_round + 1)).max(1);
+    let (mut asked, mut labels_chosen) = (0usize, false);
+    let mut seen_in_record = 0usize;
     let (db, wal) = (data.join("queue.db"), data.join("queue.db-wal"));
     let mut rss = Vec::new();
     let mut db_bytes = Vec::new();
@@ -74,7 +98,9 @@ fn a_long_drain_with_outages_keeps_memory_flat_and_the_database_bounded() {
         let t0 = sim.now_ms();
         let (plex, stash) = (world.plex.clone(), world.stash.clone());
         let (mut plex_down, mut stash_down) = (false, false);
-        let stop = sim.run(
+        let (mut calls, mut asked_here) = (0usize, 0usize);
+        let swaps_before = sim.swaps;
+        let stop = sim.run_choosing(
             6 * 60 * MINUTE,
             |now| {
                 let want = round % 2 == 1 && now >= t0 + 5_000 && now < t0 + 45_000;
@@ -88,6 +114,20 @@ fn a_long_drain_with_outages_keeps_memory_flat_and_the_database_bounded() {
                     stash_down = want;
                 }
             },
+            |_| {
+                calls += 1;
+                if calls % gap != 0 || asked_here >= per_round || asked >= swaps_wanted {
+                    return None;
+                }
+                asked_here += 1;
+                asked += 1;
+                labels_chosen = !labels_chosen;
+                Some(if labels_chosen {
+                    Choice::File { path: labels.clone(), origin: Origin::Setting }
+                } else {
+                    Choice::Builtin
+                })
+            },
             |_| false,
         );
         world.plex.faults().set(FaultMode::Up);
@@ -98,6 +138,26 @@ fn a_long_drain_with_outages_keeps_memory_flat_and_the_database_bounded() {
         for (id, rk) in &world.scenes {
             assert_eq!(world.plex.item(rk).expect("item").title, format!("Soak {round} {id}"), "round {round}");
         }
+        // The per-job record of this round: every job completed exactly
+        // once, by one of the two policies, whichever ran at the time.
+        let record = stash2plex::store::Queue::open(&db).expect("queue").handled_for(None, 100_000).expect("record");
+        let completes: Vec<_> = record.iter().filter(|h| h.at_ms >= t0 && h.outcome == "complete").collect();
+        let mut done: Vec<&str> = completes.iter().map(|h| h.scene_id.as_str()).collect();
+        done.sort_unstable();
+        let jobs_done = done.len();
+        done.dedup();
+        assert_eq!((jobs_done, done.len()), (scenes, scenes), "round {round}: every job completed once");
+        assert!(
+            completes.iter().all(|h| h.policy_sha256 == builtin_sha || h.policy_sha256 == labels_sha),
+            "round {round}: only the two policies ran"
+        );
+        let changes = completes.windows(2).filter(|w| w[0].policy_sha256 != w[1].policy_sha256).count();
+        let made = (sim.swaps - swaps_before) as usize;
+        // A switch with no job completed before the next one (during an
+        // outage) is not visible in the record; one into a new round is
+        // counted in that round.
+        assert!(changes <= made + 1, "round {round}: {changes} policy changes in the record, {made} switches");
+        seen_in_record += changes;
         // The fakes and the simulator keep what they saw; forget it so the
         // curve shows the drain's memory.
         world.plex.clear_requests();
@@ -132,6 +192,14 @@ fn a_long_drain_with_outages_keeps_memory_flat_and_the_database_bounded() {
         )
         .expect("rows");
     assert_eq!(rows, 0, "no finished rows are kept");
+    let made = sim.swaps as usize;
+    assert!(
+        made + 1 >= asked && made <= asked,
+        "the loop switched policy as asked: {made} switches made, {asked} asked"
+    );
+    assert!(made >= swaps_wanted.saturating_sub(1), "{made} switches made, {swaps_wanted} wanted");
+    assert!(seen_in_record > 0 || swaps_wanted == 0, "the record shows the switches");
+    println!("SOAK: {made} policy switches made ({asked} asked, {seen_in_record} visible in the per-job record)");
     println!(
         "SOAK: {} jobs in {rounds} rounds of {scenes} with ~{outages} outages; RSS per round (MiB): {:?}; database + WAL (KiB): {:?}",
         rounds * scenes,

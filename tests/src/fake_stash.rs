@@ -13,6 +13,7 @@ use serde_json::{Map, Value as Json, json};
 use crate::clock::{format_rfc3339, parse_rfc3339, unix_now};
 use crate::graphql::{self, Field, FieldDef, FieldKind, GraphQlError, Operation, OperationKind, Schema};
 use crate::http_util::{Handler, HttpServer, Reply, Request, Response, find_header, lock};
+use crate::tripwire::{TripHandle, TripPoint, Tripwires};
 
 /// The Stash version the fake reports.
 pub const STASH_VERSION: &str = "v0.30.1";
@@ -248,6 +249,19 @@ struct StashShared {
     sessions: Mutex<Option<Sessions>>,
     /// The version this fake pretends to be (see [`FakeStash::set_version`]).
     version: Mutex<String>,
+    /// Armed on GraphQL documents (see [`FakeStash::tripwire`]).
+    tripwires: Tripwires,
+}
+
+/// The "method" Stash's tripwires match: a GraphQL request, named by the
+/// start of its document.
+const GRAPHQL_TRIP: &str = "graphql";
+
+thread_local! {
+    /// The GraphQL document this connection's thread is answering, for the
+    /// `Answered` tripwire (the server calls `answered` on the same thread
+    /// right after writing the answer).
+    static ANSWERING: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Real Stash signs a timestamp into the session cookie, refuses it after
@@ -303,6 +317,7 @@ impl FakeStash {
             latency: Mutex::new(Duration::ZERO),
             sessions: Mutex::new(None),
             version: Mutex::new(STASH_VERSION.to_string()),
+            tripwires: Tripwires::default(),
         });
         let server = HttpServer::start(shared.clone())?;
         Ok(FakeStash { inner: Arc::new(Inner { server, shared }) })
@@ -497,6 +512,15 @@ impl FakeStash {
         *lock(&self.shared().latency) = latency;
     }
 
+    /// Arm a tripwire on the `nth` GraphQL request whose document starts
+    /// with `document_start` (leading whitespace ignored), e.g.
+    /// `"query CatchUp"` (see [`crate::tripwire`]). `Received` holds the
+    /// answer, already computed from the data as it was when the request
+    /// arrived; `Answered` fires once it is written.
+    pub fn tripwire(&self, document_start: &str, nth: usize, point: TripPoint) -> TripHandle {
+        self.shared().tripwires.arm(GRAPHQL_TRIP, document_start, nth, point)
+    }
+
     /// Pretend to be another Stash version. Before v0.27 the schema has no
     /// `Scene.groups`, so a query selecting it fails validation (HTTP 422).
     pub fn set_version(&self, version: &str) {
@@ -554,6 +578,7 @@ impl Handler for StashShared {
         }
         let mut info = GqlInfo::default();
         let resp = self.route(&req, &mut info);
+        let document = info.query.as_deref().map(|q| q.trim_start().to_string());
         lock(&self.requests).push(StashRequest {
             method: req.method.clone(),
             path: req.path.clone(),
@@ -565,7 +590,17 @@ impl Handler for StashShared {
             variables: info.variables,
             status: resp.status,
         });
+        if let Some(doc) = &document {
+            self.tripwires.at(TripPoint::Received, GRAPHQL_TRIP, doc);
+        }
+        ANSWERING.with(|a| *a.borrow_mut() = document);
         Reply::Send(resp)
+    }
+
+    fn answered(&self, _method: &str, _path: &str) {
+        if let Some(doc) = ANSWERING.with(|a| a.borrow_mut().take()) {
+            self.tripwires.at(TripPoint::Answered, GRAPHQL_TRIP, &doc);
+        }
     }
 }
 
@@ -1448,6 +1483,30 @@ mod tests {
             groups: vec![SceneGroup { scene_index: Some(2), group_id: "5".into(), group_name: "Group".into() }],
             ..SceneSpec::new(id)
         }
+    }
+
+    #[test]
+    fn a_tripwire_fires_on_the_graphql_document_it_names() {
+        let stash = FakeStash::start(StashAuth::None).expect("start");
+        stash.upsert_scene(full_scene("45"));
+        let find = "query FindScene($id: ID!) { findScene(id: $id) { id title } }";
+        let answered = stash.tripwire("query FindScene", 2, TripPoint::Answered);
+        assert_eq!(gql(&stash, "{ version { version } }", json!({}), &[]).status, 200);
+        assert_eq!(gql(&stash, find, json!({"id": "45"}), &[]).status, 200);
+        assert_eq!(answered.wait(Duration::from_millis(20)), None, "another document, then the first match");
+        assert_eq!(gql(&stash, &format!("  {find}"), json!({"id": "45"}), &[]).status, 200);
+        assert!(answered.wait(Duration::from_secs(5)).is_some_and(|d| d.contains("query FindScene")));
+        // Received holds the answer until released.
+        let held = stash.tripwire("query FindScene", 1, TripPoint::Received);
+        let client = {
+            let stash = stash.clone();
+            std::thread::spawn(move || gql(&stash, find, json!({"id": "45"}), &[]).status)
+        };
+        assert!(held.wait(Duration::from_secs(5)).is_some());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!client.is_finished(), "the answer is held");
+        held.release();
+        assert_eq!(client.join().expect("client"), 200);
     }
 
     #[test]

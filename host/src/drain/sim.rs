@@ -11,11 +11,12 @@ use crate::clock::{Clock, FakeClock};
 use crate::net::plex::PlexClient;
 use crate::net::stash::StashClient;
 use crate::runtime::session::{Call, PolicySession};
+use crate::runtime::source::{Choice, Loader, PolicyWatch};
 use crate::runtime::wit::policy::{Event, EventOutcome, StepOutcome};
 use crate::runtime::{Limits, Runtime};
 use crate::store::{Queue, QueueCounts};
 use serde_json::{Map, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,7 +50,11 @@ pub struct Sim {
     pub clock: FakeClock,
     pub session: PolicySession,
     pub steps: Vec<StepRecord>,
+    /// Policy switches the drain loop made (seen between two steps as a
+    /// change of the running component), over every `run`.
+    pub swaps: u64,
     step_cost_ms: i64,
+    data_dir: PathBuf,
 }
 
 /// What a stop condition can look at.
@@ -110,7 +115,14 @@ impl Sim {
             _ => Map::new(),
         };
         let session = PolicySession::start(runtime, state, &settings).map_err(|e| e.to_string())?;
-        Ok(Sim { clock, session, steps: Vec::new(), step_cost_ms: cfg.step_cost_ms })
+        Ok(Sim {
+            clock,
+            session,
+            steps: Vec::new(),
+            swaps: 0,
+            step_cost_ms: cfg.step_cost_ms,
+            data_dir: cfg.data_dir.to_path_buf(),
+        })
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -140,20 +152,49 @@ impl Sim {
         plex_requests(&self.session)
     }
 
+    /// Follow the user's choice of policy as a drainer does: a
+    /// [`PolicyWatch`] over this data directory (its compile cache and kept
+    /// copies), the built-in policy chosen to begin with. A choice made in
+    /// [`Sim::run_choosing`] is switched to by the drain loop between two
+    /// steps (`PolicySession::between_steps`).
+    pub fn watch_policies(&mut self) {
+        let loader = Loader::new(&self.data_dir, Limits::default());
+        let watch = PolicyWatch::new(loader, Choice::Builtin, &self.session.policy, self.now_ms());
+        self.session.attach_watch(watch);
+    }
+
     /// Drain until the queue is empty, `stop` holds, or `limit_ms` of
     /// simulated time has passed. `before_step` runs before every step with
     /// the simulated time (to change faults on a schedule).
     pub fn run(&mut self, limit_ms: i64, before_step: impl FnMut(i64), stop: impl FnMut(&SimView<'_>) -> bool) -> Stop {
+        self.run_choosing(limit_ms, before_step, |_| None, stop)
+    }
+
+    /// [`Sim::run`], and before every step `choose` (given the simulated
+    /// time) may choose a policy, as a changed `policy_path` setting does in
+    /// a drainer; the watch (see [`Sim::watch_policies`]) takes the choice
+    /// and the loop switches before the next step.
+    pub fn run_choosing(
+        &mut self,
+        limit_ms: i64,
+        before_step: impl FnMut(i64),
+        choose: impl FnMut(i64) -> Option<Choice>,
+        stop: impl FnMut(&SimView<'_>) -> bool,
+    ) -> Stop {
         let deadline = self.now_ms().saturating_add(limit_ms);
+        let running = self.session.policy.sha256.clone();
         let mut watch = Watch {
             clock: self.clock.clone(),
             steps: &mut self.steps,
             step_cost_ms: self.step_cost_ms,
             deadline,
             before_step,
+            choose,
             stop,
             why: None,
             requests_before: 0,
+            running,
+            swaps: &mut self.swaps,
         };
         let report = super::run(&mut self.session, &self.clock, SIMULATED, 0, &mut watch);
         match (report.stopped, watch.why) {
@@ -164,19 +205,27 @@ impl Sim {
     }
 }
 
-struct Watch<'a, B, S> {
+struct Watch<'a, B, C, S> {
     clock: FakeClock,
     steps: &'a mut Vec<StepRecord>,
     step_cost_ms: i64,
     deadline: i64,
     before_step: B,
+    choose: C,
     stop: S,
     why: Option<Stop>,
     requests_before: u64,
+    /// The component that ran at the last step, and the switches seen.
+    running: String,
+    swaps: &'a mut u64,
 }
 
-impl<B: FnMut(i64), S: FnMut(&SimView<'_>) -> bool> Observer for Watch<'_, B, S> {
+impl<B: FnMut(i64), C: FnMut(i64) -> Option<Choice>, S: FnMut(&SimView<'_>) -> bool> Observer for Watch<'_, B, C, S> {
     fn before_step(&mut self, session: &mut PolicySession, now_ms: i64) -> Gate {
+        if session.policy.sha256 != self.running {
+            self.running = session.policy.sha256.clone();
+            *self.swaps += 1;
+        }
         let view = SimView { session, now_ms, steps: self.steps };
         if (self.stop)(&view) {
             self.why = Some(Stop::Condition);
@@ -187,6 +236,11 @@ impl<B: FnMut(i64), S: FnMut(&SimView<'_>) -> bool> Observer for Watch<'_, B, S>
             return Gate::Stop(Stopped::Observer);
         }
         (self.before_step)(now_ms);
+        if let Some(choice) = (self.choose)(now_ms)
+            && let Some(watch) = session.watch_mut()
+        {
+            watch.set_choice(choice);
+        }
         self.requests_before = plex_requests(session);
         Gate::Go
     }
