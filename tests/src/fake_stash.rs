@@ -225,9 +225,12 @@ impl StashData {
         format_rfc3339(t, self.utc_offset_minutes)
     }
 
+    /// Every scene in id order (numeric ids as numbers, as Stash's are).
+    /// The key is parsed once per scene, not per comparison: this runs on
+    /// every findScenes, over 100,000 scenes in the bench.
     fn sorted_scenes(&self) -> Vec<&SceneSpec> {
         let mut v: Vec<&SceneSpec> = self.scenes.values().collect();
-        v.sort_by(|a, b| id_cmp(&a.id, &b.id));
+        v.sort_by_cached_key(|s| (s.id.parse::<u64>().map_or((1, 0), |n| (0, n)), s.id.clone()));
         v
     }
 }

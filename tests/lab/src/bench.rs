@@ -50,21 +50,6 @@ fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     (pick(0.5), pick(0.95), v[0])
 }
 
-/// The largest resident set of any child process waited for so far.
-#[cfg(unix)]
-fn largest_child_rss_kib() -> Option<u64> {
-    // SAFETY: getrusage writes one `rusage` into the zeroed struct we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
-    // Linux reports ru_maxrss in KiB.
-    (rc == 0).then(|| u64::try_from(usage.ru_maxrss).unwrap_or(0))
-}
-
-#[cfg(not(unix))]
-fn largest_child_rss_kib() -> Option<u64> {
-    None
-}
-
 pub fn run(plugin: &Plugin, args: BenchArgs) -> Result<(), String> {
     let work = std::env::temp_dir().join(format!("stash2plex-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -169,21 +154,24 @@ pub fn run(plugin: &Plugin, args: BenchArgs) -> Result<(), String> {
             })
             .collect();
         let mut took = Vec::new();
+        let mut largest_rss: Option<u64> = None;
         for group in stdins.chunks(32) {
-            let times: Vec<Result<f64, String>> = std::thread::scope(|s| {
+            let times: Vec<Result<(f64, Option<u64>), String>> = std::thread::scope(|s| {
                 let handles: Vec<_> = group
                     .iter()
                     .map(|stdin| {
                         s.spawn(move || {
                             let t = Instant::now();
-                            plugin.invoke(stdin).map(|_| t.elapsed().as_secs_f64() * 1000.0)
+                            plugin.invoke_rss(stdin).map(|(_, rss)| (t.elapsed().as_secs_f64() * 1000.0, rss))
                         })
                     })
                     .collect();
                 handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a hook thread panicked".into()))).collect()
             });
             for t in times {
-                took.push(t?);
+                let (ms, rss) = t?;
+                took.push(ms);
+                largest_rss = largest_rss.max(rss);
             }
         }
         let slowest = took.iter().copied().fold(0.0, f64::max);
@@ -194,9 +182,9 @@ pub fn run(plugin: &Plugin, args: BenchArgs) -> Result<(), String> {
         println!("200 hooks, 32 at a time, {pass}");
         println!("  median / p95 / slowest                       {m:8.2} / {p95:.2} / {slowest:.2} ms");
         println!("  events recorded (both passes so far)         {recorded:8}");
-    }
-    if let Some(kib) = largest_child_rss_kib() {
-        println!("  largest hook resident set                    {:8.1} MiB", kib as f64 / 1024.0);
+        if let Some(kib) = largest_rss {
+            println!("  largest hook resident set (wait4)            {:8.1} MiB", kib as f64 / 1024.0);
+        }
     }
     println!();
 

@@ -43,6 +43,19 @@ impl Plugin {
         serde_json::from_slice(&out.stdout).map_err(|e| format!("the plugin's answer is not JSON ({e})"))
     }
 
+    /// [`Plugin::invoke`], with the process's own peak resident set in KiB
+    /// (from `wait4`, so nothing else the lab ran counts; `None` off Unix).
+    pub fn invoke_rss(&self, stdin: &Value) -> Result<(Value, Option<u64>), String> {
+        let mut child = self.start(stdin)?;
+        let mut stdout = Vec::new();
+        if let Some(mut pipe) = child.stdout.take() {
+            std::io::Read::read_to_end(&mut pipe, &mut stdout).map_err(|e| format!("cannot read the plugin: {e}"))?;
+        }
+        let rss = reap_with_rss(&mut child)?;
+        let answer = serde_json::from_slice(&stdout).map_err(|e| format!("the plugin's answer is not JSON ({e})"))?;
+        Ok((answer, rss))
+    }
+
     /// The plugin process, `stdin` written and closed.
     fn start(&self, stdin: &Value) -> Result<std::process::Child, String> {
         let mut cmd = Command::new(&self.exe);
@@ -128,4 +141,26 @@ fn build_beside(dir: &Path) -> Result<(), String> {
     eprintln!("stash2plex-lab: building the stash2plex binary first");
     let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("building stash2plex failed ({status})")) }
+}
+
+/// Wait for `child` and return its peak resident set (KiB).
+#[cfg(unix)]
+fn reap_with_rss(child: &mut std::process::Child) -> Result<Option<u64>, String> {
+    let pid = libc::pid_t::try_from(child.id()).map_err(|e| e.to_string())?;
+    let mut status = 0;
+    // SAFETY: wait4 writes one status and one `rusage` into values we own;
+    // the child is ours and not waited for anywhere else.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if rc != pid {
+        return Err(format!("waiting for the plugin failed: {}", std::io::Error::last_os_error()));
+    }
+    // Linux reports ru_maxrss in KiB.
+    Ok(u64::try_from(usage.ru_maxrss).ok())
+}
+
+#[cfg(not(unix))]
+fn reap_with_rss(child: &mut std::process::Child) -> Result<Option<u64>, String> {
+    child.wait().map_err(|e| format!("the plugin did not finish: {e}"))?;
+    Ok(None)
 }
