@@ -606,7 +606,19 @@ impl JobRun<'_> {
                     Done::Unfinished { .. } => String::new(),
                 };
                 let writes = self.all_writes(res);
-                (host.complete(job.id, job.lease, &writes), LogLevel::Info, what)
+                let mut recorded = host.complete(job.id, job.lease, &writes);
+                if matches!(recorded, Err(QueueError::Refused(_))) && !self.writes.is_empty() {
+                    // The host refused this job's own records (the policy
+                    // state is at its cap): the change is in Plex, so the
+                    // outcome is kept without them. The next sync of this
+                    // scene finds its images in Plex's lists instead.
+                    host.log(
+                        LogLevel::Debug,
+                        &format!("{who}: the policy state is full; the image record of this scene was not kept"),
+                    );
+                    recorded = host.complete(job.id, job.lease, &res.write());
+                }
+                (recorded, LogLevel::Info, what)
             }
             Err(Failure::LeaseLost) => {
                 // The breaker still learned from the exchange.

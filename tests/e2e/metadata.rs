@@ -346,3 +346,23 @@ fn a_changed_image_is_uploaded_once_and_an_unchanged_one_never() {
     sync(&world, "40");
     assert_eq!(world.plex.item(&rk).unwrap().poster_uploads.len(), 2);
 }
+
+/// The policy keeps one image record per scene and the host allows a
+/// policy at most 1,000 state keys: a larger library must still sync
+/// every scene (the records past the cap are not kept; the next sync
+/// compares with Plex's own poster list instead).
+#[test]
+fn a_library_larger_than_the_policy_state_cap_syncs_every_scene() {
+    const N: usize = 1_010;
+    let world = World::new(N);
+    let out = world.task("all");
+    let summary = out.output();
+    assert!(summary.contains("the queue is empty"), "{summary}");
+    assert_eq!(world.kept_changes(), 0, "{summary}");
+    let conn = rusqlite::Connection::open(world.queue_db()).expect("queue db");
+    let dead: i64 = conn.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| r.get(0)).expect("count");
+    assert_eq!(dead, 0, "{summary}");
+    let unsynced =
+        world.scenes.iter().filter(|(_, rk)| !world.plex.item(rk).unwrap().locked_fields.contains("thumb")).count();
+    assert_eq!(unsynced, 0, "every scene's poster reached Plex");
+}
