@@ -441,7 +441,6 @@ pub struct FakeHost {
     image_error: RefCell<Option<StashError>>,
     queue: RefCell<real::Queue>,
     queue_failure: RefCell<Option<QueueError>>,
-    state_key_cap: Cell<Option<u64>>,
     completed: RefCell<Vec<u64>>,
     next_lease: Cell<u64>,
     renewals: Cell<u32>,
@@ -477,7 +476,6 @@ impl FakeHost {
             image_error: RefCell::default(),
             queue: RefCell::new(real::Queue::open_in_memory().expect("an in-memory queue opens")),
             queue_failure: RefCell::default(),
-            state_key_cap: Cell::default(),
             completed: RefCell::default(),
             next_lease: Cell::new(0),
             renewals: Cell::new(0),
@@ -548,22 +546,6 @@ impl FakeHost {
     }
     fn note_state_call(&self, call: &'static str, writes: &[StateWrite]) {
         self.state_calls.borrow_mut().push((call, writes.iter().map(|w| w.key.clone()).collect()));
-    }
-    /// Refuse state writes that would make more than `n` keys, as the
-    /// host does at its cap (the whole call is refused, nothing written).
-    pub fn cap_state_keys(&self, n: u64) {
-        self.state_key_cap.set(Some(n));
-    }
-    fn state_cap_check(&self, writes: &[StateWrite]) -> Result<(), QueueError> {
-        let Some(cap) = self.state_key_cap.get() else { return Ok(()) };
-        let q = self.queue.borrow();
-        let new =
-            writes.iter().filter(|w| w.value.is_some() && q.state_get(&w.key).ok().flatten().is_none()).count() as u64;
-        let have = q.state_key_count().map_err(queue_error)?;
-        if new > 0 && have + new > cap {
-            return Err(QueueError::Refused(format!("a policy keeps at most {cap} state keys")));
-        }
-        Ok(())
     }
     /// Set the next values of the generator (deterministic traces).
     pub fn seed(&self, seed: u64) {
@@ -828,7 +810,6 @@ impl Host for FakeHost {
     fn complete(&self, job_id: u64, lease: u64, state: &[StateWrite]) -> Result<(), QueueError> {
         self.queue_check()?;
         self.note_state_call("complete", state);
-        self.state_cap_check(state)?;
         let now = self.now();
         let writes: Vec<real::StateWrite> = convert(state);
         self.queue.borrow_mut().complete(job_id, lease, &writes, now).map_err(queue_error)?;
@@ -854,7 +835,6 @@ impl Host for FakeHost {
     fn release(&self, job_id: u64, lease: u64, not_before_ms: i64, state: &[StateWrite]) -> Result<(), QueueError> {
         self.queue_check()?;
         self.note_state_call("release", state);
-        self.state_cap_check(state)?;
         let writes: Vec<real::StateWrite> = convert(state);
         self.queue.borrow_mut().release(job_id, lease, not_before_ms, &writes).map_err(queue_error)
     }
@@ -897,7 +877,6 @@ impl Host for FakeHost {
     fn state_set(&self, writes: &[StateWrite]) -> Result<(), QueueError> {
         self.queue_check()?;
         self.note_state_call("state-set", writes);
-        self.state_cap_check(writes)?;
         let writes: Vec<real::StateWrite> = convert(writes);
         self.queue.borrow_mut().state_set(&writes).map_err(queue_error)
     }
