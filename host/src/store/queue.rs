@@ -282,7 +282,22 @@ impl Queue {
     fn init(conn: Connection) -> Result<Queue, QueueError> {
         conn.busy_timeout(Duration::from_secs(10))?;
         // journal_mode returns a row; in-memory databases answer "memory".
-        let _: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        // Hooks opening a new queue at once: the switch to WAL needs a lock
+        // SQLite does not wait for (waiting could deadlock), so it is
+        // tried again for up to 10 s instead of failing the hook.
+        let mut tries = 0;
+        loop {
+            match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0)) {
+                Ok(_) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 1_000 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version > SCHEMA_VERSION {
