@@ -188,7 +188,7 @@ impl TagEntry {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ItemKind {
     Movie,
     Episode,
@@ -340,10 +340,73 @@ impl Section {
     }
 }
 
+/// The library's items by rating key. Every change goes through here, so
+/// the listing orders it keeps stay true: like a real Plex, which keeps a
+/// section's order in its database, paging a large section does not sort
+/// it again for every page.
+#[derive(Debug, Default)]
+struct Items {
+    by_rk: BTreeMap<u64, Item>,
+    per_section: HashMap<String, u32>,
+    /// Rating keys in listing order, per (section, kind, sort asked for).
+    orders: HashMap<(String, ItemKind, Option<(SortField, bool)>), Vec<u64>>,
+}
+
+impl Items {
+    fn get(&self, rk: &u64) -> Option<&Item> {
+        self.by_rk.get(rk)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Item> {
+        self.by_rk.values()
+    }
+
+    fn get_mut(&mut self, rk: &u64) -> Option<&mut Item> {
+        self.orders.clear();
+        self.by_rk.get_mut(rk)
+    }
+
+    fn insert(&mut self, item: Item) {
+        self.orders.clear();
+        *self.per_section.entry(item.section.clone()).or_default() += 1;
+        if let Some(old) = self.by_rk.insert(item.rk, item) {
+            self.forget(&old);
+        }
+    }
+
+    fn remove(&mut self, rk: &u64) -> Option<Item> {
+        self.orders.clear();
+        let old = self.by_rk.remove(rk)?;
+        self.forget(&old);
+        Some(old)
+    }
+
+    fn forget(&mut self, old: &Item) {
+        if let Some(n) = self.per_section.get_mut(&old.section) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// How many items a section holds.
+    fn in_section(&self, section: &str) -> u32 {
+        self.per_section.get(section).copied().unwrap_or(0)
+    }
+
+    /// A section's items of one kind in listing order.
+    fn ordered(&mut self, section: &str, kind: ItemKind, sort: Option<(SortField, bool)>) -> &[u64] {
+        let by_rk = &self.by_rk;
+        self.orders.entry((section.to_string(), kind, sort)).or_insert_with(|| {
+            let mut items: Vec<&Item> = by_rk.values().filter(|i| i.section == section && i.kind == kind).collect();
+            sort_items(&mut items, sort.as_ref(), kind);
+            items.iter().map(|i| i.rk).collect()
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Library {
     sections: Vec<Section>,
-    items: BTreeMap<u64, Item>,
+    items: Items,
     /// Files on disk that the next covering scan adds: (section, spec).
     staged: Vec<(String, ItemSpec)>,
     next_rk: u64,
@@ -357,7 +420,7 @@ impl Library {
     fn new() -> Library {
         Library {
             sections: Vec::new(),
-            items: BTreeMap::new(),
+            items: Items::default(),
             staged: Vec::new(),
             next_rk: FIRST_RATING_KEY,
             next_id: 1,
@@ -390,7 +453,7 @@ impl Library {
             SectionKind::Movie => ItemKind::Movie,
             SectionKind::Show => ItemKind::Episode,
         };
-        let index = 1 + self.items.values().filter(|i| i.section == section_key).count() as u32;
+        let index = 1 + self.items.in_section(section_key);
         let rk = self.next_rk;
         self.next_rk += 1;
         let mut parts = Vec::new();
@@ -413,40 +476,37 @@ impl Library {
             }
         }
         let now = unix_now();
-        self.items.insert(
+        self.items.insert(Item {
             rk,
-            Item {
-                rk,
-                section: section_key.to_string(),
-                kind,
-                title: spec.title.clone(),
-                title_sort: spec.title_sort.clone(),
-                original_title: spec.original_title.clone(),
-                summary: spec.summary.clone(),
-                studio: spec.studio.clone(),
-                tagline: spec.tagline.clone(),
-                originally_available_at: spec.originally_available_at.clone(),
-                content_rating: spec.content_rating.clone(),
-                added_at: now,
-                updated_at: now,
-                thumb_ts: now,
-                art_ts: now,
-                locked: spec.locked_fields.iter().cloned().collect(),
-                tags,
-                parts,
-                duration_ms: spec.duration_ms,
-                index,
-                poster_uploads: Vec::new(),
-                art_uploads: Vec::new(),
-                poster_urls: Vec::new(),
-                art_urls: Vec::new(),
-                user_rating: None,
-                posters: vec![AGENT_POSTER.to_string()],
-                arts: Vec::new(),
-                selected_poster: None,
-                selected_art: None,
-            },
-        );
+            section: section_key.to_string(),
+            kind,
+            title: spec.title.clone(),
+            title_sort: spec.title_sort.clone(),
+            original_title: spec.original_title.clone(),
+            summary: spec.summary.clone(),
+            studio: spec.studio.clone(),
+            tagline: spec.tagline.clone(),
+            originally_available_at: spec.originally_available_at.clone(),
+            content_rating: spec.content_rating.clone(),
+            added_at: now,
+            updated_at: now,
+            thumb_ts: now,
+            art_ts: now,
+            locked: spec.locked_fields.iter().cloned().collect(),
+            tags,
+            parts,
+            duration_ms: spec.duration_ms,
+            index,
+            poster_uploads: Vec::new(),
+            art_uploads: Vec::new(),
+            poster_urls: Vec::new(),
+            art_urls: Vec::new(),
+            user_rating: None,
+            posters: vec![AGENT_POSTER.to_string()],
+            arts: Vec::new(),
+            selected_poster: None,
+            selected_art: None,
+        });
         Some(rk)
     }
 
@@ -882,13 +942,15 @@ impl PlexShared {
     }
 
     fn list(&self, req: &Request, sid: &str) -> Response {
-        let mut lib = lock(&self.lib);
-        lib.settle();
-        let Some(sec) = lib.section(sid) else {
+        let mut guard = lock(&self.lib);
+        guard.settle();
+        let Some((section_key, section_kind, default_type)) =
+            guard.section(sid).map(|s| (s.key.clone(), s.kind, s.default_type()))
+        else {
             return html(404);
         };
         let ty = match req.query_param("type") {
-            None => sec.default_type(),
+            None => default_type,
             Some(t) => match t.trim().parse::<u32>() {
                 Ok(n) => n,
                 Err(_) => return html(400),
@@ -911,12 +973,12 @@ impl PlexShared {
         let excluded: Vec<&str> =
             req.query_param("excludeFields").map(|v| v.split(',').map(str::trim).collect()).unwrap_or_default();
 
-        let item_kind = match (sec.kind, ty) {
+        let item_kind = match (section_kind, ty) {
             (SectionKind::Movie, 1) => Some(ItemKind::Movie),
             (SectionKind::Show, 4) => Some(ItemKind::Episode),
             _ => None,
         };
-        let (view_group, title2) = match (sec.kind, ty) {
+        let (view_group, title2) = match (section_kind, ty) {
             (SectionKind::Show, 2) => ("show", "All Shows"),
             (_, 4) => ("episode", "All Episodes"),
             _ => ("movie", "All Movies"),
@@ -924,19 +986,25 @@ impl PlexShared {
 
         // What matches, in order; only the page asked for is rendered (PMS
         // answers a page of a large library without building the rest).
+        let order: Vec<u64> = match item_kind {
+            Some(kind) => guard.items.ordered(&section_key, kind, sort).to_vec(),
+            None => Vec::new(),
+        };
+        let lib: &Library = &guard;
+        let Some(sec) = lib.section(sid) else {
+            return html(404);
+        };
         let mut items: Vec<&Item> = Vec::new();
         let mut show = false;
-        if let Some(kind) = item_kind {
-            items = lib
-                .items
-                .values()
-                .filter(|i| i.section == sec.key && i.kind == kind)
+        if item_kind.is_some() {
+            items = order
+                .iter()
+                .filter_map(|rk| lib.items.get(rk))
                 .filter(|i| title_filter.as_deref().is_none_or(|t| i.title.to_lowercase().contains(t)))
                 .filter(|i| {
                     file_filter.as_deref().is_none_or(|f| i.parts.iter().any(|p| p.file.to_lowercase().contains(f)))
                 })
                 .collect();
-            sort_items(&mut items, sort.as_ref(), kind);
         } else if sec.kind == SectionKind::Show && ty == 2 {
             let leaves = lib.items.values().filter(|i| i.section == sec.key).count();
             let matches = title_filter.as_deref().is_none_or(|t| sec.title.to_lowercase().contains(t));
@@ -981,7 +1049,7 @@ impl PlexShared {
         if !page.is_empty() {
             mc.insert("Metadata".into(), Value::Array(page));
         }
-        drop(lib);
+        drop(guard);
         let mut resp = self.container(req, json!({"MediaContainer": mc}));
         if paged {
             resp = resp
@@ -1211,13 +1279,18 @@ impl PlexShared {
             Ok(p) => p,
             Err(status) => return html(status),
         };
-        let targets: Vec<u64> = lib
-            .items
-            .values()
-            .filter(|i| i.section == section_key && i.kind.type_num() == plan.type_num)
-            .filter(|i| plan.ids.as_ref().is_none_or(|ids| ids.contains(&i.rk)))
-            .map(|i| i.rk)
-            .collect();
+        // By id when ids are given (a write to a few items of a large
+        // library does not walk all of it), else every item of the type.
+        let mut targets: Vec<u64> = match plan.ids.as_ref() {
+            Some(ids) => ids.iter().filter_map(|rk| lib.items.get(rk)).collect::<Vec<_>>(),
+            None => lib.items.values().collect(),
+        }
+        .into_iter()
+        .filter(|i| i.section == section_key && i.kind.type_num() == plan.type_num)
+        .map(|i| i.rk)
+        .collect();
+        targets.sort_unstable();
+        targets.dedup();
         if !targets.is_empty() {
             for (kind, entries) in &plan.tag_sets {
                 for e in entries.values().filter(|e| !e.name.is_empty()) {
@@ -1403,7 +1476,7 @@ impl EditPlan {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum SortField {
     TitleSort,
     Title,
@@ -1785,6 +1858,28 @@ mod tests {
             assert_eq!(dirs[1]["type"], json!("show"));
             assert_eq!(dirs[1]["Location"][0]["path"], json!("/data/TV Shows"));
         }
+    }
+
+    #[test]
+    fn the_listing_order_follows_edits_additions_and_removals() {
+        let (plex, rks) = plex_with_movies(3);
+        let titles = |sort: &str| -> Vec<String> {
+            let v = get_json(plex.port(), &format!("/library/sections/1/all?type=1{sort}"), &[AUTH]).json();
+            let items = v["MediaContainer"]["Metadata"].as_array().cloned().unwrap_or_default();
+            items.iter().map(|i| i["title"].as_str().unwrap_or_default().to_string()).collect()
+        };
+        assert_eq!(titles(""), ["Movie 0", "Movie 1", "Movie 2"]);
+        assert_eq!(titles("&sort=titleSort:desc"), ["Movie 2", "Movie 1", "Movie 0"]);
+        // A title edited through the API moves the item.
+        assert_eq!(put(&plex, &format!("type=1&id={}&title.value=AAA&title.locked=1", rks[2])).status, 200);
+        assert_eq!(titles(""), ["AAA", "Movie 0", "Movie 1"]);
+        assert_eq!(titles("&sort=titleSort:desc"), ["Movie 1", "Movie 0", "AAA"]);
+        // And one edited in Plex Web, one added, one deleted.
+        assert!(plex.user_edit(&rks[0], "title", "ZZZ"));
+        plex.add_item("1", movie(7));
+        assert!(plex.remove_item(&rks[1]));
+        assert_eq!(titles(""), ["AAA", "Movie 7", "ZZZ"]);
+        assert_eq!(titles("&sort=id"), ["ZZZ", "AAA", "Movie 7"]);
     }
 
     #[test]

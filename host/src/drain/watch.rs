@@ -16,7 +16,7 @@ use super::events;
 use super::{Gate, Observer, Stopped, Wake};
 use crate::condition::{self, Condition};
 use crate::env::Chooser;
-use crate::net::stash::StashClient;
+use crate::net::stash::{StashClient, StashError, Watched};
 use crate::runtime::session::PolicySession;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -27,13 +27,16 @@ pub const WATCH_EVERY_MS: i64 = 5_000;
 pub const STASH_GONE_MS: i64 = 60_000;
 /// How often the condition is saved for hooks.
 const CONDITION_EVERY_MS: i64 = 2_000;
+/// How long a due look waits for the policy's next scene query to carry it
+/// (`StashClient::want_watch`) before asking Stash on its own.
+pub const RIDE_WAIT_MS: i64 = 1_000;
 
 pub struct Watcher {
     stash: Arc<StashClient>,
     plugin_id: String,
     /// The settings the session started with.
     settings: Map<String, Value>,
-    next_watch_ms: i64,
+    cadence: Cadence,
     next_condition_ms: i64,
     /// Since when Stash has not answered.
     stash_lost_since: Option<i64>,
@@ -55,7 +58,7 @@ impl Watcher {
             stash,
             plugin_id: plugin_id.to_string(),
             settings,
-            next_watch_ms: now_ms,
+            cadence: Cadence { next_ms: now_ms, riding_until: None, looked: false },
             next_condition_ms: now_ms,
             stash_lost_since: None,
             busy: None,
@@ -63,13 +66,32 @@ impl Watcher {
         }
     }
 
-    /// Ask Stash, if it is time.
+    /// Look at Stash, if it is time: what the policy's last scene query
+    /// carried, or else a request of its own.
     fn look(&mut self, session: &mut PolicySession, now_ms: i64) -> Option<Stopped> {
-        if now_ms < self.next_watch_ms {
-            return None;
+        let carried = if self.cadence.riding() { self.stash.take_watch() } else { None };
+        match (self.cadence.due(now_ms, carried.is_some(), self.stash.takes_riders()), carried) {
+            (Due::Carried, Some(watched)) => self.judge(session, now_ms, Ok(watched)),
+            (Due::Ride, _) => {
+                self.stash.want_watch(&self.plugin_id);
+                None
+            }
+            (Due::Ask, _) => {
+                let answer = self.stash.watch(&self.plugin_id);
+                self.judge(session, now_ms, answer)
+            }
+            _ => None,
         }
-        self.next_watch_ms = now_ms + WATCH_EVERY_MS;
-        match self.stash.watch(&self.plugin_id) {
+    }
+
+    /// Act on what Stash said.
+    fn judge(
+        &mut self,
+        session: &mut PolicySession,
+        now_ms: i64,
+        answer: Result<Watched, StashError>,
+    ) -> Option<Stopped> {
+        match answer {
             Ok((settings, busy)) => {
                 if let Some(since) = self.stash_lost_since.take() {
                     crate::info!("Stash answers again (after {}).", crate::text::duration_text(now_ms - since));
@@ -131,6 +153,58 @@ impl Watcher {
     }
 }
 
+/// When the watch looks at Stash. Pure, so the tests drive it by numbers.
+#[derive(Debug)]
+struct Cadence {
+    next_ms: i64,
+    /// A due look waiting for a scene query to carry it, until then.
+    riding_until: Option<i64>,
+    /// The first look asks at once.
+    looked: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Due {
+    /// Not time yet (or a ride is still waiting for a scene query).
+    Not,
+    /// The scene query carried the look.
+    Carried,
+    /// Time: let the next scene query carry the look.
+    Ride,
+    /// Time: ask Stash with a request of its own.
+    Ask,
+}
+
+impl Cadence {
+    fn riding(&self) -> bool {
+        self.riding_until.is_some()
+    }
+
+    fn due(&mut self, now_ms: i64, carried: bool, can_ride: bool) -> Due {
+        if carried && self.riding() {
+            self.riding_until = None;
+            self.next_ms = now_ms + WATCH_EVERY_MS;
+            return Due::Carried;
+        }
+        if now_ms < self.next_ms {
+            return Due::Not;
+        }
+        match self.riding_until {
+            None if self.looked && can_ride => {
+                self.riding_until = Some(now_ms + RIDE_WAIT_MS);
+                Due::Ride
+            }
+            Some(until) if now_ms < until => Due::Not,
+            _ => {
+                self.looked = true;
+                self.riding_until = None;
+                self.next_ms = now_ms + WATCH_EVERY_MS;
+                Due::Ask
+            }
+        }
+    }
+}
+
 impl Observer for Watcher {
     fn before_step(&mut self, session: &mut PolicySession, now_ms: i64) -> Gate {
         events::absorb(session, now_ms);
@@ -168,4 +242,44 @@ fn only_policy_path_differs(a: &Map<String, Value>, b: &Map<String, Value>) -> b
         m
     };
     a.get(key) != b.get(key) && without(a) == without(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cadence() -> Cadence {
+        Cadence { next_ms: 0, riding_until: None, looked: false }
+    }
+
+    #[test]
+    fn the_first_look_asks_then_looks_ride_on_scene_queries() {
+        let mut c = cadence();
+        assert_eq!(c.due(0, false, true), Due::Ask, "a drain looks at Stash as it starts");
+        assert_eq!(c.due(4_999, false, true), Due::Not);
+        assert_eq!(c.due(5_000, false, true), Due::Ride);
+        assert_eq!(c.due(5_400, false, true), Due::Not, "waiting for a scene query");
+        assert_eq!(c.due(5_500, true, true), Due::Carried);
+        assert_eq!(c.due(10_499, false, true), Due::Not, "the next look is due a full interval after");
+        assert_eq!(c.due(10_500, false, true), Due::Ride);
+    }
+
+    #[test]
+    fn a_look_no_scene_query_carries_asks_after_a_second() {
+        let mut c = cadence();
+        assert_eq!(c.due(0, false, true), Due::Ask);
+        assert_eq!(c.due(5_000, false, true), Due::Ride);
+        assert_eq!(c.due(5_999, false, true), Due::Not);
+        assert_eq!(c.due(6_000, false, true), Due::Ask, "no scene query came: ask on its own");
+        assert_eq!(c.due(6_100, true, true), Due::Not, "a late carrier is not a look that was due");
+        assert_eq!(c.due(11_000, false, true), Due::Ride);
+    }
+
+    #[test]
+    fn a_stash_that_refuses_riders_is_asked_directly() {
+        let mut c = cadence();
+        assert_eq!(c.due(0, false, false), Due::Ask);
+        assert_eq!(c.due(5_000, false, false), Due::Ask);
+        assert_eq!(c.due(10_000, false, false), Due::Ask);
+    }
 }

@@ -50,7 +50,28 @@ pub struct StashClient {
     /// The last image digested (URL, bytes), so the upload that usually
     /// follows does not download it again.
     last_image: std::sync::Mutex<Option<(String, Vec<u8>)>>,
+    /// A drain's watch riding on the policy's next scene query.
+    rider: std::sync::Mutex<Rider>,
 }
+
+/// A running drain's look at Stash (its settings and running job) can ride
+/// on the policy's next scene query as two more root fields of the same
+/// GraphQL document, so a long walk over Stash's scenes (a reconciliation,
+/// a catch-up, batched look-ups) costs one request per page and no watch
+/// requests beside them.
+#[derive(Default)]
+struct Rider {
+    /// The plugin whose settings the next scene query should carry.
+    wanted: Option<String>,
+    /// What the last carrying query brought back.
+    answer: Option<Watched>,
+    /// This Stash refused a carrying query that it answers without the
+    /// rider: the watch asks on its own from now on.
+    refused: bool,
+}
+
+/// The plugin's settings and the heavy Stash job running, if any.
+pub type Watched = (Map<String, Value>, Option<String>);
 
 /// SHA-1 of an image and its size (the contract's `image-digest`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +234,17 @@ struct WatchData {
     job_queue: Option<Vec<Job>>,
 }
 
+/// A scene query's answer with the watch's fields riding on it.
+#[derive(Deserialize)]
+struct Carried<T> {
+    #[serde(flatten)]
+    data: T,
+    #[serde(default)]
+    configuration: Option<Configuration>,
+    #[serde(rename = "jobQueue", default)]
+    job_queue: Option<Vec<Job>>,
+}
+
 #[derive(Deserialize)]
 struct Job {
     #[serde(default)]
@@ -223,7 +255,7 @@ struct Job {
 
 impl WatchData {
     /// The plugin's settings and the heavy Stash job running, if any.
-    fn settings_and_busy(self, plugin_id: &str) -> (Map<String, Value>, Option<String>) {
+    fn settings_and_busy(self, plugin_id: &str) -> Watched {
         let settings = match self.configuration.plugins.and_then(|mut p| p.remove(plugin_id)) {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
@@ -280,6 +312,7 @@ impl StashClient {
             api_key: api_key.filter(|k| !k.is_empty()).map(str::to_string),
             no_groups: std::sync::atomic::AtomicBool::new(false),
             last_image: std::sync::Mutex::new(None),
+            rider: std::sync::Mutex::new(Rider::default()),
         }
     }
 
@@ -394,13 +427,13 @@ impl StashClient {
         build: impl Fn(&str) -> String,
         variables: Value,
     ) -> Result<T, StashError> {
-        match self.graphql(&build(&self.scene_fields()), variables.clone()) {
+        match self.policy_query(&build(&self.scene_fields()), variables.clone()) {
             Err(StashError::Graphql(m))
                 if m.contains("\"groups\"") && !self.no_groups.load(std::sync::atomic::Ordering::Relaxed) =>
             {
                 crate::debug!("This Stash has no scene groups (older than v0.27); asking for movies instead");
                 self.no_groups.store(true, std::sync::atomic::Ordering::Relaxed);
-                self.graphql(&build(&self.scene_fields()), variables)
+                self.policy_query(&build(&self.scene_fields()), variables)
             }
             other => other,
         }
@@ -466,7 +499,7 @@ impl StashClient {
             "query {operation}($filter: FindFilterType, $scene_filter: SceneFilterType) {{ \
              findScenes(filter: $filter, scene_filter: $scene_filter) {{ count scenes {{ id updated_at }} }} }}"
         );
-        let data: SceneIdsData = self.graphql(&q, vars)?;
+        let data: SceneIdsData = self.policy_query(&q, vars)?;
         data.rows()
     }
 
@@ -494,11 +527,69 @@ impl StashClient {
 
     /// What a running drainer watches: the plugin's settings, and the Stash
     /// job (scan, identify, auto tag, generate) that is running, if any.
-    pub fn watch(&self, plugin_id: &str) -> Result<(Map<String, Value>, Option<String>), StashError> {
-        let id = serde_json::to_string(plugin_id).map_err(|e| StashError::Malformed(e.to_string()))?;
-        let q = format!("{{ configuration {{ plugins(include: [{id}]) }} jobQueue {{ status description }} }}");
+    pub fn watch(&self, plugin_id: &str) -> Result<Watched, StashError> {
+        if let Ok(mut rider) = self.rider.lock() {
+            rider.wanted = None;
+        }
+        let q = format!("{{ {} }}", watch_fields(plugin_id)?);
         let data: WatchData = self.graphql(&q, json!({}))?;
         Ok(data.settings_and_busy(plugin_id))
+    }
+
+    /// Let the watch ride on the next scene query (see [`Rider`]); false
+    /// when this Stash does not take riders.
+    pub fn want_watch(&self, plugin_id: &str) -> bool {
+        let Ok(mut rider) = self.rider.lock() else { return false };
+        if !rider.refused {
+            rider.wanted = Some(plugin_id.to_string());
+        }
+        !rider.refused
+    }
+
+    /// Whether scene queries may carry the watch (see [`Rider`]).
+    pub fn takes_riders(&self) -> bool {
+        self.rider.lock().is_ok_and(|r| !r.refused)
+    }
+
+    /// What a scene query carried back since the watch asked for it.
+    pub fn take_watch(&self) -> Option<Watched> {
+        self.rider.lock().ok()?.answer.take()
+    }
+
+    /// A query the policy asked for, carrying the watch if it is wanted.
+    /// A Stash that refuses the carrying document but answers the plain one
+    /// is not asked to carry again.
+    fn policy_query<T: DeserializeOwned>(&self, query: &str, variables: Value) -> Result<T, StashError> {
+        let wanted = self.rider.lock().ok().and_then(|mut r| r.wanted.take());
+        let Some(plugin_id) = wanted else {
+            return self.graphql(query, variables);
+        };
+        let carrying = watch_fields(&plugin_id).ok().and_then(|fields| with_root_fields(query, &fields));
+        let Some(carrying) = carrying else {
+            return self.graphql(query, variables);
+        };
+        match self.graphql::<Carried<T>>(&carrying, variables.clone()) {
+            Ok(carried) => {
+                let watched = carried.configuration.map(|configuration| {
+                    WatchData { configuration, job_queue: carried.job_queue }.settings_and_busy(&plugin_id)
+                });
+                if let Ok(mut rider) = self.rider.lock() {
+                    rider.answer = watched;
+                }
+                Ok(carried.data)
+            }
+            Err(StashError::Graphql(m)) => {
+                let plain = self.graphql(query, variables);
+                if plain.is_ok() {
+                    crate::debug!("Stash refused the watch riding on a scene query ({m}); the watch asks on its own");
+                    if let Ok(mut rider) = self.rider.lock() {
+                        rider.refused = true;
+                    }
+                }
+                plain
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// An image for an upload to Plex; the image [`StashClient::image_digest`]
@@ -569,6 +660,21 @@ impl StashClient {
 /// A GraphQL answer (status and body) read as `data` of type `T`: the
 /// credentials refused, Stash's own errors, an answer that is not GraphQL,
 /// each a typed error.
+/// The root fields of the drain's watch: the plugin's settings and Stash's
+/// job queue.
+fn watch_fields(plugin_id: &str) -> Result<String, StashError> {
+    let id = serde_json::to_string(plugin_id).map_err(|e| StashError::Malformed(e.to_string()))?;
+    Ok(format!("configuration {{ plugins(include: [{id}]) }} jobQueue {{ status description }}"))
+}
+
+/// `query` (one operation, ending with its selection set) with `fields`
+/// added to its root selection; `None` for a document of another shape.
+fn with_root_fields(query: &str, fields: &str) -> Option<String> {
+    let trimmed = query.trim_end();
+    let body = trimmed.strip_suffix('}')?;
+    Some(format!("{body} {fields} }}"))
+}
+
 fn read_answer<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, StashError> {
     if status == 401 || status == 403 {
         return Err(StashError::Unauthorized(status));
@@ -974,6 +1080,64 @@ mod tests {
         assert_eq!(client.find_scenes(&q).unwrap().scenes.len(), 1);
         let asked = stash.requests().last().map(|r| r.variables.clone()).unwrap_or_default();
         assert_eq!(asked["filter"]["per_page"], MAX_PER_PAGE, "{asked}");
+    }
+
+    #[test]
+    fn the_drains_watch_rides_on_the_next_scene_query() {
+        use stash2plex_testkit::{FakeStash, JobSpec, SceneSpec, StashAuth};
+        let stash = FakeStash::start(StashAuth::None).unwrap();
+        stash.upsert_scene(SceneSpec::new("1"));
+        stash.set_plugin_settings("stash2plex", json!({"plex_url": "http://127.0.0.1:32400"}));
+        stash.set_jobs(vec![JobSpec {
+            id: "7".into(),
+            status: "RUNNING".into(),
+            description: "Scanning...".into(),
+            progress: Some(0.5),
+        }]);
+        let client = StashClient::new(&stash.url(), None, None);
+        let q = wit::SceneQuery { page: 1, per_page: 10, ids: Vec::new(), updated_after: None, related: None };
+        assert_eq!(client.find_scenes(&q).unwrap().scenes.len(), 1);
+        assert!(client.take_watch().is_none(), "nothing rides unless the watch asked");
+
+        assert!(client.want_watch("stash2plex"));
+        stash.clear_requests();
+        assert_eq!(client.find_scenes(&q).unwrap().scenes.len(), 1);
+        assert_eq!(stash.requests().len(), 1, "one request carries both");
+        let (settings, busy) = client.take_watch().expect("the watch came back with the page");
+        assert_eq!(settings.get("plex_url"), Some(&json!("http://127.0.0.1:32400")));
+        assert_eq!(busy.as_deref(), Some("Scanning..."));
+        assert!(client.take_watch().is_none(), "an answer is taken once");
+        assert_eq!(client.find_scenes(&q).unwrap().scenes.len(), 1);
+        assert!(client.take_watch().is_none(), "a wish is carried once");
+
+        // Catch-up and Sync All pages carry it too, and the scene answer is whole.
+        assert!(client.want_watch("stash2plex"));
+        let (left, rows) = client.scene_ids("CatchUp", None, None).unwrap();
+        assert_eq!((left, rows.len()), (1, 1));
+        assert!(client.take_watch().is_some_and(|(s, _)| !s.is_empty()));
+
+        // The watch asking on its own cancels a wish.
+        assert!(client.want_watch("stash2plex"));
+        assert!(client.watch("stash2plex").is_ok());
+        assert_eq!(client.find_scene("1").unwrap().map(|s| s.id), Some("1".to_string()));
+        assert!(client.take_watch().is_none());
+    }
+
+    #[test]
+    fn a_scene_query_that_fails_with_the_watch_riding_still_gets_its_answer() {
+        use stash2plex_testkit::{FakeStash, SceneSpec, StashAuth};
+        let stash = FakeStash::start(StashAuth::None).unwrap();
+        stash.upsert_scene(SceneSpec::new("1"));
+        // A Stash older than groups refuses the first document for its own
+        // reasons; the query falls back to movies and answers.
+        stash.set_version("v0.26.2");
+        let client = StashClient::new(&stash.url(), None, None);
+        assert!(client.want_watch("stash2plex"));
+        assert_eq!(client.find_scene("1").unwrap().map(|s| s.id), Some("1".to_string()));
+        assert!(client.take_watch().is_none(), "the failed carrier brought nothing back");
+        assert!(client.want_watch("stash2plex"), "a failure that was not the rider's does not stop riding");
+        assert_eq!(client.find_scene("1").unwrap().map(|s| s.id), Some("1".to_string()));
+        assert!(client.take_watch().is_some());
     }
 
     #[test]
