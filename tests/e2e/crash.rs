@@ -7,7 +7,8 @@
 //! The labelled moments are set by tripwires in the fake Plex (the request
 //! has arrived and its answer is held; or the answer has been written), so a
 //! kill lands exactly there rather than somewhere near it. A catch-up is
-//! killed by a tripwire in the fake Stash on its `CatchUp` query; a policy
+//! killed by a tripwire in the fake Stash on its `CatchUp` query, a
+//! reconciliation queueing its fixes on its `FindScenes` page; a policy
 //! switch at what the drainer leaves behind as it goes (the settings answer
 //! naming the new policy, its compiled artifact, its kept copy, the new
 //! policy's first recorded outcome), each kill classified by the drainer's
@@ -404,6 +405,77 @@ fn a_drain_killed_during_its_catch_up_loses_no_change_whose_hook_never_ran() {
     println!(
         "CRASH (catch-up): kills survived {killed:?}; {} change(s) whose hook never ran all reached Plex; {drains} Process Queue run(s) to empty the queue",
         3 * 2 * rounds()
+    );
+}
+
+/// Jobs queued (ready or running).
+fn jobs_queued(world: &World) -> i64 {
+    db(world).query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0)).expect("jobs")
+}
+
+/// A reconciliation with its fixes queued (Reconcile and Fix), killed while
+/// its page of Stash scenes is in flight or just answered (the policy is
+/// comparing that page with the Plex listing and queueing the fixes). The
+/// drift is made in Plex (an edit in Plex Web), which only a reconciliation
+/// finds: no hook, no catch-up. The last run killed is never started again
+/// by a task: the next Process Queue finishes it, and every item ends with
+/// its scene's title.
+#[test]
+fn a_reconciliation_killed_while_it_queues_its_fixes_loses_none() {
+    let world = World::new(8);
+    drain_fully(&world);
+    let mut rng = Rng(0x4ec0_5c11);
+    let mut killed: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut not_reached = 0;
+    let mut drifted = 0;
+    for round in 0..rounds() {
+        for (label, point) in [
+            ("the reconciliation's Stash page is asked for, its answer held", TripPoint::Received),
+            ("the reconciliation's Stash page is answered, its fixes being queued", TripPoint::Answered),
+        ] {
+            for _ in 0..2 {
+                let (_, rk) = &world.scenes[rng.below(world.scenes.len() as u64) as usize];
+                assert!(world.plex.user_edit(rk, "title", &format!("Edited in Plex, round {round}")));
+                drifted += 1;
+            }
+            let queued_before = jobs_queued(&world);
+            let trip = world.stash.tripwire("query FindScenes", 1, point);
+            let stdin = json!({ "server_connection": world.connection(),
+                "args": { "mode": "reconcile", "scope": "all", "reconcile_mode": "enqueue" } })
+            .to_string();
+            let context = format!("round {round}, {label}");
+            match kill_when_tripped(&trip, spawn(&stdin)) {
+                Tripped::Killed => {
+                    let key = match point {
+                        TripPoint::Received => label,
+                        _ if jobs_queued(&world) > queued_before => "answered, killed after fixes were queued",
+                        _ => "answered, killed before its fixes were queued",
+                    };
+                    *killed.entry(key).or_default() += 1;
+                }
+                Tripped::Ended(out) => {
+                    assert!(out.status.success(), "{context}: {}", String::from_utf8_lossy(&out.stderr));
+                    not_reached += 1;
+                }
+            }
+            drop(trip);
+            check_queue(&world, &context);
+            expire_leases(&world);
+        }
+    }
+    // No task again: the killed run is finished by the next drain.
+    let drains = drain_until_empty(&world);
+    let titles: BTreeMap<String, String> = world
+        .scenes
+        .iter()
+        .map(|(id, _)| (id.clone(), world.stash.scene(id).and_then(|s| s.title).expect("a title")))
+        .collect();
+    assert_plex_has(&world, &titles);
+    let kills: usize = killed.values().sum();
+    assert_eq!(not_reached, 0, "every run asked Stash for its page: {killed:?}");
+    assert_eq!(kills, 2 * rounds(), "{killed:?}");
+    println!(
+        "CRASH (reconcile and fix): kills survived {killed:?}; {drifted} edit(s) made in Plex all undone; {drains} Process Queue run(s) finished the last run and emptied the queue"
     );
 }
 

@@ -44,7 +44,7 @@ pub struct BenchArgs {
 }
 
 /// Median, 95th percentile and minimum.
-fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
+pub(crate) fn stats(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
     let pick = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
     (pick(0.5), pick(0.95), v[0])
@@ -330,8 +330,14 @@ pub fn reconcile(plugin: &Plugin, n: usize) -> Result<(), String> {
     let plex_requests = plex.requests().len();
     let listing_pages = plex.count("GET", "/library/sections/1/all");
     let per_item = plex.count("GET", "/library/metadata");
-    let stash_requests = stash.requests().len();
+    let asked = stash.requests();
+    let stash_requests = asked.len();
     let scene_pages = stash.graphql_count("findScenes");
+    let document = |r: &&stash2plex_testkit::fake_stash::StashRequest| r.graphql.clone().unwrap_or_default();
+    let carried =
+        asked.iter().map(|r| document(&r)).filter(|q| q.contains("findScenes") && q.contains("jobQueue")).count();
+    let own_watch =
+        asked.iter().map(|r| document(&r)).filter(|q| !q.contains("findScenes") && q.contains("jobQueue")).count();
     let plex_budget = n.div_ceil(200) + 1 + 5;
     let stash_budget = n.div_ceil(250) + 5;
 
@@ -348,11 +354,20 @@ pub fn reconcile(plugin: &Plugin, n: usize) -> Result<(), String> {
         "  peak memory of that process (VmHWM)          {:8.1} MB  (goal < 300 MB)",
         run.peak_rss_kib as f64 / 1024.0
     );
+    if let Some(cpu) = run.cpu {
+        println!(
+            "  CPU time of that process                     {:8.2} s   (the rest of the wall time is the simulators)",
+            cpu.as_secs_f64()
+        );
+    }
     println!(
         "  Plex requests                                {plex_requests:8}   (budget ceil(items/200) + sections + 5 = {plex_budget}; {listing_pages} listing pages, {per_item} item reads)"
     );
     println!(
         "  Stash requests                               {stash_requests:8}   (budget ceil(scenes/250) + 5 = {stash_budget}; {scene_pages} findScenes)"
+    );
+    println!(
+        "    the drain's watch of Stash: {carried} carried by a findScenes page, {own_watch} asked on its own (while Plex is listed)"
     );
     println!("  catch-up, nothing changed: findScenes        {catch_up:8}   (goal 1)");
     let first = report.lines().next().unwrap_or("(no report)");

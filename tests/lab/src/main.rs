@@ -7,6 +7,7 @@
 
 mod bench;
 mod demo;
+mod durability;
 mod package;
 mod spawn;
 
@@ -54,6 +55,14 @@ enum Command {
         /// (repeat for several sizes: `--reconcile 10000 --reconcile 100000`).
         #[arg(long)]
         reconcile: Vec<usize>,
+        /// Only what `synchronous=FULL` costs a hook's commit, on the disk
+        /// of this folder (default: the temp folder).
+        #[arg(long)]
+        durability: bool,
+        /// The folder for `--durability` (put it on the disk Stash's plugin
+        /// folder is on).
+        #[arg(long, requires = "durability")]
+        dir: Option<PathBuf>,
     },
     /// Build the plugin zip (static Linux x86_64 and arm64 binaries, a
     /// Windows x86_64 one, the plugin YAML, a launcher) and a plugin source
@@ -82,7 +91,8 @@ fn main() {
             stash2plex::plugin::log::set_min_level(stash2plex::plugin::log::Level::Warn);
             demo::run(&plugin, scenes.clamp(1, 5000))
         }),
-        Command::Bench { spawns, scenes, reconcile } => locate().and_then(|plugin| {
+        Command::Bench { durability: true, dir, .. } => durability::run(dir.as_deref()),
+        Command::Bench { spawns, scenes, reconcile, .. } => locate().and_then(|plugin| {
             stash2plex::plugin::log::set_min_level(stash2plex::plugin::log::Level::Error);
             if reconcile.is_empty() {
                 bench::run(&plugin, bench::BenchArgs { spawns, scenes })

@@ -46,14 +46,8 @@ impl Plugin {
     /// [`Plugin::invoke`], with the process's own peak resident set in KiB
     /// (from `wait4`, so nothing else the lab ran counts; `None` off Unix).
     pub fn invoke_rss(&self, stdin: &Value) -> Result<(Value, Option<u64>), String> {
-        let mut child = self.start(stdin)?;
-        let mut stdout = Vec::new();
-        if let Some(mut pipe) = child.stdout.take() {
-            std::io::Read::read_to_end(&mut pipe, &mut stdout).map_err(|e| format!("cannot read the plugin: {e}"))?;
-        }
-        let rss = reap_with_rss(&mut child)?;
-        let answer = serde_json::from_slice(&stdout).map_err(|e| format!("the plugin's answer is not JSON ({e})"))?;
-        Ok((answer, rss))
+        let (answer, usage) = finish(self.start(stdin)?)?;
+        Ok((answer, usage.map(|u| u.peak_rss_kib)))
     }
 
     /// The plugin process, `stdin` written and closed.
@@ -85,6 +79,8 @@ pub struct Measured {
     /// The process's peak resident set (`VmHWM`, sampled every 10 ms; the
     /// last sample before it exited), in KiB; 0 where `/proc` is missing.
     pub peak_rss_kib: u64,
+    /// The CPU time the process used, user and system (`None` off Unix).
+    pub cpu: Option<std::time::Duration>,
 }
 
 impl Plugin {
@@ -110,13 +106,13 @@ impl Plugin {
                 peak
             })
         };
-        let out = child.wait_with_output().map_err(|e| format!("the plugin did not finish: {e}"))?;
+        let finished = finish(child);
         let wall = started.elapsed();
         done.store(true, std::sync::atomic::Ordering::Relaxed);
-        let peak_rss_kib = sampler.join().unwrap_or(0);
-        let answer =
-            serde_json::from_slice(&out.stdout).map_err(|e| format!("the plugin's answer is not JSON ({e})"))?;
-        Ok(Measured { answer, wall, peak_rss_kib })
+        let sampled = sampler.join().unwrap_or(0);
+        let (answer, usage) = finished?;
+        let peak_rss_kib = sampled.max(usage.as_ref().map_or(0, |u| u.peak_rss_kib));
+        Ok(Measured { answer, wall, peak_rss_kib, cpu: usage.map(|u| u.cpu) })
     }
 }
 
@@ -143,9 +139,29 @@ fn build_beside(dir: &Path) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("building stash2plex failed ({status})")) }
 }
 
-/// Wait for `child` and return its peak resident set (KiB).
+/// Read the child's answer to its end, then reap it.
+fn finish(mut child: std::process::Child) -> Result<(Value, Option<Usage>), String> {
+    let mut stdout = Vec::new();
+    if let Some(mut pipe) = child.stdout.take() {
+        std::io::Read::read_to_end(&mut pipe, &mut stdout).map_err(|e| format!("cannot read the plugin: {e}"))?;
+    }
+    let usage = reap(&mut child)?;
+    let answer = serde_json::from_slice(&stdout).map_err(|e| format!("the plugin's answer is not JSON ({e})"))?;
+    Ok((answer, usage))
+}
+
+/// What a finished child used.
+struct Usage {
+    /// Peak resident set, KiB.
+    peak_rss_kib: u64,
+    /// User plus system CPU time.
+    cpu: std::time::Duration,
+}
+
+/// Wait for `child` and return what it used (`wait4`, so only that process
+/// counts, not other children of the lab).
 #[cfg(unix)]
-fn reap_with_rss(child: &mut std::process::Child) -> Result<Option<u64>, String> {
+fn reap(child: &mut std::process::Child) -> Result<Option<Usage>, String> {
     let pid = libc::pid_t::try_from(child.id()).map_err(|e| e.to_string())?;
     let mut status = 0;
     // SAFETY: wait4 writes one status and one `rusage` into values we own;
@@ -155,12 +171,19 @@ fn reap_with_rss(child: &mut std::process::Child) -> Result<Option<u64>, String>
     if rc != pid {
         return Err(format!("waiting for the plugin failed: {}", std::io::Error::last_os_error()));
     }
-    // Linux reports ru_maxrss in KiB.
-    Ok(u64::try_from(usage.ru_maxrss).ok())
+    let time = |t: libc::timeval| {
+        std::time::Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + std::time::Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    Ok(Some(Usage {
+        // Linux reports ru_maxrss in KiB.
+        peak_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+        cpu: time(usage.ru_utime) + time(usage.ru_stime),
+    }))
 }
 
 #[cfg(not(unix))]
-fn reap_with_rss(child: &mut std::process::Child) -> Result<Option<u64>, String> {
+fn reap(child: &mut std::process::Child) -> Result<Option<Usage>, String> {
     child.wait().map_err(|e| format!("the plugin did not finish: {e}"))?;
     Ok(None)
 }
