@@ -354,6 +354,9 @@ pub fn reconcile(plugin: &Plugin, n: usize) -> Result<(), String> {
         "  peak memory of that process (VmHWM)          {:8.1} MB  (goal < 300 MB)",
         run.peak_rss_kib as f64 / 1024.0
     );
+    if let Some(max) = run.max_rss_kib {
+        println!("  its ru_maxrss (wait4: itself or a child)     {:8.1} MB", max as f64 / 1024.0);
+    }
     if let Some(cpu) = run.cpu {
         println!(
             "  CPU time of that process                     {:8.2} s   (the rest of the wall time is the simulators)",

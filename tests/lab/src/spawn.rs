@@ -13,8 +13,9 @@ pub struct Plugin {
 
 impl Plugin {
     /// `explicit`, or `stash2plex` beside this program. Under `cargo run`
-    /// a missing one is built first (same profile), so the README's one
-    /// command works on a fresh checkout.
+    /// it is built first (same profile; a no-op when it is up to date), so
+    /// the README's one command works on a fresh checkout and the bench
+    /// never measures a binary older than the source.
     pub fn locate(explicit: Option<PathBuf>, policy: Option<PathBuf>) -> Result<Plugin, String> {
         if let Some(exe) = explicit {
             return if exe.is_file() {
@@ -26,9 +27,7 @@ impl Plugin {
         let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
         let dir = me.parent().ok_or("this program has no folder")?;
         let exe = dir.join(format!("stash2plex{}", std::env::consts::EXE_SUFFIX));
-        if !exe.is_file() {
-            build_beside(dir)?;
-        }
+        build_beside(dir)?;
         if exe.is_file() {
             Ok(Plugin { exe, policy })
         } else {
@@ -81,6 +80,9 @@ pub struct Measured {
     pub peak_rss_kib: u64,
     /// The CPU time the process used, user and system (`None` off Unix).
     pub cpu: Option<std::time::Duration>,
+    /// `wait4`'s `ru_maxrss`, KiB: the largest resident set of the process
+    /// or of any child it waited for (`None` off Unix).
+    pub max_rss_kib: Option<u64>,
 }
 
 impl Plugin {
@@ -109,10 +111,15 @@ impl Plugin {
         let finished = finish(child);
         let wall = started.elapsed();
         done.store(true, std::sync::atomic::Ordering::Relaxed);
-        let sampled = sampler.join().unwrap_or(0);
+        let peak_rss_kib = sampler.join().unwrap_or(0);
         let (answer, usage) = finished?;
-        let peak_rss_kib = sampled.max(usage.as_ref().map_or(0, |u| u.peak_rss_kib));
-        Ok(Measured { answer, wall, peak_rss_kib, cpu: usage.map(|u| u.cpu) })
+        Ok(Measured {
+            answer,
+            wall,
+            peak_rss_kib,
+            cpu: usage.as_ref().map(|u| u.cpu),
+            max_rss_kib: usage.map(|u| u.peak_rss_kib),
+        })
     }
 }
 
@@ -134,7 +141,7 @@ fn build_beside(dir: &Path) -> Result<(), String> {
             cmd.args(["--profile", other]);
         }
     }
-    eprintln!("stash2plex-lab: building the stash2plex binary first");
+    eprintln!("stash2plex-lab: building the stash2plex binary (nothing to do when it is up to date)");
     let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("building stash2plex failed ({status})")) }
 }
