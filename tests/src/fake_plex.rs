@@ -994,23 +994,31 @@ impl PlexShared {
         let Some(sec) = lib.section(sid) else {
             return html(404);
         };
-        let mut items: Vec<&Item> = Vec::new();
+        // Rating keys of what matches; items are looked up for the page only.
+        let mut matching: Vec<u64> = Vec::new();
         let mut show = false;
         if item_kind.is_some() {
-            items = order
-                .iter()
-                .filter_map(|rk| lib.items.get(rk))
-                .filter(|i| title_filter.as_deref().is_none_or(|t| i.title.to_lowercase().contains(t)))
-                .filter(|i| {
-                    file_filter.as_deref().is_none_or(|f| i.parts.iter().any(|p| p.file.to_lowercase().contains(f)))
-                })
-                .collect();
+            matching = if title_filter.is_none() && file_filter.is_none() {
+                order
+            } else {
+                order
+                    .into_iter()
+                    .filter(|rk| {
+                        lib.items.get(rk).is_some_and(|i| {
+                            title_filter.as_deref().is_none_or(|t| i.title.to_lowercase().contains(t))
+                                && file_filter
+                                    .as_deref()
+                                    .is_none_or(|f| i.parts.iter().any(|p| p.file.to_lowercase().contains(f)))
+                        })
+                    })
+                    .collect()
+            };
         } else if sec.kind == SectionKind::Show && ty == 2 {
             let leaves = lib.items.values().filter(|i| i.section == sec.key).count();
             let matches = title_filter.as_deref().is_none_or(|t| sec.title.to_lowercase().contains(t));
             show = leaves > 0 && matches && file_filter.is_none();
         }
-        let mut total = if show { 1 } else { items.len() };
+        let mut total = if show { 1 } else { matching.len() };
         if let Some(l) = limit {
             total = total.min(l);
         }
@@ -1018,9 +1026,13 @@ impl PlexShared {
         let offset = start.unwrap_or(0).min(total);
         let take = size.unwrap_or(usize::MAX).min(total - offset);
         let mut page: Vec<Value> = if show {
-            std::iter::once(show_json(&lib, sec, false)).skip(offset).take(take).collect()
+            std::iter::once(show_json(lib, sec, false)).skip(offset).take(take).collect()
         } else {
-            items[offset..offset + take].iter().map(|i| item_json(&lib, sec, i, false)).collect()
+            matching[offset..offset + take]
+                .iter()
+                .filter_map(|rk| lib.items.get(rk))
+                .map(|i| item_json(lib, sec, i, false))
+                .collect()
         };
         for e in &mut page {
             if let Value::Object(m) = e {

@@ -216,9 +216,19 @@ struct StashData {
     clock_offset: i64,
     utc_offset_minutes: i32,
     last_time: i64,
+    /// Scene ids in the order of one `sort` and direction over every scene,
+    /// kept until a scene changes: a walk over 100,000 scenes asks for the
+    /// same order on every page, as Stash answers it from its index.
+    ordered: Option<((String, bool), Vec<String>)>,
 }
 
 impl StashData {
+    /// The scenes, for a change (the kept order is dropped).
+    fn scenes_mut(&mut self) -> &mut BTreeMap<String, SceneSpec> {
+        self.ordered = None;
+        &mut self.scenes
+    }
+
     fn tick(&mut self) -> String {
         let t = (unix_now() + self.clock_offset).max(self.last_time);
         self.last_time = t;
@@ -314,6 +324,7 @@ impl FakeStash {
                 clock_offset: 0,
                 utc_offset_minutes: 0,
                 last_time: 0,
+                ordered: None,
             }),
             requests: Mutex::new(Vec::new()),
             fail_next: Mutex::new(VecDeque::new()),
@@ -378,7 +389,7 @@ impl FakeStash {
             (None, _) => now,
         };
         let stored = SceneSpec { created_at: Some(created), updated_at: Some(updated.clone()), ..spec };
-        data.scenes.insert(stored.id.clone(), stored);
+        data.scenes_mut().insert(stored.id.clone(), stored);
         updated
     }
 
@@ -388,7 +399,7 @@ impl FakeStash {
     pub fn rename_performer(&self, performer_id: &str, name: &str) -> usize {
         let mut data = lock(&self.shared().data);
         let mut n = 0;
-        for s in data.scenes.values_mut() {
+        for s in data.scenes_mut().values_mut() {
             for p in s.performers.iter_mut().filter(|p| p.id == performer_id) {
                 p.name = name.to_string();
                 n += 1;
@@ -401,7 +412,7 @@ impl FakeStash {
     pub fn rename_tag(&self, tag_id: &str, name: &str) -> usize {
         let mut data = lock(&self.shared().data);
         let mut n = 0;
-        for s in data.scenes.values_mut() {
+        for s in data.scenes_mut().values_mut() {
             for t in s.tags.iter_mut().filter(|t| t.id == tag_id) {
                 t.name = name.to_string();
                 n += 1;
@@ -414,7 +425,7 @@ impl FakeStash {
     pub fn rename_studio(&self, studio_id: &str, name: &str) -> usize {
         let mut data = lock(&self.shared().data);
         let mut n = 0;
-        for s in data.scenes.values_mut() {
+        for s in data.scenes_mut().values_mut() {
             if let Some(st) = s.studio.as_mut().filter(|st| st.id == studio_id) {
                 st.name = name.to_string();
                 n += 1;
@@ -434,13 +445,13 @@ impl FakeStash {
     pub fn touch_scene(&self, id: &str) -> Option<String> {
         let mut data = lock(&self.shared().data);
         let now = data.tick();
-        let s = data.scenes.get_mut(id)?;
+        let s = data.scenes_mut().get_mut(id)?;
         s.updated_at = Some(now.clone());
         Some(now)
     }
 
     pub fn remove_scene(&self, id: &str) -> bool {
-        lock(&self.shared().data).scenes.remove(id).is_some()
+        lock(&self.shared().data).scenes_mut().remove(id).is_some()
     }
 
     pub fn scene(&self, id: &str) -> Option<SceneSpec> {
@@ -906,7 +917,10 @@ impl StashShared {
     }
 
     fn find_scenes(&self, args: &Map<String, Json>, base: &str) -> Result<Json, String> {
-        let d = lock(&self.data);
+        let mut d = lock(&self.data);
+        if let Some(answer) = Self::page_of_all(&mut d, args, base, self.auth.api_key())? {
+            return Ok(answer);
+        }
         let mut list = d.sorted_scenes();
         let ids = args.get("ids").or_else(|| args.get("scene_ids")).and_then(Json::as_array).map(|a| {
             a.iter()
@@ -949,6 +963,53 @@ impl StashShared {
         let api_key = self.auth.api_key();
         let scenes: Vec<Json> = page_items.iter().map(|s| scene_json(s, base, api_key)).collect();
         Ok(json!({"count": count, "duration": duration, "filesize": filesize, "scenes": scenes}))
+    }
+
+    /// A page of every scene in a plain sort (no ids, no scene filter):
+    /// from the kept order, looking up only the page's scenes. `None` for
+    /// any other query.
+    fn page_of_all(
+        d: &mut StashData,
+        args: &Map<String, Json>,
+        base: &str,
+        api_key: Option<&str>,
+    ) -> Result<Option<Json>, String> {
+        let filter = match args.get("filter") {
+            Some(Json::Object(f)) => f,
+            _ => return Ok(None),
+        };
+        let unfiltered = match args.get("scene_filter") {
+            None | Some(Json::Null) => true,
+            Some(Json::Object(sf)) => sf.is_empty(),
+            Some(_) => false,
+        };
+        let sort = filter.get("sort").and_then(Json::as_str).filter(|s| !s.is_empty() && !s.starts_with("random_"));
+        let (Some(sort), true, None, None) = (sort, unfiltered, args.get("ids"), args.get("scene_ids")) else {
+            return Ok(None);
+        };
+        let key = (sort.to_string(), filter.get("direction").and_then(Json::as_str) == Some("DESC"));
+        if d.ordered.as_ref().is_none_or(|(k, _)| *k != key) {
+            let mut list = d.sorted_scenes();
+            sort_scenes(&mut list, sort, key.1)?;
+            let ids = list.iter().map(|s| s.id.clone()).collect();
+            d.ordered = Some((key, ids));
+        }
+        let ids = d.ordered.as_ref().map(|(_, ids)| ids.as_slice()).unwrap_or_default();
+        let count = ids.len();
+        let duration: f64 = d.scenes.values().filter_map(|s| s.files.first()).map(|f| f.duration).sum();
+        let filesize: f64 = d.scenes.values().filter_map(|s| s.files.first()).map(|f| f.size as f64).sum();
+        let page = filter.get("page").and_then(Json::as_i64).unwrap_or(1).max(1);
+        let page_ids: &[String] = match filter.get("per_page").and_then(Json::as_i64) {
+            Some(n) if n < 0 => ids,
+            other => {
+                let n = usize::try_from(other.unwrap_or(25)).unwrap_or(0);
+                let skip = usize::try_from(page - 1).unwrap_or(0).saturating_mul(n).min(count);
+                &ids[skip..(skip.saturating_add(n)).min(count)]
+            }
+        };
+        let scenes: Vec<Json> =
+            page_ids.iter().filter_map(|id| d.scenes.get(id)).map(|s| scene_json(s, base, api_key)).collect();
+        Ok(Some(json!({"count": count, "duration": duration, "filesize": filesize, "scenes": scenes})))
     }
 }
 
@@ -1714,6 +1775,37 @@ mod tests {
         let after = stash.upsert_scene(s);
         assert!(after > before, "{after} <= {before}");
         assert!(stash.scene("1").and_then(|s| s.created_at).is_some_and(|c| c <= before));
+    }
+
+    #[test]
+    fn pages_of_a_sorted_walk_follow_changes_made_between_them() {
+        let stash = FakeStash::start(StashAuth::None).expect("start");
+        for i in 1..=5 {
+            stash.upsert_scene(full_scene(&i.to_string()));
+            stash.advance_clock(Duration::from_secs(1));
+        }
+        let page = |n: i64, per: i64| -> Vec<String> {
+            let vars = json!({"filter": {"page": n, "per_page": per, "sort": "updated_at", "direction": "ASC"},
+                "scene_filter": {}});
+            let q = "query Q($filter: FindFilterType, $scene_filter: SceneFilterType) { \
+                     findScenes(filter: $filter, scene_filter: $scene_filter) { count scenes { id } } }";
+            let r = gql(&stash, q, vars, &[]).json();
+            assert_eq!(r["data"]["findScenes"]["count"], json!(stash.scenes().len()), "{r}");
+            let scenes = r["data"]["findScenes"]["scenes"].as_array().cloned().unwrap_or_default();
+            scenes.iter().map(|s| s["id"].as_str().unwrap_or_default().to_string()).collect()
+        };
+        assert_eq!(page(1, 2), ["1", "2"]);
+        assert_eq!(page(3, 2), ["5"]);
+        assert_eq!(page(4, 2), Vec::<String>::new(), "past the end");
+        // An edit moves the scene to the end of an updated_at walk.
+        let mut s = stash.scene("1").expect("scene");
+        s.title = Some("Edited".into());
+        stash.upsert_scene(s);
+        assert_eq!(page(1, 2), ["2", "3"]);
+        assert_eq!(page(3, 2), ["1"]);
+        // A deleted scene is gone from the walk and the count.
+        assert!(stash.remove_scene("3"));
+        assert_eq!(page(1, 10), ["2", "4", "5", "1"]);
     }
 
     #[test]
