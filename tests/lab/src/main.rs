@@ -64,6 +64,16 @@ enum Command {
         #[arg(long, requires = "durability")]
         dir: Option<PathBuf>,
     },
+    /// Internal: run the command after `--` with this program's stdin and
+    /// print its answer and peak memory as JSON. The bench measures a hook's
+    /// memory through this small process: a child started by the lab itself
+    /// would report the lab's (large) resident set, which `exec` carries
+    /// into the child's `ru_maxrss`.
+    #[command(hide = true)]
+    ChildRss {
+        #[arg(last = true, required = true)]
+        command: Vec<std::ffi::OsString>,
+    },
     /// Build the plugin zip (static Linux x86_64 and arm64 binaries, a
     /// Windows x86_64 one, the plugin YAML, a launcher) and a plugin source
     /// index.yml, installing the cross toolchains it needs first.
@@ -100,6 +110,7 @@ fn main() {
                 reconcile.iter().try_for_each(|n| bench::reconcile(&plugin, *n))
             }
         }),
+        Command::ChildRss { command } => spawn::child_rss(&command),
         Command::Package { out, targets, no_install } => {
             package::run(package::Options { out, targets, install: !no_install }).map_err(|e| format!("package: {e}"))
         }

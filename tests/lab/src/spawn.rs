@@ -42,11 +42,29 @@ impl Plugin {
         serde_json::from_slice(&out.stdout).map_err(|e| format!("the plugin's answer is not JSON ({e})"))
     }
 
-    /// [`Plugin::invoke`], with the process's own peak resident set in KiB
-    /// (from `wait4`, so nothing else the lab ran counts; `None` off Unix).
-    pub fn invoke_rss(&self, stdin: &Value) -> Result<(Value, Option<u64>), String> {
-        let (answer, usage) = finish(self.start(stdin)?)?;
-        Ok((answer, usage.map(|u| u.peak_rss_kib)))
+    /// [`Plugin::invoke`], with the process's own peak resident set in KiB,
+    /// measured through `stash2plex-lab child-rss` (see there); `None` off
+    /// Unix. Also the measuring process's own peak, the floor of the figure.
+    pub fn invoke_rss(&self, stdin: &Value) -> Result<(Value, Option<u64>, Option<u64>), String> {
+        let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+        let mut cmd = Command::new(me);
+        cmd.arg("child-rss").arg("--").arg(&self.exe).arg("plugin");
+        if let Some(p) = &self.policy {
+            cmd.arg("--policy").arg(p);
+        }
+        let mut child = cmd
+            .env("STASH2PLEX_AUTODRAIN", "0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the measuring process: {e}"))?;
+        if let Some(mut pipe) = child.stdin.take() {
+            pipe.write_all(stdin.to_string().as_bytes()).map_err(|e| format!("cannot write to the plugin: {e}"))?;
+        }
+        let (report, _) = finish(child)?;
+        let kib = |k: &str| report.get(k).and_then(Value::as_u64);
+        Ok((report.get("answer").cloned().unwrap_or(Value::Null), kib("max_rss_kib"), kib("own_rss_kib")))
     }
 
     /// The plugin process, `stdin` written and closed.
@@ -144,6 +162,38 @@ fn build_beside(dir: &Path) -> Result<(), String> {
     eprintln!("stash2plex-lab: building the stash2plex binary (nothing to do when it is up to date)");
     let status = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() { Ok(()) } else { Err(format!("building stash2plex failed ({status})")) }
+}
+
+/// `stash2plex-lab child-rss -- <command>`: run `command` with this
+/// process's stdin, then print `{"answer", "max_rss_kib", "own_rss_kib"}`.
+/// This process stays small, so the child's `ru_maxrss` (which `exec`
+/// starts from the spawning process's peak) is the child's own unless it is
+/// below `own_rss_kib`.
+pub fn child_rss(command: &[std::ffi::OsString]) -> Result<(), String> {
+    let (program, args) = command.split_first().ok_or("child-rss: no command given")?;
+    let mut input = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut input).map_err(|e| format!("cannot read stdin: {e}"))?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", program.to_string_lossy()))?;
+    if let Some(mut pipe) = child.stdin.take() {
+        pipe.write_all(&input).map_err(|e| format!("cannot write to the child: {e}"))?;
+    }
+    let (answer, usage) = finish(child)?;
+    let own = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+    });
+    let report = serde_json::json!({
+        "answer": answer,
+        "max_rss_kib": usage.map(|u| u.peak_rss_kib),
+        "own_rss_kib": own,
+    });
+    println!("{report}");
+    Ok(())
 }
 
 /// Read the child's answer to its end, then reap it.
