@@ -53,7 +53,6 @@ pub fn connect(env: &Env, queue: &mut Queue) -> Result<Connected, String> {
     Ok(Connected { settings, map, stash })
 }
 
-/// Several problems in one sentence.
 /// The Plex client id, kept across runs so Plex does not announce a new
 /// device every time.
 fn device_id(queue: &mut Queue) -> String {
