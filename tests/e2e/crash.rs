@@ -174,7 +174,7 @@ fn kill_when_tripped(trip: &TripHandle, mut child: Child) -> Tripped {
 /// Asserts the queue ends empty with nothing dead-lettered; the runs.
 fn drain_until_empty(world: &World) -> usize {
     let conn = db(world);
-    let jobs_left = || -> i64 { conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get(0)).expect("jobs") };
+    let jobs_left = || jobs_queued(world);
     let mut answer = String::new();
     let mut drains = 0;
     wait_until(Duration::from_secs(180), || {
@@ -328,6 +328,30 @@ fn hooks_killed_at_random_moments_lose_no_answered_change() {
 
 /// The catch-up's bookmark, which it writes in the same transaction as a
 /// page's jobs.
+/// One run armed with `trip`: SIGKILLed there (counted under the key
+/// `classify` gives, looked at right after the kill) or ended without
+/// reaching it (counted in the second tally); then the queue is checked and
+/// the killed drainer's leases aged.
+fn armed_run<'a>(
+    world: &World,
+    trip: TripHandle,
+    stdin: &str,
+    context: &str,
+    (killed, not_reached): (&mut BTreeMap<&'a str, usize>, &mut usize),
+    classify: impl FnOnce() -> &'a str,
+) {
+    match kill_when_tripped(&trip, spawn(stdin)) {
+        Tripped::Killed => *killed.entry(classify()).or_default() += 1,
+        Tripped::Ended(out) => {
+            assert!(out.status.success(), "{context}: {}", String::from_utf8_lossy(&out.stderr));
+            *not_reached += 1;
+        }
+    }
+    drop(trip);
+    check_queue(world, context);
+    expire_leases(world);
+}
+
 fn catch_up_mark(world: &World) -> Option<String> {
     stash2plex::store::Queue::open(&world.queue_db()).expect("queue").host_get("catchup").expect("bookmark")
 }
@@ -376,24 +400,13 @@ fn a_drain_killed_during_its_catch_up_loses_no_change_whose_hook_never_ran() {
             let before = catch_up_mark(&world);
             let trip = world.stash.tripwire("query CatchUp", 1, point);
             let context = format!("round {round}, {label}");
-            match kill_when_tripped(&trip, spawn(&process_queue_stdin(&world))) {
-                Tripped::Killed => {
-                    let queued = catch_up_mark(&world) != before;
-                    let key = match (point, queued) {
-                        (TripPoint::Received, _) => label,
-                        (_, false) => "answered, killed before its jobs were committed",
-                        (_, true) => "answered, killed after its jobs were committed",
-                    };
-                    *killed.entry(key).or_default() += 1;
-                }
-                Tripped::Ended(out) => {
-                    assert!(out.status.success(), "{context}: {}", String::from_utf8_lossy(&out.stderr));
-                    not_reached += 1;
-                }
-            }
-            drop(trip);
-            check_queue(&world, &context);
-            expire_leases(&world);
+            let classify = || match (point, catch_up_mark(&world) != before) {
+                (TripPoint::Received, _) => label,
+                (_, false) => "answered, killed before its jobs were committed",
+                (_, true) => "answered, killed after its jobs were committed",
+            };
+            let stdin = process_queue_stdin(&world);
+            armed_run(&world, trip, &stdin, &context, (&mut killed, &mut not_reached), classify);
         }
     }
     let drains = drain_until_empty(&world);
@@ -444,23 +457,12 @@ fn a_reconciliation_killed_while_it_queues_its_fixes_loses_none() {
                 "args": { "mode": "reconcile", "scope": "all", "reconcile_mode": "enqueue" } })
             .to_string();
             let context = format!("round {round}, {label}");
-            match kill_when_tripped(&trip, spawn(&stdin)) {
-                Tripped::Killed => {
-                    let key = match point {
-                        TripPoint::Received => label,
-                        _ if jobs_queued(&world) > queued_before => "answered, killed after fixes were queued",
-                        _ => "answered, killed before its fixes were queued",
-                    };
-                    *killed.entry(key).or_default() += 1;
-                }
-                Tripped::Ended(out) => {
-                    assert!(out.status.success(), "{context}: {}", String::from_utf8_lossy(&out.stderr));
-                    not_reached += 1;
-                }
-            }
-            drop(trip);
-            check_queue(&world, &context);
-            expire_leases(&world);
+            let classify = || match point {
+                TripPoint::Received => label,
+                _ if jobs_queued(&world) > queued_before => "answered, killed after fixes were queued",
+                _ => "answered, killed before its fixes were queued",
+            };
+            armed_run(&world, trip, &stdin, &context, (&mut killed, &mut not_reached), classify);
         }
     }
     // No task again: the killed run is finished by the next drain.

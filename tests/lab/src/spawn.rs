@@ -48,28 +48,20 @@ impl Plugin {
     pub fn invoke_rss(&self, stdin: &Value) -> Result<(Value, Option<u64>, Option<u64>), String> {
         let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
         let mut cmd = Command::new(me);
-        cmd.arg("child-rss").arg("--").arg(&self.exe).arg("plugin");
-        if let Some(p) = &self.policy {
-            cmd.arg("--policy").arg(p);
-        }
-        let mut child = cmd
-            .env("STASH2PLEX_AUTODRAIN", "0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start the measuring process: {e}"))?;
-        if let Some(mut pipe) = child.stdin.take() {
-            pipe.write_all(stdin.to_string().as_bytes()).map_err(|e| format!("cannot write to the plugin: {e}"))?;
-        }
-        let (report, _) = finish(child)?;
+        cmd.args(["child-rss", "--"]).arg(&self.exe);
+        let (report, _) = finish(self.launch(cmd, stdin)?)?;
         let kib = |k: &str| report.get(k).and_then(Value::as_u64);
         Ok((report.get("answer").cloned().unwrap_or(Value::Null), kib("max_rss_kib"), kib("own_rss_kib")))
     }
 
     /// The plugin process, `stdin` written and closed.
     fn start(&self, stdin: &Value) -> Result<std::process::Child, String> {
-        let mut cmd = Command::new(&self.exe);
+        self.launch(Command::new(&self.exe), stdin)
+    }
+
+    /// `cmd` (the plugin, or something that runs it) with the plugin's
+    /// arguments appended, started with `stdin` written and closed.
+    fn launch(&self, mut cmd: Command, stdin: &Value) -> Result<std::process::Child, String> {
         cmd.arg("plugin");
         if let Some(p) = &self.policy {
             cmd.arg("--policy").arg(p);
