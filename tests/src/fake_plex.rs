@@ -348,9 +348,12 @@ impl Section {
 struct Items {
     by_rk: BTreeMap<u64, Item>,
     per_section: HashMap<String, u32>,
-    /// Rating keys in listing order, per (section, kind, sort asked for).
-    orders: HashMap<(String, ItemKind, Option<(SortField, bool)>), Vec<u64>>,
+    /// Rating keys in listing order, per listing.
+    orders: HashMap<Listing, Vec<u64>>,
 }
+
+/// A listing's order: (section, kind, sort asked for and whether descending).
+type Listing = (String, ItemKind, Option<(SortField, bool)>);
 
 impl Items {
     fn get(&self, rk: &u64) -> Option<&Item> {

@@ -181,19 +181,16 @@ pub fn run(plugin: &Plugin, args: BenchArgs) -> Result<(), String> {
         println!("  events recorded (both passes so far)         {recorded:8}");
         // Memory apart from the timing (it goes through a measuring process,
         // see `spawn::child_rss`): 32 more hooks at once, each its own peak.
-        let measured: Vec<Result<(Option<u64>, Option<u64>), String>> = std::thread::scope(|s| {
-            let handles: Vec<_> = stdins[..32]
-                .iter()
-                .map(|stdin| s.spawn(move || plugin.invoke_rss(stdin).map(|(_, rss, floor)| (rss, floor))))
-                .collect();
+        let measured: Vec<Result<crate::spawn::Peak, String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = stdins[..32].iter().map(|stdin| s.spawn(move || plugin.invoke_rss(stdin))).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("a hook thread panicked".into()))).collect()
         });
         let mut largest_rss: Option<u64> = None;
         let mut floor: Option<u64> = None;
         for m in measured {
-            let (rss, own) = m?;
-            largest_rss = largest_rss.max(rss);
-            floor = floor.max(own);
+            let peak = m?;
+            largest_rss = largest_rss.max(peak.rss_kib);
+            floor = floor.max(peak.floor_kib);
         }
         if let Some(kib) = largest_rss {
             println!(

@@ -44,14 +44,14 @@ impl Plugin {
 
     /// [`Plugin::invoke`], with the process's own peak resident set in KiB,
     /// measured through `stash2plex-lab child-rss` (see there); `None` off
-    /// Unix. Also the measuring process's own peak, the floor of the figure.
-    pub fn invoke_rss(&self, stdin: &Value) -> Result<(Value, Option<u64>, Option<u64>), String> {
+    /// Unix. The answer itself is not kept.
+    pub fn invoke_rss(&self, stdin: &Value) -> Result<Peak, String> {
         let me = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
         let mut cmd = Command::new(me);
         cmd.args(["child-rss", "--"]).arg(&self.exe);
         let (report, _) = finish(self.launch(cmd, stdin)?)?;
         let kib = |k: &str| report.get(k).and_then(Value::as_u64);
-        Ok((report.get("answer").cloned().unwrap_or(Value::Null), kib("max_rss_kib"), kib("own_rss_kib")))
+        Ok(Peak { rss_kib: kib("max_rss_kib"), floor_kib: kib("own_rss_kib") })
     }
 
     /// The plugin process, `stdin` written and closed.
@@ -79,6 +79,13 @@ impl Plugin {
         }
         Ok(child)
     }
+}
+
+/// A process's peak memory as [`Plugin::invoke_rss`] measured it, KiB.
+pub struct Peak {
+    pub rss_kib: Option<u64>,
+    /// The measuring process's own peak: a figure at it is at most it.
+    pub floor_kib: Option<u64>,
 }
 
 /// What [`Plugin::invoke_measured`] saw.
