@@ -347,12 +347,11 @@ fn a_changed_image_is_uploaded_once_and_an_unchanged_one_never() {
     assert_eq!(world.plex.item(&rk).unwrap().poster_uploads.len(), 2);
 }
 
-/// The policy keeps one image record per scene and the host allows a
-/// policy at most 1,000 state keys: a larger library must still sync
-/// every scene (the records past the cap are not kept; the next sync
-/// compares with Plex's own poster list instead).
+/// The host allows a policy at most 1,000 state keys, and a library can be
+/// larger: every scene syncs, and the policy's image records (kept in
+/// shards, not one key per scene) hold for all of them.
 #[test]
-fn a_library_larger_than_the_policy_state_cap_syncs_every_scene() {
+fn a_library_larger_than_the_policy_state_cap_syncs_every_scene_and_keeps_every_image_record() {
     const N: usize = 1_010;
     let world = World::new(N);
     let out = world.task("all");
@@ -365,4 +364,14 @@ fn a_library_larger_than_the_policy_state_cap_syncs_every_scene() {
     let unsynced =
         world.scenes.iter().filter(|(_, rk)| !world.plex.item(rk).unwrap().locked_fields.contains("thumb")).count();
     assert_eq!(unsynced, 0, "every scene's poster reached Plex");
+
+    // Every scene's image record was kept: syncing them all again asks
+    // Plex about no image (a record lost past the cap would cost a look at
+    // the item's posters and backgrounds each time).
+    world.plex.clear_requests();
+    let again = world.task("all").output();
+    assert!(again.contains("the queue is empty"), "{again}");
+    let image_requests =
+        world.plex.requests().iter().filter(|r| r.path.ends_with("/posters") || r.path.ends_with("/arts")).count();
+    assert_eq!(image_requests, 0, "{again}");
 }

@@ -3,8 +3,12 @@
 //!
 //! Plex keeps every uploaded image forever (there is no delete) and names
 //! an upload by the SHA-1 of its bytes (`upload://posters/<sha1>`). So per
-//! scene the policy state keeps, under `img/<scene id>`, the Plex item, and
-//! per slot the Stash URL and the SHA-1 last put there:
+//! scene the policy state keeps the Plex item, and per slot the Stash URL
+//! and the SHA-1 last put there. The records are kept in [`SHARDS`] state
+//! keys (`img-shard/<n>`, a scene's by a hash of its id), not one key per
+//! scene: the host keeps at most 1,000 keys per policy, and a library is
+//! often larger. (Records of older versions, `img/<scene id>`, are read and
+//! moved into their shard.) For each image:
 //!
 //! 1. same URL as last time → nothing to do (no request at all);
 //! 2. else the host digests the Stash image (`stash.image-digest`); same
@@ -60,8 +64,76 @@ pub struct Pictures {
     pub notes: Vec<String>,
 }
 
-pub fn state_key(scene_id: &str) -> String {
+/// State keys the image records are spread over. 512 of 256 KiB hold the
+/// records of about half a million scenes; past that, a shard's write is
+/// refused by the host and its scenes' images are looked up in Plex again
+/// (one request more per image), nothing worse.
+const SHARDS: u32 = 512;
+
+/// The largest shard written (the host refuses a state value over 256 KiB).
+const MAX_SHARD_BYTES: usize = 250 << 10;
+
+/// The records of the scenes in one shard, by scene id.
+type Shard = std::collections::BTreeMap<String, Record>;
+
+/// The state key of the shard holding `scene_id`'s record: FNV-1a of the
+/// id, so the same id always lands in the same shard.
+pub(crate) fn shard_key(scene_id: &str) -> String {
+    let hash = scene_id.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    format!("img-shard/{}", hash % SHARDS)
+}
+
+/// Where an older version kept one scene's record.
+fn legacy_key(scene_id: &str) -> String {
     format!("img/{scene_id}")
+}
+
+/// A scene's record and its shard, as stored (a shard that does not parse
+/// is started again: the records are a cache of what Plex has).
+struct Stored {
+    shard_key: String,
+    shard: Shard,
+    record: Option<Record>,
+    /// The record came from its old per-scene key, to be moved.
+    legacy: bool,
+}
+
+fn load(run: &JobRun<'_>, scene_id: &str) -> Stored {
+    let read = |key: &str| run.host.state_get(key).ok().flatten();
+    let shard_key = shard_key(scene_id);
+    let shard: Shard = read(&shard_key).and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    let mut record = shard.get(scene_id).cloned();
+    let mut legacy = false;
+    if record.is_none() {
+        record = read(&legacy_key(scene_id)).and_then(|t| serde_json::from_str(&t).ok());
+        legacy = record.is_some();
+    }
+    Stored { shard_key, shard, record, legacy }
+}
+
+/// Keep `record` for the scene (in its shard, the old key removed).
+fn save(run: &mut JobRun<'_>, scene_id: &str, mut stored: Stored, record: Record) {
+    if stored.record.as_ref() == Some(&record) && !stored.legacy {
+        return;
+    }
+    stored.shard.insert(scene_id.to_string(), record);
+    match serde_json::to_string(&stored.shard) {
+        Ok(text) if text.len() <= MAX_SHARD_BYTES => run.write(&stored.shard_key, Some(text)),
+        _ => {
+            run.host.log(
+                LogLevel::Debug,
+                &format!(
+                    "{}: the image records' shard {} is full; the record is not kept",
+                    run.who(),
+                    stored.shard_key
+                ),
+            );
+            return;
+        }
+    }
+    if stored.legacy {
+        run.write(&legacy_key(scene_id), None);
+    }
 }
 
 pub fn sync(
@@ -76,13 +148,13 @@ pub fn sync(
     if want.images.is_empty() {
         return Ok(out);
     }
-    let key = state_key(&scene.id);
-    let stored: Option<Record> = run.host.state_get(&key).ok().flatten().and_then(|t| serde_json::from_str(&t).ok());
+    let stored = load(run, &scene.id);
     let mut record = stored
+        .record
         .clone()
         .filter(|r| r.rk == rating_key)
         .unwrap_or_else(|| Record { rk: rating_key.to_string(), ..Record::default() });
-    let known_item = stored.as_ref().is_some_and(|r| r.rk == rating_key);
+    let known_item = stored.record.as_ref().is_some_and(|r| r.rk == rating_key);
 
     for (kind, url) in &want.images {
         let kind = *kind;
@@ -153,9 +225,7 @@ pub fn sync(
         }
         *record.slot(kind) = Some(Slot { url: url.clone(), sha1: digest.sha1 });
     }
-    if stored.as_ref() != Some(&record) {
-        run.write(&key, serde_json::to_string(&record).ok());
-    }
+    save(run, &scene.id, stored, record);
     Ok(out)
 }
 
@@ -163,4 +233,27 @@ fn list_images(run: &mut JobRun<'_>, rating_key: &str, kind: ImageKind) -> Resul
     let request = PlexRequest::get(format!("/library/metadata/{rating_key}/{}", kind.collection()));
     let response = run.send(Endpoint::Image, &request)?;
     plex_json::parse_images(&response.body).map_err(|e| malformed(&request, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scene_keeps_its_shard_and_a_large_library_fits_in_them() {
+        assert_eq!(shard_key("12"), shard_key("12"));
+        assert_ne!(shard_key("12"), legacy_key("12"));
+        let mut per_shard: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for id in 1..=100_000 {
+            *per_shard.entry(shard_key(&id.to_string())).or_default() += 1;
+        }
+        assert_eq!(per_shard.len(), SHARDS as usize, "every shard is used");
+        // A record with two long Stash URLs and SHA-1s, as JSON in a shard.
+        let url = format!("http://stash.example.lan:9999/scene/100000/screenshot?t={}", u64::MAX);
+        let slot = Slot { url, sha1: "f".repeat(40) };
+        let record = Record { rk: "1234567".into(), poster: Some(slot.clone()), background: Some(slot) };
+        let one = serde_json::to_string(&Shard::from([("100000".to_string(), record)])).unwrap_or_default().len();
+        let fullest = per_shard.values().copied().max().unwrap_or(0);
+        assert!(fullest * one < MAX_SHARD_BYTES, "{fullest} records of {one} bytes fit in a shard");
+    }
 }

@@ -531,6 +531,30 @@ fn an_image_stash_cannot_serve_because_it_is_away_waits_but_a_missing_one_does_n
 }
 
 #[test]
+fn an_image_record_of_an_older_version_is_used_and_moved_into_its_shard() {
+    let (host, mut policy) = setup();
+    let url = "http://stash/scene/12/screenshot?t=1";
+    let mut s = scene("12", "Scene A", PATH);
+    s.screenshot_url = Some(url.into());
+    host.add_scene(s);
+    // An older version kept one key per scene: poster and background from
+    // this screenshot are already on item 108.
+    let slot = serde_json::json!({"url": url, "sha1": "a".repeat(40)});
+    let old = serde_json::json!({"rk": "108", "poster": slot, "background": slot}).to_string();
+    host.state_set(&[crate::host::StateWrite { key: "img/12".into(), value: Some(old) }]).unwrap();
+    let summary = work(&host, &mut policy);
+    assert!(summary.contains("synced"), "{summary}");
+    let image_requests: Vec<String> =
+        host.request_lines().into_iter().filter(|l| l.contains("/posters") || l.contains("/arts")).collect();
+    assert!(image_requests.is_empty(), "the kept record says the images are there: {image_requests:?}");
+    assert_eq!(host.state_value("img/12"), None, "the old key is gone");
+    let shard = host.state_value(&images::shard_key("12")).expect("the record is in its shard");
+    let kept: serde_json::Value = serde_json::from_str(&shard).unwrap();
+    assert_eq!(kept["12"]["rk"], "108", "{shard}");
+    assert_eq!(kept["12"]["poster"]["url"], url, "{shard}");
+}
+
+#[test]
 fn sync_master_off_writes_nothing() {
     let (host, mut policy) = configured(r#"{"sync_master":false}"#);
     work(&host, &mut policy);
