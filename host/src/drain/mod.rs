@@ -38,16 +38,25 @@ pub struct DrainMode {
     pub max_total_wait_ms: u64,
     /// Longest a drain runs in all, whatever the policy answers.
     pub max_run_ms: u64,
+    /// With nothing left at all, wait this long for a late change before
+    /// ending (once per stretch of work): during a Stash scan hooks come
+    /// in a trickle, and one drainer takes them instead of one each.
+    pub idle_linger_ms: u64,
 }
 
 impl DrainMode {
     /// A Stash task: Stash runs one task at a time, so a task must not sit
     /// through a long Plex outage; it waits a little, then hands over.
-    pub const FOREGROUND: DrainMode = DrainMode { linger_ms: 0, max_total_wait_ms: 120_000, max_run_ms: 3_600_000 };
+    pub const FOREGROUND: DrainMode =
+        DrainMode { linger_ms: 0, max_total_wait_ms: 120_000, max_run_ms: 3_600_000, idle_linger_ms: 0 };
     /// The detached drainer a hook starts: rides out outages and retries
     /// that are due soon, so nobody has to press a button.
-    pub const BACKGROUND: DrainMode =
-        DrainMode { linger_ms: 15 * 60_000, max_total_wait_ms: u64::MAX, max_run_ms: 12 * 3_600_000 };
+    pub const BACKGROUND: DrainMode = DrainMode {
+        linger_ms: 15 * 60_000,
+        max_total_wait_ms: u64::MAX,
+        max_run_ms: 12 * 3_600_000,
+        idle_linger_ms: 2_000,
+    };
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -48,11 +48,13 @@ pub struct Rules {
     failures: u32,
     waits_without_work: u32,
     waited_ms: u64,
+    /// The idle linger was used since the last work.
+    lingered: bool,
 }
 
 impl Rules {
     pub fn new(mode: DrainMode, started_ms: i64) -> Rules {
-        Rules { mode, started_ms, failures: 0, waits_without_work: 0, waited_ms: 0 }
+        Rules { mode, started_ms, failures: 0, waits_without_work: 0, waited_ms: 0, lingered: false }
     }
 
     /// `Some` once the drain has run as long as its mode allows.
@@ -70,13 +72,18 @@ impl Rules {
             Step::Worked => {
                 self.failures = 0;
                 self.waits_without_work = 0;
+                self.lingered = false;
                 return Next::Step;
             }
             // Only work resets the failure count: failing, then waiting for
             // the released job, then failing again is still a loop.
             Step::WaitMs(ms) => u64::from(ms).clamp(MIN_WAIT_MS, MAX_WAIT_MS),
             Step::Hollow => MIN_WAIT_MS,
-            Step::Idle(None) => return Next::Stop(Stopped::Empty),
+            Step::Idle(None) if self.lingered || self.mode.idle_linger_ms == 0 => return Next::Stop(Stopped::Empty),
+            Step::Idle(None) => {
+                self.lingered = true;
+                self.mode.idle_linger_ms
+            }
             Step::Idle(Some(due)) => {
                 let until = u64::try_from(due.saturating_sub(now_ms)).unwrap_or(0).max(1);
                 if until > self.mode.linger_ms {
@@ -176,6 +183,20 @@ mod tests {
         let mut r = Rules::new(FG, 0);
         assert_eq!(r.after(Step::Worked, 0), Next::Step);
         assert_eq!(r.after(Step::Idle(None), 0), Next::Stop(Stopped::Empty));
+    }
+
+    #[test]
+    fn a_background_drainer_waits_once_for_a_late_change_before_it_ends() {
+        let mut r = Rules::new(BG, 0);
+        assert_eq!(r.after(Step::Worked, 0), Next::Step);
+        assert_eq!(r.after(Step::Idle(None), 10), Next::Sleep(BG.idle_linger_ms), "a late hook is taken");
+        assert_eq!(r.after(Step::Idle(None), 2_010), Next::Stop(Stopped::Empty), "nothing came: it ends");
+        // A late change came and was worked: the next empty queue lingers again.
+        let mut r = Rules::new(BG, 0);
+        assert_eq!(r.after(Step::Idle(None), 0), Next::Sleep(BG.idle_linger_ms));
+        assert_eq!(r.after(Step::Worked, 2_000), Next::Step);
+        assert_eq!(r.after(Step::Idle(None), 2_010), Next::Sleep(BG.idle_linger_ms));
+        assert_eq!(r.after(Step::Idle(None), 4_010), Next::Stop(Stopped::Empty));
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub struct StepRecord {
 }
 
 /// A drain that never gives up on its own: the caller's limit ends it.
-const SIMULATED: DrainMode = DrainMode { linger_ms: u64::MAX, max_total_wait_ms: u64::MAX, max_run_ms: u64::MAX };
+const SIMULATED: DrainMode =
+    DrainMode { linger_ms: u64::MAX, max_total_wait_ms: u64::MAX, max_run_ms: u64::MAX, idle_linger_ms: 0 };
 
 pub struct Sim {
     pub clock: FakeClock,

@@ -264,7 +264,12 @@ impl Sandbox {
     /// Drain for at most `limit_ms` of simulated time; steps, policy
     /// failures and the costliest call.
     pub fn drain(&mut self, limit_ms: i64) -> Drained {
-        let mode = DrainMode { linger_ms: 30 * 60_000, max_total_wait_ms: u64::MAX, max_run_ms: 3 * 3_600_000 };
+        let mode = DrainMode {
+            linger_ms: 30 * 60_000,
+            max_total_wait_ms: u64::MAX,
+            max_run_ms: 3 * 3_600_000,
+            idle_linger_ms: 0,
+        };
         let mut watch = Watch { until: self.clock.now_ms() + limit_ms, failures: 0, errors: Vec::new() };
         self.session.fuel_max = 0;
         let fuel_before = self.session.fuel_total;
