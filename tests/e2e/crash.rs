@@ -534,9 +534,10 @@ fn a_drain_killed_while_it_switches_policy_loses_nothing() {
     const N: usize = 60;
     let world = World::new(N);
     let plain = json!({ "sync_poster": false, "sync_background": false });
-    // Plex answers in 40 ms, so the drain outlasts the drainer's look at
-    // the settings (every 5 s).
-    world.plex.faults().set(stash2plex_testkit::FaultMode::Delay(Duration::from_millis(40)));
+    // Plex answers in 60 ms, so the drain (about 7 s) outlasts the
+    // drainer's look at the settings (every 5 s, up to half a second later
+    // when it rides on a scene query).
+    world.plex.faults().set(stash2plex_testkit::FaultMode::Delay(Duration::from_millis(60)));
     let (cache, kept) = (world.data_dir().join("cache"), world.data_dir().join("policies"));
     let mut titles = BTreeMap::new();
     let mut version = 0;
@@ -562,7 +563,9 @@ fn a_drain_killed_while_it_switches_policy_loses_nothing() {
             let mut chosen = plain.clone();
             chosen["policy_path"] = json!(name);
             set_settings(&world, chosen);
-            let announced = world.stash.tripwire("{ configuration", 1, TripPoint::Answered);
+            // The drainer's look at the settings, in a query of its own or
+            // riding on a scene query.
+            let announced = world.stash.tripwire_containing("configuration { plugins(include", 1, TripPoint::Answered);
             // The running policy's artifact is in the cache by now; a new
             // one is the new component's.
             let artifacts = || -> usize {

@@ -535,6 +535,12 @@ impl FakeStash {
         self.shared().tripwires.arm(GRAPHQL_TRIP, document_start, nth, point)
     }
 
+    /// [`FakeStash::tripwire`] on GraphQL documents that contain `needle`
+    /// anywhere (a field that rides in another query's document).
+    pub fn tripwire_containing(&self, needle: &str, nth: usize, point: TripPoint) -> TripHandle {
+        self.shared().tripwires.arm_containing(GRAPHQL_TRIP, needle, nth, point)
+    }
+
     /// Pretend to be another Stash version. Before v0.27 the schema has no
     /// `Scene.groups`, so a query selecting it fails validation (HTTP 422).
     pub fn set_version(&self, version: &str) {
@@ -1571,6 +1577,13 @@ mod tests {
         assert!(!client.is_finished(), "the answer is held");
         held.release();
         assert_eq!(client.join().expect("client"), 200);
+        // A field anywhere in a document.
+        let field = stash.tripwire_containing("jobQueue {", 1, TripPoint::Answered);
+        assert_eq!(gql(&stash, find, json!({"id": "45"}), &[]).status, 200);
+        assert_eq!(field.wait(Duration::from_millis(20)), None, "not in that document");
+        let riding = "query FindScene($id: ID!) { findScene(id: $id) { id } jobQueue { status } }";
+        assert_eq!(gql(&stash, riding, json!({"id": "45"}), &[]).status, 200);
+        assert!(field.wait(Duration::from_secs(5)).is_some(), "a root field after another");
     }
 
     #[test]

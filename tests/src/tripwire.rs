@@ -29,6 +29,8 @@ const HOLD_LIMIT: Duration = Duration::from_secs(30);
 struct Armed {
     method: String,
     path_prefix: String,
+    /// Match a path that contains `path_prefix` anywhere, not only first.
+    anywhere: bool,
     /// Matches still to skip before firing.
     skip: usize,
     point: TripPoint,
@@ -72,11 +74,21 @@ impl Drop for TripHandle {
 impl Tripwires {
     /// Arm the slot (replacing an unfired tripwire).
     pub(crate) fn arm(&self, method: &str, path_prefix: &str, nth: usize, point: TripPoint) -> TripHandle {
+        self.arm_matching(method, path_prefix, false, nth, point)
+    }
+
+    /// [`Tripwires::arm`] on paths that contain `needle` anywhere.
+    pub(crate) fn arm_containing(&self, method: &str, needle: &str, nth: usize, point: TripPoint) -> TripHandle {
+        self.arm_matching(method, needle, true, nth, point)
+    }
+
+    fn arm_matching(&self, method: &str, pattern: &str, anywhere: bool, nth: usize, point: TripPoint) -> TripHandle {
         let (tx, rx) = mpsc::sync_channel(1);
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
         *lock(&self.armed) = Some(Armed {
             method: method.to_string(),
-            path_prefix: path_prefix.to_string(),
+            path_prefix: pattern.to_string(),
+            anywhere,
             skip: nth.saturating_sub(1),
             point,
             fired: tx,
@@ -90,9 +102,10 @@ impl Tripwires {
     pub(crate) fn at(&self, point: TripPoint, method: &str, path: &str) {
         let armed = {
             let mut slot = lock(&self.armed);
-            let matches = slot
-                .as_ref()
-                .is_some_and(|a| a.point == point && a.method == method && path.starts_with(&a.path_prefix));
+            let matches = slot.as_ref().is_some_and(|a| {
+                let found = if a.anywhere { path.contains(&a.path_prefix) } else { path.starts_with(&a.path_prefix) };
+                a.point == point && a.method == method && found
+            });
             if !matches {
                 return;
             }

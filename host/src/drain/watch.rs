@@ -28,8 +28,10 @@ pub const STASH_GONE_MS: i64 = 60_000;
 /// How often the condition is saved for hooks.
 const CONDITION_EVERY_MS: i64 = 2_000;
 /// How long a due look waits for the policy's next scene query to carry it
-/// (`StashClient::want_watch`) before asking Stash on its own.
-pub const RIDE_WAIT_MS: i64 = 1_000;
+/// (`StashClient::want_watch`) before asking Stash on its own. It waits only
+/// while the policy is reading Stash (`StashClient::rides_soon`); otherwise
+/// it asks at once.
+pub const RIDE_WAIT_MS: i64 = 500;
 
 pub struct Watcher {
     stash: Arc<StashClient>,
@@ -70,7 +72,7 @@ impl Watcher {
     /// carried, or else a request of its own.
     fn look(&mut self, session: &mut PolicySession, now_ms: i64) -> Option<Stopped> {
         let carried = if self.cadence.riding() { self.stash.take_watch() } else { None };
-        match (self.cadence.due(now_ms, carried.is_some(), self.stash.takes_riders()), carried) {
+        match (self.cadence.due(now_ms, carried.is_some(), self.stash.rides_soon()), carried) {
             (Due::Carried, Some(watched)) => self.judge(session, now_ms, Ok(watched)),
             (Due::Ride, _) => {
                 self.stash.want_watch(&self.plugin_id);
@@ -169,7 +171,8 @@ enum Due {
     Not,
     /// The scene query carried the look.
     Carried,
-    /// Time: let the next scene query carry the look.
+    /// Time: let the next scene query carry the look (the policy is
+    /// reading Stash: one comes within [`RIDE_WAIT_MS`]).
     Ride,
     /// Time: ask Stash with a request of its own.
     Ask,
@@ -265,14 +268,14 @@ mod tests {
     }
 
     #[test]
-    fn a_look_no_scene_query_carries_asks_after_a_second() {
+    fn a_look_no_scene_query_carries_asks_after_half_a_second() {
         let mut c = cadence();
         assert_eq!(c.due(0, false, true), Due::Ask);
         assert_eq!(c.due(5_000, false, true), Due::Ride);
-        assert_eq!(c.due(5_999, false, true), Due::Not);
-        assert_eq!(c.due(6_000, false, true), Due::Ask, "no scene query came: ask on its own");
-        assert_eq!(c.due(6_100, true, true), Due::Not, "a late carrier is not a look that was due");
-        assert_eq!(c.due(11_000, false, true), Due::Ride);
+        assert_eq!(c.due(5_000 + RIDE_WAIT_MS - 1, false, true), Due::Not);
+        assert_eq!(c.due(5_000 + RIDE_WAIT_MS, false, true), Due::Ask, "no scene query came: ask on its own");
+        assert_eq!(c.due(5_600, true, true), Due::Not, "a late carrier is not a look that was due");
+        assert_eq!(c.due(5_000 + RIDE_WAIT_MS + WATCH_EVERY_MS, false, true), Due::Ride);
     }
 
     #[test]

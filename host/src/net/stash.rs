@@ -68,7 +68,13 @@ struct Rider {
     /// This Stash refused a carrying query that it answers without the
     /// rider: the watch asks on its own from now on.
     refused: bool,
+    /// When the policy last asked Stash something (a rider only waits for
+    /// a policy that is reading Stash now).
+    last_query: Option<std::time::Instant>,
 }
+
+/// A policy that asked Stash this recently is likely to ask again soon.
+const READING_WITHIN: Duration = Duration::from_secs(1);
 
 /// The plugin's settings and the heavy Stash job running, if any.
 pub type Watched = (Map<String, Value>, Option<String>);
@@ -546,9 +552,11 @@ impl StashClient {
         !rider.refused
     }
 
-    /// Whether scene queries may carry the watch (see [`Rider`]).
-    pub fn takes_riders(&self) -> bool {
-        self.rider.lock().is_ok_and(|r| !r.refused)
+    /// Whether the watch should wait for a scene query to carry it: this
+    /// Stash takes riders and the policy is reading scenes now (it asked
+    /// within the last second). See [`Rider`].
+    pub fn rides_soon(&self) -> bool {
+        self.rider.lock().is_ok_and(|r| !r.refused && r.last_query.is_some_and(|t| t.elapsed() < READING_WITHIN))
     }
 
     /// What a scene query carried back since the watch asked for it.
@@ -560,7 +568,10 @@ impl StashClient {
     /// A Stash that refuses the carrying document but answers the plain one
     /// is not asked to carry again.
     fn policy_query<T: DeserializeOwned>(&self, query: &str, variables: Value) -> Result<T, StashError> {
-        let wanted = self.rider.lock().ok().and_then(|mut r| r.wanted.take());
+        let wanted = self.rider.lock().ok().and_then(|mut r| {
+            r.last_query = Some(std::time::Instant::now());
+            r.wanted.take()
+        });
         let Some(plugin_id) = wanted else {
             return self.graphql(query, variables);
         };
@@ -1096,8 +1107,12 @@ mod tests {
         }]);
         let client = StashClient::new(&stash.url(), None, None);
         let q = wit::SceneQuery { page: 1, per_page: 10, ids: Vec::new(), updated_after: None, related: None };
+        assert!(!client.rides_soon(), "a policy that has not read Stash is not waited for");
         assert_eq!(client.find_scenes(&q).unwrap().scenes.len(), 1);
         assert!(client.take_watch().is_none(), "nothing rides unless the watch asked");
+        assert!(client.rides_soon(), "the policy is reading Stash");
+        assert!(client.watch("stash2plex").is_ok());
+        assert!(client.rides_soon(), "the watch's own request is not the policy reading");
 
         assert!(client.want_watch("stash2plex"));
         stash.clear_requests();
