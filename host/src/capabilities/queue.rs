@@ -27,6 +27,10 @@ const MAX_DUE_AHEAD_MS: i64 = 30 * 86_400_000;
 const MAX_ERROR_CHARS: usize = 4_000;
 const MAX_DETAIL_CHARS: usize = 16_000;
 const MAX_CLASS_CHARS: usize = 100;
+/// What a policy may leave queued in all, over any number of calls: a few
+/// hundred thousand scenes' jobs with room to spare, and never a full disk.
+const MAX_QUEUED_JOBS: u64 = 1_000_000;
+const MAX_QUEUED_PAYLOAD_BYTES: u64 = 1 << 30;
 /// A lease is at most this long (a crashed drainer's job comes back after it).
 const MAX_LEASE_MS: u32 = 30 * 60_000;
 
@@ -46,6 +50,12 @@ pub struct QueueCap {
     /// Jobs attempted, ever (complete, retry-at, dead-letter): what a
     /// drain's summary counts as processed.
     pub attempted: u64,
+    /// The queue's jobs and payload bytes as last counted, plus what this
+    /// session enqueued since (an overestimate: coalesced payloads count
+    /// again); counted afresh when it reaches a bound.
+    queued: Option<(u64, u64)>,
+    /// The bounds on what is queued in all.
+    limits: (u64, u64),
 }
 
 fn qerr(e: store::QueueError) -> queue::QueueError {
@@ -85,7 +95,31 @@ impl QueueCap {
             enqueues: 0,
             effects: 0,
             attempted: 0,
+            queued: None,
+            limits: (MAX_QUEUED_JOBS, MAX_QUEUED_PAYLOAD_BYTES),
         }
+    }
+
+    /// Refuse an enqueue that would take the queue past its bounds in all
+    /// (a change to a scene already queued adds no job).
+    fn check_total(&mut self, scene_id: &str, payload_len: u64) -> Result<(), queue::QueueError> {
+        let (max_jobs, max_bytes) = self.limits;
+        let over = |(jobs, bytes): (u64, u64)| jobs + 1 > max_jobs || bytes + payload_len > max_bytes;
+        let totals = match self.queued {
+            Some(estimate) if !over(estimate) => return Ok(()),
+            _ => self.queue.totals().map_err(qerr)?,
+        };
+        self.queued = Some(totals);
+        let bytes_fit = totals.1 + payload_len <= max_bytes;
+        if !over(totals) || (bytes_fit && self.queue.is_queued(scene_id).map_err(qerr)?) {
+            return Ok(());
+        }
+        Err(refused(format!(
+            "the queue holds {} job(s) and {} MiB of payloads; a policy may keep at most {max_jobs} and {} MiB",
+            totals.0,
+            totals.1 >> 20,
+            max_bytes >> 20
+        )))
     }
 
     fn now(&self) -> i64 {
@@ -169,9 +203,16 @@ impl queue::Host for QueueCap {
         if self.enqueues >= MAX_ENQUEUES_PER_CALL {
             return Ok(Err(refused(format!("at most {MAX_ENQUEUES_PER_CALL} enqueues per call"))));
         }
+        if let Err(e) = self.check_total(&scene_id, payload.len() as u64) {
+            return Ok(Err(e));
+        }
         self.enqueues += 1;
         let (now, due) = (self.now(), self.due(not_before_ms));
         let outcome = self.queue.enqueue(&scene_id, &payload, due, now).map_err(qerr);
+        if let (Ok(made), Some((jobs, bytes))) = (&outcome, self.queued.as_mut()) {
+            *jobs += u64::from(matches!(made, queue::EnqueueOutcome::Created));
+            *bytes += payload.len() as u64;
+        }
         self.effects += u64::from(outcome.is_ok());
         Ok(outcome)
     }
@@ -294,5 +335,43 @@ impl history::Host for QueueCap {
             return Ok(Err(refused(format!("{:?} is not a Stash scene id", cap(bad.clone(), 40)))));
         }
         Ok(self.queue.synced_at(&scene_ids).map_err(qerr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use queue::Host as _;
+
+    fn enqueue(cap: &mut QueueCap, id: &str, payload: &str) -> Result<queue::EnqueueOutcome, queue::QueueError> {
+        cap.begin_call();
+        cap.enqueue(id.into(), payload.into(), 0).expect("no trap")
+    }
+
+    #[test]
+    fn a_policy_cannot_queue_past_the_bounds_in_all_over_many_calls() {
+        let queue = Queue::open_in_memory().expect("queue");
+        let mut cap = QueueCap::new(queue, Arc::new(FakeClock::new(1_000)), 7);
+        cap.limits = (3, 1 << 20);
+        for id in ["1", "2", "3"] {
+            assert!(enqueue(&mut cap, id, "p").is_ok());
+        }
+        let refused = enqueue(&mut cap, "4", "p");
+        assert!(matches!(&refused, Err(queue::QueueError::Refused(m)) if m.contains("at most 3")), "{refused:?}");
+        assert!(enqueue(&mut cap, "2", "newer").is_ok(), "a change to a queued scene is not a new job");
+        // Jobs that finish make room again (counted afresh at the bound).
+        let job = cap.claim(60_000).expect("no trap").expect("claim").expect("a job");
+        assert!(cap.complete(job.id, job.lease, Vec::new()).expect("no trap").is_ok());
+        assert!(enqueue(&mut cap, "4", "p").is_ok());
+
+        // And payload bytes in all.
+        let queue = Queue::open_in_memory().expect("queue");
+        let mut cap = QueueCap::new(queue, Arc::new(FakeClock::new(1_000)), 7);
+        cap.limits = (1_000, 100);
+        assert!(enqueue(&mut cap, "1", &"x".repeat(60)).is_ok());
+        let refused = enqueue(&mut cap, "2", &"x".repeat(60));
+        assert!(matches!(&refused, Err(queue::QueueError::Refused(m)) if m.contains("MiB")), "{refused:?}");
+        assert!(enqueue(&mut cap, "2", &"x".repeat(30)).is_ok());
     }
 }

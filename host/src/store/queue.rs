@@ -766,6 +766,20 @@ impl Queue {
         Ok(())
     }
 
+    /// Whether `scene_id` has a job (waiting or running).
+    pub fn is_queued(&self, scene_id: &str) -> Result<bool, QueueError> {
+        Ok(self.conn.query_row("SELECT EXISTS (SELECT 1 FROM jobs WHERE scene_id = ?1)", [scene_id], |r| r.get(0))?)
+    }
+
+    /// Jobs queued and the bytes of their payloads.
+    pub fn totals(&self) -> Result<(u64, u64), QueueError> {
+        let (jobs, bytes): (i64, i64) =
+            self.conn.query_row("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM jobs", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        Ok((jobs.max(0) as u64, bytes.max(0) as u64))
+    }
+
     /// Record a hook event (one commit). Returns its id.
     pub fn record_event(
         &mut self,
