@@ -607,15 +607,14 @@ impl JobRun<'_> {
                 };
                 let writes = self.all_writes(res);
                 let mut recorded = host.complete(job.id, job.lease, &writes);
-                if matches!(recorded, Err(QueueError::Refused(_))) && !self.writes.is_empty() {
-                    // The host refused this job's own records (the policy
-                    // state is at its cap): the change is in Plex, so the
-                    // outcome is kept without them. The next sync of this
-                    // scene finds its images in Plex's lists instead.
-                    host.log(
-                        LogLevel::Debug,
-                        &format!("{who}: the policy state is full; the image record of this scene was not kept"),
-                    );
+                if let Err(QueueError::Refused(why)) = &recorded
+                    && !self.writes.is_empty()
+                {
+                    // The host refused this job's own records (its bounds on
+                    // policy state): the change is in Plex, so the outcome is
+                    // kept without them. They are a cache (the image record:
+                    // the next sync finds the images in Plex's lists).
+                    host.log(LogLevel::Debug, &format!("{who}: this scene's records were not kept ({why})"));
                     recorded = host.complete(job.id, job.lease, &res.write());
                 }
                 (recorded, LogLevel::Info, what)

@@ -953,22 +953,9 @@ impl StashShared {
         if let Some(sort) = sort {
             sort_scenes(&mut list, sort, desc)?;
         }
-        let count = list.len();
-        let duration: f64 = list.iter().filter_map(|s| s.files.first()).map(|f| f.duration).sum();
-        let filesize: f64 = list.iter().filter_map(|s| s.files.first()).map(|f| f.size as f64).sum();
-        let per_page = filter.get("per_page").and_then(Json::as_i64);
-        let page = filter.get("page").and_then(Json::as_i64).unwrap_or(1).max(1);
-        let page_items: Vec<&SceneSpec> = match per_page {
-            Some(n) if n < 0 => list,
-            other => {
-                let n = usize::try_from(other.unwrap_or(25)).unwrap_or(0);
-                let skip = usize::try_from(page - 1).unwrap_or(0).saturating_mul(n);
-                list.into_iter().skip(skip).take(n).collect()
-            }
-        };
-        let api_key = self.auth.api_key();
-        let scenes: Vec<Json> = page_items.iter().map(|s| scene_json(s, base, api_key)).collect();
-        Ok(json!({"count": count, "duration": duration, "filesize": filesize, "scenes": scenes}))
+        let range = page_range(&filter, list.len());
+        let totals = file_totals(list.iter().copied());
+        Ok(scenes_answer(list.len(), totals, &list[range], base, self.auth.api_key()))
     }
 
     /// A page of every scene in a plain sort (no ids, no scene filter):
@@ -1001,21 +988,9 @@ impl StashShared {
             d.ordered = Some((key, ids));
         }
         let ids = d.ordered.as_ref().map(|(_, ids)| ids.as_slice()).unwrap_or_default();
-        let count = ids.len();
-        let duration: f64 = d.scenes.values().filter_map(|s| s.files.first()).map(|f| f.duration).sum();
-        let filesize: f64 = d.scenes.values().filter_map(|s| s.files.first()).map(|f| f.size as f64).sum();
-        let page = filter.get("page").and_then(Json::as_i64).unwrap_or(1).max(1);
-        let page_ids: &[String] = match filter.get("per_page").and_then(Json::as_i64) {
-            Some(n) if n < 0 => ids,
-            other => {
-                let n = usize::try_from(other.unwrap_or(25)).unwrap_or(0);
-                let skip = usize::try_from(page - 1).unwrap_or(0).saturating_mul(n).min(count);
-                &ids[skip..(skip.saturating_add(n)).min(count)]
-            }
-        };
-        let scenes: Vec<Json> =
-            page_ids.iter().filter_map(|id| d.scenes.get(id)).map(|s| scene_json(s, base, api_key)).collect();
-        Ok(Some(json!({"count": count, "duration": duration, "filesize": filesize, "scenes": scenes})))
+        let page: Vec<&SceneSpec> =
+            ids[page_range(filter, ids.len())].iter().filter_map(|id| d.scenes.get(id)).collect();
+        Ok(Some(scenes_answer(ids.len(), file_totals(d.scenes.values()), &page, base, api_key)))
     }
 }
 
@@ -1191,6 +1166,38 @@ const SORT_OPTIONS: [&str; 33] = [
     "updated_at",
     "performer_age",
 ];
+
+/// Which of `count` results a `findScenes` filter asks for: page `page`
+/// (from 1) of `per_page` (default 25; negative: all of them).
+fn page_range(filter: &Map<String, Json>, count: usize) -> std::ops::Range<usize> {
+    let page = filter.get("page").and_then(Json::as_i64).unwrap_or(1).max(1);
+    match filter.get("per_page").and_then(Json::as_i64) {
+        Some(n) if n < 0 => 0..count,
+        other => {
+            let n = usize::try_from(other.unwrap_or(25)).unwrap_or(0);
+            let skip = usize::try_from(page - 1).unwrap_or(0).saturating_mul(n).min(count);
+            skip..skip.saturating_add(n).min(count)
+        }
+    }
+}
+
+/// The total duration and size of the scenes' first files.
+fn file_totals<'a>(scenes: impl Iterator<Item = &'a SceneSpec>) -> (f64, f64) {
+    scenes.filter_map(|s| s.files.first()).fold((0.0, 0.0), |(d, z), f| (d + f.duration, z + f.size as f64))
+}
+
+/// A `findScenes` answer: `count` results, their files' totals, and the
+/// scenes of the page asked for.
+fn scenes_answer(
+    count: usize,
+    (duration, filesize): (f64, f64),
+    page: &[&SceneSpec],
+    base: &str,
+    api_key: Option<&str>,
+) -> Json {
+    let scenes: Vec<Json> = page.iter().map(|s| scene_json(s, base, api_key)).collect();
+    json!({"count": count, "duration": duration, "filesize": filesize, "scenes": scenes})
+}
 
 fn sort_scenes(list: &mut [&SceneSpec], sort: &str, desc: bool) -> Result<(), String> {
     let random_seed = sort

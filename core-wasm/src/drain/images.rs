@@ -65,9 +65,9 @@ pub struct Pictures {
 }
 
 /// State keys the image records are spread over. 512 of 256 KiB hold the
-/// records of about half a million scenes; past that, a shard's write is
-/// refused by the host and its scenes' images are looked up in Plex again
-/// (one request more per image), nothing worse.
+/// records of about half a million scenes; past that, a full shard is not
+/// written and its new scenes' images are looked up in Plex again (one
+/// request more per image), nothing worse.
 const SHARDS: u32 = 512;
 
 /// The largest shard written (the host refuses a state value over 256 KiB).

@@ -156,7 +156,9 @@ impl QueueCap {
                 writes.len()
             )));
         }
-        let mut new_keys = 0u64;
+        // Keys the writes add and remove: a call that moves a record to a
+        // new key and deletes its old one adds none in all.
+        let (mut new_keys, mut removed_keys) = (0u64, 0u64);
         for w in writes {
             if w.key.is_empty() || w.key.chars().count() > MAX_STATE_KEY_CHARS {
                 return Err(refused(format!("a state key is 1-{MAX_STATE_KEY_CHARS} characters")));
@@ -168,11 +170,16 @@ impl QueueCap {
                     MAX_STATE_VALUE_BYTES >> 10
                 )));
             }
-            if w.value.is_some() && self.queue.state_get(&w.key).map_err(qerr)?.is_none() {
-                new_keys += 1;
+            let exists = self.queue.state_get(&w.key).map_err(qerr)?.is_some();
+            match (&w.value, exists) {
+                (Some(_), false) => new_keys += 1,
+                (None, true) => removed_keys += 1,
+                _ => {}
             }
         }
-        if new_keys > 0 && self.queue.state_key_count().map_err(qerr)? + new_keys > MAX_STATE_KEYS {
+        if new_keys > removed_keys
+            && self.queue.state_key_count().map_err(qerr)? + new_keys - removed_keys > MAX_STATE_KEYS
+        {
             return Err(refused(format!("a policy keeps at most {MAX_STATE_KEYS} state keys")));
         }
         Ok(())
@@ -347,6 +354,24 @@ mod tests {
     fn enqueue(cap: &mut QueueCap, id: &str, payload: &str) -> Result<queue::EnqueueOutcome, queue::QueueError> {
         cap.begin_call();
         cap.enqueue(id.into(), payload.into(), 0).expect("no trap")
+    }
+
+    #[test]
+    fn at_the_state_key_cap_a_record_can_move_to_a_new_key_but_not_add_one() {
+        let mut queue = Queue::open_in_memory().expect("queue");
+        let full: Vec<store::StateWrite> = (0..MAX_STATE_KEYS)
+            .map(|i| store::StateWrite { key: format!("img/{i}"), value: Some("r".into()) })
+            .collect();
+        queue.state_set(&full).expect("fill the state");
+        let cap = QueueCap::new(queue, Arc::new(FakeClock::new(1_000)), 7);
+        let write =
+            |key: &str, value: Option<&str>| queue::StateWrite { key: key.into(), value: value.map(Into::into) };
+        let added = cap.check_writes(&[write("img-shard/1", Some("r"))]);
+        assert!(matches!(&added, Err(queue::QueueError::Refused(m)) if m.contains("1000 state keys")), "{added:?}");
+        let moved = cap.check_writes(&[write("img-shard/1", Some("r")), write("img/7", None)]);
+        assert!(moved.is_ok(), "{moved:?}");
+        let not_there = cap.check_writes(&[write("img-shard/1", Some("r")), write("img/absent", None)]);
+        assert!(not_there.is_err(), "deleting a key that is not there frees nothing");
     }
 
     #[test]

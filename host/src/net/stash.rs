@@ -542,14 +542,14 @@ impl StashClient {
         Ok(data.settings_and_busy(plugin_id))
     }
 
-    /// Let the watch ride on the next scene query (see [`Rider`]); false
-    /// when this Stash does not take riders.
-    pub fn want_watch(&self, plugin_id: &str) -> bool {
-        let Ok(mut rider) = self.rider.lock() else { return false };
-        if !rider.refused {
-            rider.wanted = Some(plugin_id.to_string());
+    /// Let the watch ride on the next scene query (see [`Rider`]). An
+    /// answer a late carrier left from an earlier wish is dropped: only
+    /// what comes after this wish is taken.
+    pub fn want_watch(&self, plugin_id: &str) {
+        if let Ok(mut rider) = self.rider.lock() {
+            rider.answer = None;
+            rider.wanted = (!rider.refused).then(|| plugin_id.to_string());
         }
-        !rider.refused
     }
 
     /// Whether the watch should wait for a scene query to carry it: this
@@ -668,9 +668,6 @@ impl StashClient {
     }
 }
 
-/// A GraphQL answer (status and body) read as `data` of type `T`: the
-/// credentials refused, Stash's own errors, an answer that is not GraphQL,
-/// each a typed error.
 /// The root fields of the drain's watch: the plugin's settings and Stash's
 /// job queue.
 fn watch_fields(plugin_id: &str) -> Result<String, StashError> {
@@ -686,6 +683,9 @@ fn with_root_fields(query: &str, fields: &str) -> Option<String> {
     Some(format!("{body} {fields} }}"))
 }
 
+/// A GraphQL answer (status and body) read as `data` of type `T`: the
+/// credentials refused, Stash's own errors, an answer that is not GraphQL,
+/// each a typed error.
 fn read_answer<T: DeserializeOwned>(status: u16, body: &[u8]) -> Result<T, StashError> {
     if status == 401 || status == 403 {
         return Err(StashError::Unauthorized(status));
@@ -1114,7 +1114,7 @@ mod tests {
         assert!(client.watch("stash2plex").is_ok());
         assert!(client.rides_soon(), "the watch's own request is not the policy reading");
 
-        assert!(client.want_watch("stash2plex"));
+        client.want_watch("stash2plex");
         stash.clear_requests();
         assert_eq!(client.find_scenes(&q).unwrap().scenes.len(), 1);
         assert_eq!(stash.requests().len(), 1, "one request carries both");
@@ -1124,15 +1124,21 @@ mod tests {
         assert!(client.take_watch().is_none(), "an answer is taken once");
         assert_eq!(client.find_scenes(&q).unwrap().scenes.len(), 1);
         assert!(client.take_watch().is_none(), "a wish is carried once");
+        client.want_watch("stash2plex");
+        assert_eq!(client.find_scenes(&q).unwrap().scenes.len(), 1);
+        client.want_watch("stash2plex");
+        assert!(client.take_watch().is_none(), "an answer from before a new wish is not taken");
+        assert_eq!(client.find_scenes(&q).unwrap().scenes.len(), 1);
+        assert!(client.take_watch().is_some(), "the new wish's answer is");
 
         // Catch-up and Sync All pages carry it too, and the scene answer is whole.
-        assert!(client.want_watch("stash2plex"));
+        client.want_watch("stash2plex");
         let (left, rows) = client.scene_ids("CatchUp", None, None).unwrap();
         assert_eq!((left, rows.len()), (1, 1));
         assert!(client.take_watch().is_some_and(|(s, _)| !s.is_empty()));
 
         // The watch asking on its own cancels a wish.
-        assert!(client.want_watch("stash2plex"));
+        client.want_watch("stash2plex");
         assert!(client.watch("stash2plex").is_ok());
         assert_eq!(client.find_scene("1").unwrap().map(|s| s.id), Some("1".to_string()));
         assert!(client.take_watch().is_none());
@@ -1147,10 +1153,11 @@ mod tests {
         // reasons; the query falls back to movies and answers.
         stash.set_version("v0.26.2");
         let client = StashClient::new(&stash.url(), None, None);
-        assert!(client.want_watch("stash2plex"));
+        client.want_watch("stash2plex");
         assert_eq!(client.find_scene("1").unwrap().map(|s| s.id), Some("1".to_string()));
         assert!(client.take_watch().is_none(), "the failed carrier brought nothing back");
-        assert!(client.want_watch("stash2plex"), "a failure that was not the rider's does not stop riding");
+        assert!(client.rides_soon(), "a failure that was not the rider's does not stop riding");
+        client.want_watch("stash2plex");
         assert_eq!(client.find_scene("1").unwrap().map(|s| s.id), Some("1".to_string()));
         assert!(client.take_watch().is_some());
     }

@@ -347,11 +347,9 @@ pub fn reconcile(plugin: &Plugin, n: usize) -> Result<(), String> {
     let asked = stash.requests();
     let stash_requests = asked.len();
     let scene_pages = stash.graphql_count("findScenes");
-    let document = |r: &&stash2plex_testkit::fake_stash::StashRequest| r.graphql.clone().unwrap_or_default();
-    let carried =
-        asked.iter().map(|r| document(&r)).filter(|q| q.contains("findScenes") && q.contains("jobQueue")).count();
-    let own_watch =
-        asked.iter().map(|r| document(&r)).filter(|q| !q.contains("findScenes") && q.contains("jobQueue")).count();
+    let documents: Vec<&str> = asked.iter().map(|r| r.graphql.as_deref().unwrap_or_default()).collect();
+    let carried = documents.iter().filter(|q| q.contains("findScenes") && q.contains("jobQueue")).count();
+    let own_watch = documents.iter().filter(|q| !q.contains("findScenes") && q.contains("jobQueue")).count();
     let plex_budget = n.div_ceil(200) + 1 + 5;
     let stash_budget = n.div_ceil(250) + 5;
 
@@ -387,7 +385,7 @@ pub fn reconcile(plugin: &Plugin, n: usize) -> Result<(), String> {
         "    the drain's watch of Stash: {carried} carried by a findScenes page, {own_watch} asked on its own (while Plex is listed)"
     );
     let mut others: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
-    for q in asked.iter().map(|r| document(&r)).filter(|q| !q.contains("findScenes")) {
+    for q in documents.iter().filter(|q| !q.contains("findScenes")) {
         let shape: String = q.split_whitespace().take(4).collect::<Vec<_>>().join(" ");
         *others.entry(shape).or_default() += 1;
     }

@@ -114,12 +114,7 @@ impl Plugin {
             std::thread::spawn(move || {
                 let mut peak = 0;
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    let hwm = std::fs::read_to_string(&status).ok().and_then(|s| {
-                        s.lines()
-                            .find_map(|l| l.strip_prefix("VmHWM:"))
-                            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                    });
-                    peak = peak.max(hwm.unwrap_or(0));
+                    peak = peak.max(vm_hwm_kib(&status).unwrap_or(0));
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
                 peak
@@ -183,9 +178,7 @@ pub fn child_rss(command: &[std::ffi::OsString]) -> Result<(), String> {
         pipe.write_all(&input).map_err(|e| format!("cannot write to the child: {e}"))?;
     }
     let (answer, usage) = finish(child)?;
-    let own = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-        s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-    });
+    let own = vm_hwm_kib("/proc/self/status");
     let report = serde_json::json!({
         "answer": answer,
         "max_rss_kib": usage.map(|u| u.peak_rss_kib),
@@ -193,6 +186,12 @@ pub fn child_rss(command: &[std::ffi::OsString]) -> Result<(), String> {
     });
     println!("{report}");
     Ok(())
+}
+
+/// `VmHWM` (peak resident set, KiB) from a `/proc/<pid>/status` file.
+fn vm_hwm_kib(status_path: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(status_path).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?.parse().ok()
 }
 
 /// Read the child's answer to its end, then reap it.
